@@ -1,0 +1,111 @@
+"""What a backend is: the interface every sandbox technology implements.
+
+A backend creates, starts, execs into, copies into, stops and destroys
+sandboxes. It knows nothing of provisioners; provisioners talk to a sandbox
+only through the :class:`Bottle` handle.
+"""
+
+import abc
+import contextlib
+from dataclasses import dataclass
+from typing import Sequence
+
+from bottle.plan import Plan, PlanFile
+
+#: Labels every backend puts on every resource it creates, so that
+#: ``bottle ls`` and ``bottle gc`` find them from any process.
+LABEL_SLUG = "bottle.slug"
+LABEL_AGENT = "bottle.agent"
+LABEL_BACKEND = "bottle.backend"
+LABEL_PID = "bottle.pid"
+LABEL_HOST = "bottle.host"
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a backend can run here, and if not, why (shown by ``bottle doctor``)."""
+
+    ok: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
+@dataclass(frozen=True)
+class BottleInfo:
+    """One bottle as ``bottle ls`` shows it."""
+
+    slug: str
+    agent: str
+    backend: str
+    status: str
+    created: str
+    launcher_pid: int | None
+    launcher_host: str
+
+
+class Bottle(abc.ABC):
+    """A running sandbox, as provisioners and the launcher see it."""
+
+    slug: str
+
+    @abc.abstractmethod
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        user: str | None = None,
+        env: dict[str, str] | None = None,
+        workdir: str | None = None,
+    ) -> ExecResult:
+        """Run *argv* to completion and capture its output (as the guest user by default)."""
+
+    @abc.abstractmethod
+    def put_files(self, files: Sequence[PlanFile], *, uid: int, gid: int) -> None:
+        """Copy all *files* (files or whole directories) into the guest in one go.
+
+        Parent directories that do not exist are created, owned by *uid*.
+        """
+
+    @abc.abstractmethod
+    def run_agent(self, argv: Sequence[str], *, env: dict[str, str], interactive: bool) -> int:
+        """Run the agent in the foreground, return its exit code.
+
+        Interactive runs inherit the user's terminal; headless runs stream the
+        agent's output to ours.
+        """
+
+
+class Backend(abc.ABC):
+    """A sandbox technology, registered by a plugin through ``bottle_register_backends``."""
+
+    name: str
+
+    @abc.abstractmethod
+    def availability(self) -> Availability:
+        """Can a sandbox run here? Quick, never hangs, says why not."""
+
+    @abc.abstractmethod
+    def open(self, plan: Plan, stack: contextlib.ExitStack) -> Bottle:
+        """Create and start the sandbox (and its network) for *plan*.
+
+        Every resource is registered on *stack* for teardown the moment it
+        exists, so a failure half-way leaves nothing behind.
+        """
+
+    @abc.abstractmethod
+    def list(self) -> list[BottleInfo]:
+        """Every bottle of this backend on this machine, found by label."""
+
+    @abc.abstractmethod
+    def remove(self, slug: str) -> bool:
+        """Destroy everything labelled with *slug*; False if there was nothing."""
+
+    @abc.abstractmethod
+    def exec_interactive(self, slug: str, argv: Sequence[str], *, user: str | None) -> int:
+        """``bottle exec``: run *argv* in a running bottle with the user's terminal."""

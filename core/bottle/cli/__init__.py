@@ -1,0 +1,36 @@
+"""The ``bottle`` command. Heavy modules are imported inside commands so that
+``bottle --help`` stays fast."""
+
+import sys
+
+import typer
+
+from bottle.cli import image, info, manage, run
+
+app = typer.Typer(
+    name="bottle",
+    help="Run AI coding agents with broad permissions inside a bottle: a sandbox whose only way out "
+    "is a sidecar you control.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+app.command("run")(run.run)
+app.command("plugins")(info.plugins)
+app.command("doctor")(info.doctor)
+app.command("ls")(manage.ls)
+app.command("stop")(manage.stop)
+app.command("gc")(manage.gc)
+app.command("exec")(manage.exec_)
+app.add_typer(image.app, name="image")
+
+
+def main() -> None:
+    from bottle.errors import BottleError
+
+    try:
+        app()
+    except BottleError as err:
+        print(f"bottle: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)

@@ -1,0 +1,68 @@
+"""``bottle image build / bootstrap``: make the images locally, registry or not."""
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(help="Build the images bottle runs.", no_args_is_help=True, rich_markup_mode=None)
+
+
+@app.command("bootstrap")
+def bootstrap(
+    tag: Optional[str] = typer.Option(None, "--tag", help="Tag of the base image (default: the `image_base` setting)."),
+    suite: Optional[str] = typer.Option(None, "--suite", help="Debian suite (default: the `debian_suite` setting)."),
+    mirror: Optional[List[str]] = typer.Option(None, "--mirror", help="apt source line(s); default: the host's Debian sources."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even if the image exists."),
+) -> None:
+    """Build the base image with mmdebstrap from the host's Debian mirror and `docker import` it.
+
+    For hosts that cannot reach a container registry.
+    """
+    from rich.console import Console
+
+    from bottle.cli.common import settings_and_plugins
+    from bottle.engine import docker_client
+    from bottle.images.bootstrap import bootstrap_base
+    from bottle.images.build import image_status
+
+    settings, _ = settings_and_plugins(image_base=tag, debian_suite=suite)
+    client = docker_client()
+    console = Console(stderr=True)
+    if not force and image_status(client, settings.image_base).get("present"):
+        console.print(f"{settings.image_base} is already present (use --force to rebuild)")
+        return
+    image_id = bootstrap_base(
+        client, tag=settings.image_base, suite=settings.debian_suite, mirrors=mirror or None, console=console
+    )
+    console.print(f"built {settings.image_base} ({image_id[:19]})")
+
+
+@app.command("build")
+def build(
+    tag: Optional[str] = typer.Option(None, "--tag", help="Tag of the agent image (default: the `image` setting)."),
+    base: Optional[str] = typer.Option(None, "--base", help="Base image (default: the `image_base` setting)."),
+    ca_cert: Optional[List[Path]] = typer.Option(None, "--ca-cert", help="Extra CA certificate trusted during the build (repeatable; default: the host's /usr/local/share/ca-certificates/*.crt)."),
+    keep_ca: Optional[bool] = typer.Option(None, "--keep-ca/--no-keep-ca", help="Leave the build CAs in the final image."),
+) -> None:
+    """Build the agent image: base + git, Node.js, Claude Code and a non-root user."""
+    from rich.console import Console
+
+    from bottle.cli.common import settings_and_plugins
+    from bottle.engine import docker_client
+    from bottle.images.build import build_agent_image, default_build_ca_certs, host_npm_registry
+
+    settings, _ = settings_and_plugins(image=tag, image_base=base, build_ca_certs=ca_cert or None, build_keep_ca=keep_ca)
+    console = Console(stderr=True)
+    ca_certs = settings.build_ca_certs if settings.build_ca_certs is not None else default_build_ca_certs()
+    image_id = build_agent_image(
+        docker_client(timeout=1800),
+        tag=settings.image,
+        base=settings.image_base,
+        ca_certs=list(ca_certs),
+        keep_ca=settings.build_keep_ca,
+        claude_code_version=settings.claude_code_version,
+        npm_registry=host_npm_registry(),
+        console=console,
+    )
+    console.print(f"built {settings.image} ({image_id[:19]})")

@@ -1,0 +1,71 @@
+"""``bottle plugins`` and ``bottle doctor``: what is installed and what works."""
+
+import typer
+
+
+def plugins(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """List loaded plugins: name, distribution, version and the hooks each implements."""
+    from bottle.cli.common import print_json, settings_and_plugins
+
+    settings, loaded = settings_and_plugins()
+    infos = loaded.info()
+    if as_json:
+        print_json(
+            {
+                "plugins": infos,
+                "failed": loaded.failures,
+                "disabled": list(loaded.disabled),
+                "backends": sorted(loaded.backends()),
+            }
+        )
+        return
+    for plugin in infos:
+        print(f"{plugin.name:12} {plugin.distribution} {plugin.version}")
+        print(f"{'':12} hooks: {', '.join(plugin.hooks)}")
+    for name, error in loaded.failures.items():
+        print(f"{name:12} FAILED: {error}")
+    for name in loaded.disabled:
+        print(f"{name:12} disabled by BOTTLE_DISABLE_PLUGINS")
+
+
+def doctor(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """Check this machine: each backend (available or why not), images, config files found."""
+    from bottle import paths
+    from bottle.cli.common import print_json, settings_and_plugins
+    from bottle.images.build import image_status
+
+    settings, loaded = settings_and_plugins()
+    report: dict = {"backends": {}, "images": {}, "config": {}, "plugin_failures": loaded.failures}
+    for name, backend in sorted(loaded.backends().items()):
+        availability = backend.availability()
+        report["backends"][name] = {"available": availability.ok, "reason": availability.reason}
+    if report["backends"].get("docker", {}).get("available"):
+        from bottle.engine import docker_client
+
+        client = docker_client()
+        for tag in (settings.image, settings.image_base):
+            report["images"][tag] = image_status(client, tag)
+    config_dir = paths.config_dir()
+    project = paths.project_dir() / ".bottle"
+    for label, path in {
+        "config file": paths.config_file(),
+        "profiles": config_dir / "bottles",
+        "user agents": config_dir / "agents",
+        "user skills": config_dir / "skills",
+        "repo agents": project / "agents",
+        "repo skills": project / "skills",
+        "state root": paths.state_root(),
+    }.items():
+        report["config"][label] = {"path": str(path), "exists": path.exists()}
+    if as_json:
+        print_json(report)
+        return
+    for name, result in report["backends"].items():
+        mark = "ok " if result["available"] else "NO "
+        print(f"backend {name:10} {mark} {result['reason']}")
+    for tag, status in report["images"].items():
+        print(f"image   {tag:30} {'present' if status.get('present') else 'missing: run `bottle image bootstrap` / `bottle image build`'}")
+    for label, result in report["config"].items():
+        print(f"config  {label:12} {'found  ' if result['exists'] else 'absent '} {result['path']}")
+    for name, error in report["plugin_failures"].items():
+        print(f"plugin  {name:12} FAILED: {error}")

@@ -1,0 +1,44 @@
+"""``bottle run``: plan, then launch (or print the plan with --dry-run)."""
+
+from typing import List, Optional
+
+import typer
+
+
+def run(
+    agent: str = typer.Argument(..., help="Agent name (.bottle/agents/NAME.md or the config dir's agents/) or path to an agent .md file."),
+    claude_args: Optional[List[str]] = typer.Argument(None, help="Extra arguments for claude, after `--`.", show_default=False),
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Run headless with this prompt (no TTY needed); claude's exit code becomes bottle's."),
+    backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Backend to run on (default: the profile's, else the `backend` setting)."),
+    image: Optional[str] = typer.Option(None, "--image", help="Agent image (overrides the `image` setting)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and stop: nothing is created."),
+    as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON."),
+) -> None:
+    """Run an AGENT in a new bottle; everything is torn down when it exits.
+
+    Example: bottle run reviewer --prompt "review the last commit" -- --max-turns 5
+    """
+    from bottle.cli.common import print_json, settings_and_plugins
+    from bottle.launch import Terminated, launch
+    from bottle.prepare import build_plan
+
+    settings, plugins = settings_and_plugins(image=image)
+    plan = build_plan(
+        agent, settings=settings, plugins=plugins, headless_prompt=prompt, backend=backend,
+        claude_args=tuple(claude_args or ()),
+    )
+    if dry_run:
+        if as_json:
+            print_json(plan.model_dump(mode="json"))
+        else:
+            from bottle.cli.show import print_plan
+
+            print_plan(plan)
+        return
+    try:
+        code = launch(plan, plugins)
+    except KeyboardInterrupt:
+        code = 130
+    except Terminated as stop:
+        code = stop.exit_code
+    raise typer.Exit(code)

@@ -1,0 +1,26 @@
+"""Human-readable rendering of plans and listings (rich, imported on use)."""
+
+from bottle.plan import Plan
+
+
+def print_plan(plan: Plan) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"plan for bottle {plan.slug}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("agent", f"{plan.agent} ({plan.agent_file})")
+    table.add_row("profile", f"{plan.profile} ({', '.join(map(str, plan.profile_files)) or 'built-in default'})")
+    table.add_row("backend / image", f"{plan.backend} / {plan.image}")
+    limits = plan.resources
+    table.add_row("limits", f"cpus={limits.cpus or '-'} memory={limits.memory or '-'} pids={limits.pids or '-'}")
+    table.add_row("state dir", str(plan.state_dir))
+    table.add_row("guest", f"user {plan.guest.user} (uid {plan.guest.uid}), workdir {plan.guest.workdir}")
+    for f in plan.files:
+        table.add_row(f"file ({f.provider})", f"{f.host_path} -> {f.guest_path}")
+    table.add_row("claude", " ".join(plan.claude_argv))
+    for key, value in sorted(plan.env.items()):
+        table.add_row("env", f"{key}={value}")
+    console.print(table)

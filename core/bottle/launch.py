@@ -1,0 +1,69 @@
+"""Launch: execute a plan under one ExitStack, so nothing outlives the run.
+
+Order: state dir, sandbox (the backend registers each resource on the stack
+the moment it exists), plan files in one stream, provisioners in the core's
+order, the agent. SIGTERM is turned into an exception like Ctrl-C so that
+both unwind the stack; while the stack unwinds, further signals are ignored
+so that teardown itself cannot be interrupted half-way.
+"""
+
+import contextlib
+import signal
+import sys
+from typing import Iterator
+
+from bottle.errors import EnvironmentProblem
+from bottle.hookspecs import PROVISION_ORDER
+from bottle.plan import Plan
+from bottle.plugins import Plugins
+from bottle.prepare import write_state
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM (a BaseException, like KeyboardInterrupt)."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _signals(handler_int, handler_term) -> Iterator[None]:
+    previous = signal.signal(signal.SIGINT, handler_int), signal.signal(signal.SIGTERM, handler_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+
+
+def _report_stopping(plugins: Plugins, plan: Plan, bottle) -> None:
+    try:
+        plugins.hook.bottle_stopping(plan=plan, bottle=bottle)
+    except Exception as err:  # observers must not stop teardown
+        print(f"bottle: a plugin failed while the bottle was stopping: {err}", file=sys.stderr)
+
+
+def launch(plan: Plan, plugins: Plugins) -> int:
+    """Run *plan*; return the agent's exit code. Tears everything down, always."""
+    backend = plugins.backend(plan.backend)
+    availability = backend.availability()
+    if not availability.ok:
+        raise EnvironmentProblem(f"Backend {plan.backend!r} cannot run here: {availability.reason}")
+    write_state(plan)
+    stack = contextlib.ExitStack()
+    with _signals(signal.default_int_handler, _raise_terminated):
+        try:
+            bottle = backend.open(plan, stack)
+            stack.callback(_report_stopping, plugins, plan, bottle)
+            if plan.files:
+                bottle.put_files(plan.files, uid=plan.guest.uid, gid=plan.guest.uid)
+            for hook_name in PROVISION_ORDER:
+                getattr(plugins.hook, hook_name)(plan=plan, bottle=bottle)
+            plugins.hook.bottle_started(plan=plan, bottle=bottle)
+            return bottle.run_agent(plan.claude_argv, env=plan.env, interactive=not plan.headless)
+        finally:
+            with _signals(signal.SIG_IGN, signal.SIG_IGN):
+                stack.close()

@@ -1,0 +1,80 @@
+"""The plan: every decision resolved before any side effect.
+
+A :class:`Plan` is immutable and serialisable (``bottle run --dry-run --json``
+prints it); launch only executes one. Plugins add to it through the planning
+hooks, which see a :class:`PlanContext`.
+"""
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bottle.manifests.agent import Agent
+from bottle.manifests.profile import Profile
+from bottle.settings import Settings
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PlanFile(Frozen):
+    """A host file or directory copied into the guest, owned by the guest user."""
+
+    host_path: Path
+    guest_path: str
+    provider: str = Field(description="the plugin that asked for it")
+
+
+class GuestLayout(Frozen):
+    """Where things are inside the guest."""
+
+    user: str
+    uid: int
+    home: str
+    workdir: str
+    skills_dir: str
+    prompt_path: str
+
+
+class Resources(Frozen):
+    cpus: float | None = None
+    memory: str | None = None
+    pids: int | None = None
+
+
+class PlanContext(Frozen):
+    """What the planning hooks see: the inputs of the plan, already validated."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    slug: str
+    agent: Agent
+    profile: Profile
+    settings: Settings
+    project_dir: Path
+    state_dir: Path
+    prompt_file: Path
+    guest: GuestLayout
+
+
+class Plan(Frozen):
+    """One bottle, fully decided. ``bottle run --dry-run`` prints this."""
+
+    slug: str
+    agent: str
+    agent_file: Path
+    profile: str
+    profile_files: tuple[Path, ...]
+    backend: str
+    image: str
+    state_dir: Path
+    prompt_file: Path
+    system_prompt: str
+    guest: GuestLayout
+    resources: Resources
+    files: tuple[PlanFile, ...]
+    claude_argv: tuple[str, ...]
+    env: dict[str, str]
+    headless: bool
+    labels: dict[str, str]

@@ -1,0 +1,126 @@
+"""Build the plan: agent + profile + settings + what plugins add, no side effects."""
+
+import os
+import secrets
+import socket
+from pathlib import Path
+
+from bottle import paths
+from bottle.backend import LABEL_AGENT, LABEL_BACKEND, LABEL_HOST, LABEL_PID, LABEL_SLUG
+from bottle.errors import UsageError
+from bottle.manifests.agent import find_agent
+from bottle.manifests.profile import load_profile
+from bottle.plan import GuestLayout, Plan, PlanContext, PlanFile, Resources
+from bottle.plugins import Plugins
+from bottle.settings import Settings
+
+#: Quiet Claude Code: no telemetry, no self-update, no traffic but the API.
+AGENT_BASE_ENV = {
+    "DISABLE_TELEMETRY": "1",
+    "DISABLE_AUTOUPDATER": "1",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+}
+
+
+def new_slug(agent_name: str) -> str:
+    return f"{agent_name.lower()[:40]}-{secrets.token_hex(3)}"
+
+
+def _merge_plugin_env(results: list[dict[str, str] | None]) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for result in results:
+        for key, value in (result or {}).items():
+            if key in merged and merged[key] != value:
+                raise UsageError(f"Two plugins set the agent's {key} differently ({merged[key]!r} and {value!r}).")
+            merged[key] = value
+    return merged
+
+
+def build_plan(
+    agent_ref: str,
+    *,
+    settings: Settings,
+    plugins: Plugins,
+    headless_prompt: str | None = None,
+    backend: str | None = None,
+    claude_args: tuple[str, ...] = (),
+) -> Plan:
+    project_dir = paths.project_dir()
+    config_dir = paths.config_dir()
+    agent = find_agent(agent_ref, project_dir, config_dir)
+    profile = load_profile(agent.bottle, config_dir)
+    backend_name = backend or profile.backend or settings.backend
+    plugins.backend(backend_name)  # unknown backend: fail now, not at launch
+
+    slug = new_slug(agent.name)
+    state_dir = paths.state_root() / slug
+    guest = GuestLayout(
+        user=settings.guest_user,
+        uid=settings.guest_uid,
+        home=settings.guest_home,
+        workdir=settings.guest_workdir,
+        skills_dir=settings.skills_dir,
+        prompt_path=f"{settings.guest_home}/.bottle/system-prompt.md",
+    )
+    ctx = PlanContext(
+        slug=slug,
+        agent=agent,
+        profile=profile,
+        settings=settings,
+        project_dir=project_dir,
+        state_dir=state_dir,
+        prompt_file=state_dir / "system-prompt.md",
+        guest=guest,
+    )
+    hook = plugins.hook
+    files: list[PlanFile] = [f for result in hook.bottle_plan_files(ctx=ctx) for f in (result or [])]
+    plugin_args = [arg for result in hook.bottle_plan_claude_args(ctx=ctx) for arg in (result or [])]
+    plugin_env = _merge_plugin_env(hook.bottle_plan_env(ctx=ctx))
+
+    argv = ["claude"]
+    if headless_prompt is not None:
+        argv += ["-p", headless_prompt]
+    # The bottle is the boundary: inside it the agent may do anything.
+    argv.append("--dangerously-skip-permissions")
+    if agent.model:
+        argv += ["--model", agent.model]
+    argv += plugin_args
+    argv += list(claude_args)
+
+    env = {**AGENT_BASE_ENV, **agent.env, **profile.env, **plugin_env, "HOME": guest.home}
+    return Plan(
+        slug=slug,
+        agent=agent.name,
+        agent_file=agent.path,
+        profile=profile.name,
+        profile_files=profile.files,
+        backend=backend_name,
+        image=profile.image or settings.image,
+        state_dir=state_dir,
+        prompt_file=ctx.prompt_file,
+        system_prompt=agent.prompt,
+        guest=guest,
+        resources=Resources(cpus=profile.cpus, memory=profile.memory, pids=profile.pids),
+        files=tuple(files),
+        claude_argv=tuple(argv),
+        env=env,
+        headless=headless_prompt is not None,
+        labels={
+            LABEL_SLUG: slug,
+            LABEL_AGENT: agent.name,
+            LABEL_BACKEND: backend_name,
+            LABEL_PID: str(os.getpid()),
+            LABEL_HOST: socket.gethostname(),
+        },
+    )
+
+
+def write_state(plan: Plan) -> Path:
+    """Create the bottle's state dir (0700) with the plan and the prompt file (0600)."""
+    plan.state_dir.mkdir(parents=True, mode=0o700, exist_ok=False)
+    plan.state_dir.chmod(0o700)  # mkdir's mode is masked by the umask
+    fd = os.open(plan.prompt_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(plan.system_prompt)
+    (plan.state_dir / "plan.json").write_text(plan.model_dump_json(indent=2), encoding="utf-8")
+    return plan.state_dir

@@ -1,0 +1,90 @@
+"""Settings: command-line flags > ``BOTTLE_*`` environment > config.toml > defaults.
+
+Settings say *how* bottle works on this machine (which backend, which image,
+where guest files go); *what* a bottle may reach lives in bottle profiles.
+"""
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from bottle import paths
+from bottle.errors import UsageError
+from bottle.validation import describe_errors
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Every knob, documented where it is declared (``bottle doctor`` shows the file)."""
+
+    model_config = SettingsConfigDict(env_prefix="BOTTLE_", extra="forbid")
+
+    backend: str = Field("docker", description="backend used when the profile names none")
+    image: str = Field("bottle/agent:latest", description="agent image tag")
+    image_base: str = Field("debian:bookworm-slim", description="base image the agent image builds on")
+    debian_suite: str = Field("bookworm", description="suite `bottle image bootstrap` makes the base from")
+    build_ca_certs: list[Path] | None = Field(
+        None, description="extra CA certificates trusted while building images (default: the host's)"
+    )
+    build_keep_ca: bool = Field(False, description="leave the build CAs in the final image")
+    claude_code_version: str = Field("2.1.332", description="Claude Code npm version baked into the image")
+    guest_user: str = Field("agent", description="non-root user the agent runs as")
+    guest_uid: int = Field(1000, ge=1, description="uid of guest_user (files copied in are owned by it)")
+    guest_home: str = Field("/home/agent", description="guest_user's home in the guest")
+    guest_workdir: str = Field("/workspace", description="working directory of the agent")
+    guest_skills_dir: str | None = Field(None, description="where skills go (default ~/.claude/skills)")
+    disable_plugins: CommaList = Field(
+        default_factory=list, description="plugin names (entry points) not to load, comma separated"
+    )
+
+    @field_validator("disable_plugins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("guest_home", "guest_workdir", "guest_skills_dir")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("expected an absolute guest path (starting with /)")
+        return value
+
+    @property
+    def skills_dir(self) -> str:
+        return self.guest_skills_dir or f"{self.guest_home}/.claude/skills"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Evaluated per instantiation so that XDG_CONFIG_HOME changes are honoured.
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=paths.config_file())
+        return (init_settings, env_settings, toml)
+
+
+def load_settings(**flags: Any) -> Settings:
+    """Settings with *flags* (only those the user gave) on top; bad values are a UsageError."""
+    given = {key: value for key, value in flags.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as err:
+        where = f"command-line flags, BOTTLE_* environment or {paths.config_file()}"
+        raise UsageError(f"Invalid settings ({where}):\n{describe_errors(err)}") from None
+    except (OSError, ValueError) as err:  # unreadable or non-TOML config file
+        raise UsageError(f"Cannot read {paths.config_file()}: {err}") from None

@@ -1,0 +1,1 @@
+"""bottle's Docker backend: each bottle is a container on a network of its own."""

@@ -1,0 +1,1 @@
+"""bottle's built-in provisioners, one entry point (module) each."""

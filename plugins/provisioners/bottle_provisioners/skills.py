@@ -1,0 +1,70 @@
+"""Provisioner ``skills``: each skill the agent names is copied to the guest's skills dir.
+
+A skill is a directory holding ``SKILL.md``, found in the repo's
+``.bottle/skills/`` or the user's config dir (``skills/``). Everything that
+could go wrong is checked here, at plan time, before anything starts: an
+unknown skill, one without ``SKILL.md``, a name that could escape the skills
+dir, a skill found in both places, and symlinks that point outside the skill
+(they would copy host files the user never meant to share).
+"""
+
+import os
+from pathlib import Path
+
+from bottle import hookimpl, paths
+from bottle.errors import UsageError
+from bottle.manifests.common import check_name
+from bottle.plan import PlanFile
+
+NAME = "skills"
+
+
+def skill_dirs(project_dir: Path, config_dir: Path) -> list[Path]:
+    return [project_dir / ".bottle" / "skills", config_dir / "skills"]
+
+
+def _check_links(skill: Path) -> None:
+    root = skill.resolve()
+    for dirpath, dirnames, filenames in os.walk(skill):
+        for entry in [*dirnames, *filenames]:
+            path = Path(dirpath) / entry
+            if path.is_symlink():
+                target = path.resolve()
+                if target != root and root not in target.parents:
+                    raise UsageError(
+                        f"Skill file {path} is a symlink to {target}, outside the skill directory {skill}: "
+                        "copy the file into the skill instead."
+                    )
+
+
+def resolve_skill(name: str, agent_file: Path, dirs: list[Path]) -> Path:
+    try:
+        check_name(name, "skill")
+    except UsageError as err:
+        raise UsageError(f"{agent_file}: field `skills`: {err}") from None
+    found = [d / name for d in dirs if (d / name).is_dir()]
+    if not found:
+        raise UsageError(
+            f"{agent_file}: field `skills`: no skill {name!r} (looked for a directory {name}/ in "
+            f"{dirs[0]} and {dirs[1]})."
+        )
+    if len(found) > 1:
+        raise UsageError(f"{agent_file}: field `skills`: skill {name!r} is defined twice: {found[0]} and {found[1]}.")
+    skill = found[0]
+    if not (skill / "SKILL.md").is_file():
+        raise UsageError(f"{agent_file}: field `skills`: skill {name!r} ({skill}) has no SKILL.md.")
+    _check_links(skill)
+    return skill
+
+
+@hookimpl
+def bottle_plan_files(ctx):
+    dirs = skill_dirs(ctx.project_dir, paths.config_dir())
+    return [
+        PlanFile(
+            host_path=resolve_skill(name, ctx.agent.path, dirs),
+            guest_path=f"{ctx.guest.skills_dir}/{name}",
+            provider=NAME,
+        )
+        for name in ctx.agent.skills
+    ]
