@@ -1,4 +1,6 @@
-"""Human-readable rendering of plans and listings (rich, imported on use)."""
+"""Human-readable rendering of a plan (rich, imported on use)."""
+
+import shlex
 
 from bottle.plan import Plan
 
@@ -20,7 +22,7 @@ def print_plan(plan: Plan) -> None:
     table.add_row("guest", f"user {plan.guest.user} (uid {plan.guest.uid}), workdir {plan.guest.workdir}")
     for f in plan.files:
         table.add_row(f"file ({f.provider})", f"{f.host_path} -> {f.guest_path}")
-    table.add_row("claude", " ".join(plan.claude_argv))
+    table.add_row("claude", shlex.join(plan.claude_argv))
     for key, value in sorted(plan.env.items()):
         table.add_row("env", f"{key}={value}")
     console.print(table)

@@ -1,0 +1,5 @@
+"""``python -m bottle`` is the ``bottle`` command."""
+
+from bottle.cli import main
+
+main()

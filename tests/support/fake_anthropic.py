@@ -1,0 +1,421 @@
+"""A fake Anthropic Messages API for tests that run the real Claude Code.
+
+Claude Code is pointed at it with ``ANTHROPIC_BASE_URL``. It must look like
+api.anthropic.com on the wire (SSE event sequence, headers, error shapes)
+or the real binary rejects it, so the framing here mirrors the real API.
+Replies come from a script the test gives; every request is recorded so a
+test can assert what Claude Code sent (system prompt, skills, tool results)::
+
+    script = [tool_use("Bash", {"command": "touch /tmp/x"}), text("done")]
+    with FakeMessagesAPI(script, api_key="sk-ant-test", host="0.0.0.0") as api:
+        ...  # run claude with ANTHROPIC_BASE_URL=api.url_for("127.0.0.1")
+        api.wait_for(lambda r: "done" in api.all_text(r), timeout=30)
+
+Claude Code also sends side requests that offer no tools (session title,
+auto mode's permission classifier). Those never consume the script, so a
+script describes only the conversation the test cares about; they get an
+answer in the shape they ask for (see :func:`_side_text`).
+
+Run ``python -m tests.support.fake_anthropic --port 8080`` for a manual demo
+server that logs one line per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import secrets
+import string
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Sequence
+from urllib.parse import urlsplit
+
+DEFAULT_TEXT = "OK."
+
+
+@dataclass(frozen=True)
+class Step:
+    """One scripted assistant turn: its content blocks and why it stopped."""
+
+    content: tuple[dict[str, Any], ...]
+    stop_reason: str
+
+
+def text(reply: str) -> Step:
+    """A plain text answer that ends the turn (``stop_reason: end_turn``)."""
+    return Step(({"type": "text", "text": reply},), "end_turn")
+
+
+def tool_use(name: str, input: dict[str, Any], preamble: str | None = None) -> Step:
+    """A call of tool *name*; Claude Code runs it and sends the result next.
+
+    *preamble* is optional text before the call, as the real model often
+    writes. The id is fresh per step so tool results can be matched to it.
+    """
+    call = {"type": "tool_use", "id": _new_id("toolu_01"), "name": name, "input": input}
+    blocks = ({"type": "text", "text": preamble}, call) if preamble else (call,)
+    return Step(blocks, "tool_use")
+
+
+@dataclass
+class RecordedRequest:
+    """What one HTTP request carried; ``body`` is the parsed JSON or None."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    main: bool = False  # a /v1/messages request of the agent conversation
+
+
+class FakeMessagesAPI:
+    """A scripted Messages API in a background thread; a context manager.
+
+    *script* is the list of :class:`Step` answers for main-conversation
+    requests, in order; after it runs out they get *default_text*. If
+    *api_key* is given, requests must carry it as ``x-api-key`` or
+    ``Authorization: Bearer`` or they get 401 like the real API.
+    Port 0 picks a free port (see :attr:`port`).
+    """
+
+    def __init__(
+        self,
+        script: Sequence[Step] = (),
+        *,
+        api_key: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        default_text: str = DEFAULT_TEXT,
+        log: Callable[[str], None] | None = None,
+    ):
+        self.api_key = api_key
+        self.default_text = default_text
+        self._log = log
+        self._script = list(script)
+        self._requests: list[RecordedRequest] = []
+        self._changed = threading.Condition()
+        self._server = ThreadingHTTPServer((host, port), _Handler)
+        self._server.daemon_threads = True
+        self._server.api = self
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The bound port, useful when port 0 let the OS pick one."""
+        return self._server.server_address[1]
+
+    def url_for(self, host: str) -> str:
+        """Base URL as seen from *host* (e.g. a container's view of the host)."""
+        return f"http://{host}:{self.port}"
+
+    def __enter__(self) -> FakeMessagesAPI:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    # -- recorded requests ---------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of every request so far, in arrival order."""
+        with self._changed:
+            return list(self._requests)
+
+    def message_requests(self, main_only: bool = False) -> list[RecordedRequest]:
+        """POST /v1/messages requests; *main_only* drops the side requests."""
+        return [
+            r
+            for r in self.requests
+            if r.method == "POST" and _route(r.path) == "/v1/messages" and (r.main or not main_only)
+        ]
+
+    def wait_for(self, predicate: Callable[[RecordedRequest], bool], timeout: float) -> RecordedRequest:
+        """The first recorded request matching *predicate*, waiting up to *timeout* s."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for request in self._requests:
+                    if predicate(request):
+                        return request
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no matching request within {timeout}s; got {len(self._requests)}")
+                self._changed.wait(remaining)
+
+    @staticmethod
+    def system_text(request: RecordedRequest) -> str:
+        """The system prompt as one string (it may be a string or text blocks)."""
+        return _flatten((request.body or {}).get("system", ""))
+
+    @classmethod
+    def all_text(cls, request: RecordedRequest) -> str:
+        """System prompt and all message contents flattened, for substring asserts."""
+        messages = (request.body or {}).get("messages", [])
+        return "\n".join([cls.system_text(request)] + [_flatten(m.get("content", "")) for m in messages])
+
+    # -- used by the handler -------------------------------------------------
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._changed:
+            self._requests.append(request)
+            self._changed.notify_all()
+
+    def _reply(self, request: RecordedRequest) -> Step:
+        """The script's next step for main requests, else a default answer."""
+        if not request.main:
+            return text(_side_text(request.body, self.default_text))
+        with self._changed:
+            return self._script.pop(0) if self._script else text(self.default_text)
+
+
+def _is_main(body: Any) -> bool:
+    """Whether a messages request belongs to the agent conversation.
+
+    Claude Code's agent loop always offers its tools, whatever the model
+    (``--model haiku`` makes the main requests haiku too); its side requests
+    offer none.
+    """
+    return isinstance(body, dict) and bool(body.get("tools"))
+
+
+def _side_text(body: dict[str, Any], default: str) -> str:
+    """An answer a side request can parse, since Claude Code acts on it.
+
+    Session titles ask for JSON via ``output_config.format``; auto mode's
+    permission classifier stops at ``</block>`` and needs ``<block>no`` to
+    let a tool call run (anything else blocks it).
+    """
+    format = (body.get("output_config") or {}).get("format") or {}
+    if format.get("type") == "json_schema":
+        return json.dumps(_sample(format["schema"], default))
+    if "</block>" in (body.get("stop_sequences") or []):
+        return "<block>no</block>"
+    return default
+
+
+def _sample(schema: dict[str, Any], default: str) -> Any:
+    """A minimal value valid against a simple JSON schema."""
+    kind = schema.get("type")
+    if kind == "object":
+        return {name: _sample(sub, default) for name, sub in schema.get("properties", {}).items()}
+    if "enum" in schema:
+        return schema["enum"][0]
+    return {"array": [], "boolean": False, "integer": 0, "number": 0, "null": None}.get(kind, default)
+
+
+def _stop_at(step: Step, stop_sequences: list[str]) -> tuple[Step, str | None]:
+    """Cut a text answer at the first stop sequence, as the real API does.
+
+    The sequence itself is not part of the text; it is reported in
+    ``stop_sequence`` with ``stop_reason: stop_sequence``.
+    """
+    if len(step.content) != 1 or step.content[0]["type"] != "text":
+        return step, None
+    reply = step.content[0]["text"]
+    hits = sorted((reply.find(s), s) for s in stop_sequences if s in reply)
+    if not hits:
+        return step, None
+    position, sequence = hits[0]
+    return Step(({"type": "text", "text": reply[:position]},), "stop_sequence"), sequence
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Routes one request; HTTP/1.1 keep-alive with chunked SSE like the real API."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "fake-anthropic"
+
+    @property
+    def api(self) -> FakeMessagesAPI:
+        return self.server.api
+
+    def _handle(self) -> None:
+        self.request_id = _new_id("req_011")
+        length = int(self.headers.get("content-length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length)) if length else None
+        except ValueError:
+            body = None
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        request = RecordedRequest(self.command, self.path, headers, body)
+        route = _route(self.path)
+        is_messages = self.command == "POST" and route == "/v1/messages"
+        request.main = is_messages and _is_main(body)
+        if route == "/api/hello":  # Claude Code's unauthenticated preconnect probe
+            status = self._json(200, {})
+        elif not self._authorized():
+            status = self._error(401, "authentication_error", "invalid x-api-key")
+        elif route in ("/v1/messages", "/v1/messages/count_tokens") and not isinstance(body, dict):
+            status = self._error(400, "invalid_request_error", "request body must be a JSON object")
+        elif is_messages:
+            status = self._messages(request)
+        elif self.command == "POST" and route == "/v1/messages/count_tokens":
+            status = self._json(200, {"input_tokens": _estimate_tokens(body)})
+        else:
+            status = self._error(404, "not_found_error", "Not found")
+        self.api._record(request)
+        if self.api._log:
+            model = body.get("model", "-") if isinstance(body, dict) else "-"
+            kind = "main" if request.main else "side" if is_messages else "-"
+            self.api._log(f"{self.command} {self.path} -> {status} model={model} {kind}")
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+    def _authorized(self) -> bool:
+        expected = self.api.api_key
+        return expected is None or expected in (
+            self.headers.get("x-api-key"),
+            (self.headers.get("authorization") or "").removeprefix("Bearer "),
+        )
+
+    def _messages(self, request: RecordedRequest) -> int:
+        body = request.body
+        step, stop_sequence = _stop_at(self.api._reply(request), body.get("stop_sequences") or [])
+        message = {
+            "id": _new_id("msg_01"),
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", "claude-sonnet-4-5"),
+            "content": list(step.content),
+            "stop_reason": step.stop_reason,
+            "stop_sequence": stop_sequence,
+            "usage": _usage(_estimate_tokens(body), _estimate_tokens(step.content)),
+        }
+        if not body.get("stream"):
+            return self._json(200, message)
+        self._stream(message)
+        return 200
+
+    def _stream(self, message: dict[str, Any]) -> None:
+        """Send *message* as the real event sequence, one chunk per event."""
+        self._start(200, "text/event-stream; charset=utf-8", {"Transfer-Encoding": "chunked", "Cache-Control": "no-cache"})
+        usage = message["usage"]
+        start = dict(message, content=[], stop_reason=None, stop_sequence=None, usage=dict(usage, output_tokens=1))
+        self._event("message_start", {"message": start})
+        for index, block in enumerate(message["content"]):
+            empty = {"type": "text", "text": ""} if block["type"] == "text" else dict(block, input={})
+            self._event("content_block_start", {"index": index, "content_block": empty})
+            if index == 0:
+                self._event("ping", {})
+            for delta in _deltas(block):
+                self._event("content_block_delta", {"index": index, "delta": delta})
+            self._event("content_block_stop", {"index": index})
+        stop = {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]}
+        self._event("message_delta", {"delta": stop, "usage": usage})
+        self._event("message_stop", {})
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _event(self, name: str, data: dict[str, Any]) -> None:
+        """One SSE event as one HTTP chunk (``wfile`` is unbuffered: it leaves now)."""
+        payload = f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n".encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
+
+    def _json(self, status: int, payload: dict[str, Any]) -> int:
+        data = json.dumps(payload).encode()
+        self._start(status, "application/json", {"Content-Length": str(len(data))})
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        return status
+
+    def _error(self, status: int, kind: str, message: str) -> int:
+        error = {"type": "error", "error": {"type": kind, "message": message}, "request_id": self.request_id}
+        return self._json(status, error)
+
+    def _start(self, status: int, content_type: str, extra: dict[str, str]) -> None:
+        """Status line and the headers the real API sends on every answer."""
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("request-id", self.request_id)
+        self.send_header("anthropic-organization-id", str(uuid.UUID(int=0)))
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silenced: requests are logged (once, with more detail) via ``log``."""
+
+
+def _deltas(block: dict[str, Any]) -> list[dict[str, str]]:
+    """Split a block's content into the small deltas the real API streams.
+
+    Tool input arrives as ``input_json_delta`` fragments that are only
+    valid JSON once concatenated; the first one is empty, as on the wire.
+    """
+    if block["type"] == "text":
+        words = block["text"].split(" ")
+        pieces = [w + " " for w in words[:-1]] + words[-1:]
+        return [{"type": "text_delta", "text": p} for p in pieces]
+    encoded = json.dumps(block["input"])
+    pieces = [""] + [encoded[i : i + 12] for i in range(0, len(encoded), 12)]
+    return [{"type": "input_json_delta", "partial_json": p} for p in pieces]
+
+
+def _usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+    return {
+        "input_tokens": input_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": output_tokens,
+        "service_tier": "standard",
+    }
+
+
+def _estimate_tokens(payload: Any) -> int:
+    """Roughly four characters per token, like a real tokenizer on English."""
+    return max(1, len(json.dumps(payload)) // 4)
+
+
+def _route(path: str) -> str:
+    """The path without query: Claude Code posts to ``/v1/messages?beta=true``."""
+    return urlsplit(path).path
+
+
+def _flatten(content: Any) -> str:
+    """Text of a string or a list of content blocks, including nested results."""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for block in content or []:
+        if block.get("type") == "text":
+            parts.append(block["text"])
+        elif block.get("type") == "tool_use":
+            parts.append(json.dumps(block.get("input")))
+        elif block.get("type") == "tool_result":
+            parts.append(_flatten(block.get("content", "")))
+    return "\n".join(parts)
+
+
+def _new_id(prefix: str) -> str:
+    """An id shaped like the real ones: a prefix and base62 characters."""
+    alphabet = string.ascii_letters + string.digits
+    return prefix + "".join(secrets.choice(alphabet) for _ in range(22))
+
+
+def main() -> None:
+    """Serve a two-step demo script forever, logging one line per request."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--api-key", help="require this key (default: accept any)")
+    args = parser.parse_args()
+    script = [tool_use("Bash", {"command": "echo hello from the fake API"}), text("Done: the fake API ran echo.")]
+    log = functools.partial(print, flush=True)
+    with FakeMessagesAPI(script, api_key=args.api_key, host=args.host, port=args.port, log=log) as api:
+        log(f"fake Anthropic API on {api.url_for(args.host)}")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
