@@ -27,6 +27,7 @@ import functools
 import json
 import secrets
 import string
+import sys
 import threading
 import time
 import uuid
@@ -99,10 +100,10 @@ class FakeMessagesAPI:
         self._script = list(script)
         self._requests: list[RecordedRequest] = []
         self._changed = threading.Condition()
-        self._server = ThreadingHTTPServer((host, port), _Handler)
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), _Handler)
         self._server.api = self
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval keeps shutdown (and so each test) fast.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def port(self) -> int:
@@ -228,6 +229,18 @@ def _stop_at(step: Step, stop_sequences: list[str]) -> tuple[Step, str | None]:
     return Step(({"type": "text", "text": reply[:position]},), "stop_sequence"), sequence
 
 
+class _Server(ThreadingHTTPServer):
+    """The HTTP server; handler threads never keep the test process alive."""
+
+    daemon_threads = True
+    api: FakeMessagesAPI
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients drop idle keep-alive connections (Claude Code on exit); no error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class _Handler(BaseHTTPRequestHandler):
     """Routes one request; HTTP/1.1 keep-alive with chunked SSE like the real API."""
 
@@ -250,6 +263,7 @@ class _Handler(BaseHTTPRequestHandler):
         route = _route(self.path)
         is_messages = self.command == "POST" and route == "/v1/messages"
         request.main = is_messages and _is_main(body)
+        self.api._record(request)  # before answering: a test that saw the answer sees the request
         if route == "/api/hello":  # Claude Code's unauthenticated preconnect probe
             status = self._json(200, {})
         elif not self._authorized():
@@ -262,7 +276,6 @@ class _Handler(BaseHTTPRequestHandler):
             status = self._json(200, {"input_tokens": _estimate_tokens(body)})
         else:
             status = self._error(404, "not_found_error", "Not found")
-        self.api._record(request)
         if self.api._log:
             model = body.get("model", "-") if isinstance(body, dict) else "-"
             kind = "main" if request.main else "side" if is_messages else "-"
@@ -297,9 +310,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream(self, message: dict[str, Any]) -> None:
         """Send *message* as the real event sequence, one chunk per event."""
-        self._start(200, "text/event-stream; charset=utf-8", {"Transfer-Encoding": "chunked", "Cache-Control": "no-cache"})
+        framing = {"Transfer-Encoding": "chunked", "Cache-Control": "no-cache"}
+        self._start(200, "text/event-stream; charset=utf-8", framing)
         usage = message["usage"]
-        start = dict(message, content=[], stop_reason=None, stop_sequence=None, usage=dict(usage, output_tokens=1))
+        start = dict(message, content=[], stop_reason=None, stop_sequence=None)
+        start["usage"] = dict(usage, output_tokens=1)
         self._event("message_start", {"message": start})
         for index, block in enumerate(message["content"]):
             empty = {"type": "text", "text": ""} if block["type"] == "text" else dict(block, input={})
@@ -407,14 +422,17 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--api-key", help="require this key (default: accept any)")
     args = parser.parse_args()
-    script = [tool_use("Bash", {"command": "echo hello from the fake API"}), text("Done: the fake API ran echo.")]
+    script = [
+        tool_use("Bash", {"command": "echo hello from the fake API"}),
+        text("Done: the fake API ran echo."),
+    ]
     log = functools.partial(print, flush=True)
-    with FakeMessagesAPI(script, api_key=args.api_key, host=args.host, port=args.port, log=log) as api:
-        log(f"fake Anthropic API on {api.url_for(args.host)}")
-        try:
+    try:
+        with FakeMessagesAPI(script, api_key=args.api_key, host=args.host, port=args.port, log=log) as api:
+            log(f"fake Anthropic API on {api.url_for(args.host)}")
             threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a demo ends
 
 
 if __name__ == "__main__":
