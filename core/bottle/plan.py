@@ -6,12 +6,23 @@ hooks, which see a :class:`PlanContext`.
 """
 
 from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
 from bottle.manifests.agent import Agent
 from bottle.manifests.profile import Profile
 from bottle.settings import Settings
+
+
+#: A mapping nobody can change after validation: provision hooks see the plan
+#: and must not be able to alter what launch runs (``env``, say).
+ReadOnlyMap = Annotated[
+    Mapping[str, str],
+    AfterValidator(lambda value: MappingProxyType(dict(value))),
+    PlainSerializer(dict, return_type=dict),
+]
 
 
 class Frozen(BaseModel):
@@ -75,6 +86,6 @@ class Plan(Frozen):
     resources: Resources
     files: tuple[PlanFile, ...]
     claude_argv: tuple[str, ...]
-    env: dict[str, str]
+    env: ReadOnlyMap
     headless: bool
-    labels: dict[str, str]
+    labels: ReadOnlyMap

@@ -48,7 +48,7 @@ def build_plan(
     project_dir = paths.project_dir()
     config_dir = paths.config_dir()
     agent = find_agent(agent_ref, project_dir, config_dir)
-    profile = load_profile(agent.bottle, config_dir)
+    profile = load_profile(agent.bottle, config_dir, referrer=f"{agent.path}: field `bottle`: ")
     backend_name = backend or profile.backend or settings.backend
     plugins.backend(backend_name)  # unknown backend: fail now, not at launch
 

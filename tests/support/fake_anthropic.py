@@ -23,6 +23,7 @@ server that logs one line per request.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import secrets
@@ -45,6 +46,7 @@ class Step:
 
     content: tuple[dict[str, Any], ...]
     stop_reason: str
+    release: threading.Event | None = None  # answer only once this is set
 
 
 def text(reply: str) -> Step:
@@ -61,6 +63,14 @@ def tool_use(name: str, input: dict[str, Any], preamble: str | None = None) -> S
     call = {"type": "tool_use", "id": _new_id("toolu_01"), "name": name, "input": input}
     blocks = ({"type": "text", "text": preamble}, call) if preamble else (call,)
     return Step(blocks, "tool_use")
+
+
+def held(release: threading.Event, then: Step | None = None) -> Step:
+    """*then* (default: a short text), answered only once *release* is set.
+
+    Keeps the agent mid-request, for tests that interrupt a running session.
+    """
+    return dataclasses.replace(then or text(DEFAULT_TEXT), release=release)
 
 
 @dataclass
@@ -122,6 +132,11 @@ class FakeMessagesAPI:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
+
+    def enqueue(self, *steps: Step) -> None:
+        """Append *steps* to the script (for fixtures that start the server first)."""
+        with self._changed:
+            self._script.extend(steps)
 
     # -- recorded requests ---------------------------------------------------
 
@@ -292,7 +307,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _messages(self, request: RecordedRequest) -> int:
         body = request.body
-        step, stop_sequence = _stop_at(self.api._reply(request), body.get("stop_sequences") or [])
+        step = self.api._reply(request)
+        if step.release is not None:
+            step.release.wait(timeout=600)
+        step, stop_sequence = _stop_at(step, body.get("stop_sequences") or [])
         message = {
             "id": _new_id("msg_01"),
             "type": "message",

@@ -78,8 +78,8 @@ def gc(
 
 
 def exec_(
-    slug: str = typer.Argument(..., help="The bottle's slug (see `bottle ls`)."),
-    command: List[str] = typer.Argument(..., help="Command to run, after `--`."),
+    slug: str = typer.Argument(..., metavar="SLUG", help="The bottle's slug (see `bottle ls`)."),
+    command: List[str] = typer.Argument(..., metavar="-- COMMAND...", help="Command to run, after `--`."),
     root: bool = typer.Option(False, "--root", help="Run as root instead of the agent's user."),
 ) -> None:
     """Run a command in a running bottle: bottle exec SLUG -- bash"""

@@ -7,9 +7,9 @@ is assumed reachable, so it must already exist locally (``bottle image
 bootstrap`` makes it).
 """
 
+import re
 import shutil
 import subprocess
-import re
 import tempfile
 from collections import deque
 from dataclasses import dataclass
@@ -125,7 +125,7 @@ def _follow(stream, *, tag: str, console: Console) -> None:
                 if _STEP.match(line):
                     step = line.split(" : ", 1)[0]
                     tail.clear()
-                    console.print(f"[dim]{escape(line)}[/]")
+                    console.print(f"[dim]{escape(' '.join(line.split()))}[/]", no_wrap=True, overflow="ellipsis")
                 else:
                     tail.append(line)
                 status.update(f"Building {tag}: {step}\n[dim]{escape(line[:150])}[/]")

@@ -21,13 +21,18 @@ class AgentFrontMatter(BaseModel):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
     bottle: str = Field("default", pattern=NAME_PATTERN, description="bottle profile name")
-    skills: list[str] = Field(default_factory=list)
+    skills: tuple[str, ...] = ()
     model: str | None = None
     env: EnvMap = Field(default_factory=dict)
 
 
 class Agent(AgentFrontMatter):
-    """A validated agent: its front matter plus where it came from and its prompt."""
+    """A validated agent: its front matter plus where it came from and its prompt.
+
+    Frozen: planning hooks see it and must not change what the plan is built from.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: Path
     prompt: str

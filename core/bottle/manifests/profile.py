@@ -58,11 +58,13 @@ def _read_profile(path: Path) -> ProfileFile:
     return validate(ProfileFile, data, path, "bottle profile")
 
 
-def load_profile(name: str, config_dir: Path) -> Profile:
+def load_profile(name: str, config_dir: Path, referrer: str = "") -> Profile:
     """Load profile *name* and its ``extends`` chain.
 
     The profile ``default`` may be absent: it then means "no restrictions
-    beyond the settings". Any other missing profile is an error.
+    beyond the settings". Any other missing profile is an error, prefixed by
+    *referrer* (where the name came from) or by the file whose ``extends``
+    names it.
     """
     check_name(name, "bottle profile")
     directory = profiles_dir(config_dir)
@@ -78,7 +80,8 @@ def load_profile(name: str, config_dir: Path) -> Profile:
         if not path.is_file():
             if current == "default" and not chain:
                 return Profile(name=name)
-            referrer = f"{chain[-1][0]}: field `extends`: " if chain else ""
+            if chain:
+                referrer = f"{chain[-1][0]}: field `extends`: "
             known = sorted(p.stem for p in directory.glob("*.toml")) if directory.is_dir() else []
             hint = f" Known profiles: {', '.join(known)}." if known else ""
             raise UsageError(f"{referrer}no bottle profile {current!r} (expected {path}).{hint}")

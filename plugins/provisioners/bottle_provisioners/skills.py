@@ -5,10 +5,10 @@ A skill is a directory holding ``SKILL.md``, found in the repo's
 could go wrong is checked here, at plan time, before anything starts: an
 unknown skill, one without ``SKILL.md``, a name that could escape the skills
 dir, a skill found in both places, and symlinks that point outside the skill
-(they would copy host files the user never meant to share).
+(they would copy host files the user never meant to share), dangle or loop
+(the copy, which follows links, would fail at launch).
 """
 
-import os
 from pathlib import Path
 
 from bottle import hookimpl, paths
@@ -24,17 +24,42 @@ def skill_dirs(project_dir: Path, config_dir: Path) -> list[Path]:
 
 
 def _check_links(skill: Path) -> None:
+    """Walk the skill as the tar will (symlinks followed) and stop at what it could not copy.
+
+    A link must resolve (a dangling one would fail the copy at launch), stay
+    inside the skill, and not point at a directory that contains it (following
+    it would never end).
+    """
     root = skill.resolve()
-    for dirpath, dirnames, filenames in os.walk(skill):
-        for entry in [*dirnames, *filenames]:
-            path = Path(dirpath) / entry
+
+    def walk(directory: Path, ancestors: tuple[Path, ...]) -> None:
+        try:
+            entries = sorted(directory.iterdir())
+        except OSError as err:
+            raise UsageError(f"Skill directory {directory} cannot be read: {err}") from None
+        for path in entries:
             if path.is_symlink():
-                target = path.resolve()
+                try:
+                    target = path.resolve(strict=True)
+                except (OSError, RuntimeError):
+                    raise UsageError(
+                        f"Skill file {path} is a broken symlink (its target is missing or it loops): "
+                        "fix or remove it."
+                    ) from None
                 if target != root and root not in target.parents:
                     raise UsageError(
                         f"Skill file {path} is a symlink to {target}, outside the skill directory {skill}: "
                         "copy the file into the skill instead."
                     )
+                if target in ancestors:
+                    raise UsageError(
+                        f"Skill file {path} is a symlink to {target}, a directory that contains it: "
+                        "copying the skill would never end."
+                    )
+            if path.is_dir():
+                walk(path, (*ancestors, path.resolve()))
+
+    walk(skill, (root,))
 
 
 def resolve_skill(name: str, agent_file: Path, dirs: list[Path]) -> Path:

@@ -1,0 +1,289 @@
+"""build_plan with the really installed plugins, and write_state."""
+
+import json
+import stat
+
+import pytest
+from pydantic import ValidationError
+
+from bottle.backend import LABEL_AGENT, LABEL_BACKEND, LABEL_SLUG
+from bottle.plan import Plan, Resources
+from bottle.prepare import AGENT_BASE_ENV, build_plan, write_state
+from bottle.settings import load_settings
+
+APPEND = "--append-system-prompt-file"
+
+
+@pytest.fixture
+def plan_for(plugins):
+    """``plan_for(agent, settings={...}, **build_plan kwargs)``: a plan in the isolated home."""
+
+    def make(agent: str = "agent", *, settings: dict | None = None, **kwargs) -> Plan:
+        return build_plan(agent, settings=load_settings(**(settings or {})), plugins=plugins, **kwargs)
+
+    return make
+
+
+def files_by_provider(plan: Plan) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for f in plan.files:
+        out.setdefault(f.provider, []).append(f)
+    return out
+
+
+# -- claude argv ----------------------------------------------------------------
+
+
+def test_prompt_flag_when_the_prompt_is_not_empty(home, plan_for):
+    home.agent("agent", "Be brief.")
+    plan = plan_for()
+    at = plan.claude_argv.index(APPEND)
+    assert plan.claude_argv[at + 1] == plan.guest.prompt_path == "/home/agent/.bottle/system-prompt.md"
+    assert plan.system_prompt == "Be brief."
+
+
+@pytest.mark.parametrize("prompt", ["", "   \n\n  "])
+def test_no_prompt_flag_for_an_empty_prompt(home, plan_for, prompt):
+    home.agent("agent", prompt)
+    assert APPEND not in plan_for().claude_argv
+
+
+@pytest.mark.parametrize("prompt", ["", "Be brief."])
+def test_prompt_file_is_always_planned(home, plan_for, prompt):
+    home.agent("agent", prompt)
+    plan = plan_for()
+    [prompt_file] = files_by_provider(plan)["prompt"]
+    assert prompt_file.host_path == plan.prompt_file == plan.state_dir / "system-prompt.md"
+    assert prompt_file.guest_path == plan.guest.prompt_path
+
+
+@pytest.mark.parametrize(
+    ("settings", "skills_dir"),
+    [
+        ({}, "/home/agent/.claude/skills"),
+        ({"guest_home": "/home/bob"}, "/home/bob/.claude/skills"),
+        ({"guest_skills_dir": "/opt/skills"}, "/opt/skills"),
+    ],
+)
+def test_skill_files_go_under_the_skills_dir(home, plan_for, settings, skills_dir):
+    style, lint = home.skill("style"), home.skill("lint", where="config")
+    home.agent("agent", skills=["style", "lint"])
+    plan = plan_for(settings=settings)
+    assert plan.guest.skills_dir == skills_dir
+    assert [(f.host_path, f.guest_path) for f in files_by_provider(plan)["skills"]] == [
+        (style, f"{skills_dir}/style"),
+        (lint, f"{skills_dir}/lint"),
+    ]
+
+
+def test_guest_home_moves_the_prompt_path(home, plan_for):
+    home.agent("agent")
+    plan = plan_for(settings={"guest_home": "/home/bob"})
+    assert plan.guest.prompt_path == "/home/bob/.bottle/system-prompt.md"
+    assert plan.claude_argv[plan.claude_argv.index(APPEND) + 1] == plan.guest.prompt_path
+
+
+def test_model(home, plan_for):
+    home.agent("agent", model="claude-opus-4")
+    argv = plan_for().claude_argv
+    assert argv[argv.index("--model") + 1] == "claude-opus-4"
+
+
+def test_no_model_no_flag(home, plan_for):
+    home.agent("agent")
+    assert "--model" not in plan_for().claude_argv
+
+
+def test_headless(home, plan_for):
+    home.agent("agent")
+    plan = plan_for(headless_prompt="fix the build")
+    assert plan.headless
+    assert plan.claude_argv[:3] == ("claude", "-p", "fix the build")
+
+
+def test_interactive(home, plan_for):
+    home.agent("agent")
+    plan = plan_for()
+    assert not plan.headless
+    assert plan.claude_argv[0] == "claude" and "-p" not in plan.claude_argv
+    assert "--dangerously-skip-permissions" in plan.claude_argv
+
+
+def test_user_claude_args_come_last(home, plan_for):
+    home.agent("agent", "Be brief.", model="m")
+    argv = plan_for(headless_prompt="go", claude_args=("--max-turns", "5")).claude_argv
+    assert argv[-2:] == ("--max-turns", "5")
+    assert argv.index(APPEND) < argv.index("--max-turns")
+    assert argv.index("--model") < argv.index("--max-turns")
+
+
+# -- env, resources, backend ------------------------------------------------------
+
+
+def test_env_precedence(home, plan_for):
+    home.profile("strict", '[env]\nFROM_PROFILE = "profile"\nSHARED = "profile"\nHOME = "/profile-home"\n')
+    home.agent(
+        "agent",
+        bottle="strict",
+        env={"FROM_AGENT": "agent", "SHARED": "agent", "DISABLE_AUTOUPDATER": "agent", "HOME": "/agent-home"},
+    )
+    env = plan_for(settings={"guest_home": "/home/bob"}).env
+    assert env == {
+        **AGENT_BASE_ENV,
+        "DISABLE_AUTOUPDATER": "agent",  # agent over base
+        "FROM_AGENT": "agent",
+        "FROM_PROFILE": "profile",
+        "SHARED": "profile",  # profile over agent
+        "HOME": "/home/bob",  # the guest's home, always
+    }
+
+
+def test_base_env_quiets_claude(home, plan_for):
+    home.agent("agent")
+    env = plan_for().env
+    assert env["DISABLE_TELEMETRY"] == env["DISABLE_AUTOUPDATER"] == "1"
+    assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
+
+
+def test_resources_and_image_from_the_profile(home, plan_for):
+    home.profile("base", 'image = "img:profile"\nmemory = "2g"\npids = 100\n')
+    home.profile("big", 'extends = "base"\ncpus = 2.5\n')
+    home.agent("agent", bottle="big")
+    plan = plan_for()
+    assert plan.resources == Resources(cpus=2.5, memory="2g", pids=100)
+    assert plan.image == "img:profile"
+    assert plan.profile == "big"
+    assert plan.profile_files == (home.config_dir / "bottles" / "big.toml", home.config_dir / "bottles" / "base.toml")
+
+
+def test_no_profile_no_limits_and_settings_image(home, plan_for):
+    home.agent("agent")
+    plan = plan_for(settings={"image": "img:settings"})
+    assert plan.resources == Resources()
+    assert (plan.image, plan.profile, plan.profile_files) == ("img:settings", "default", ())
+
+
+def test_missing_profile_names_the_agent_file_and_field(home, plan_for, usage_error):
+    # the mistake is in the agent file (its `bottle` field), as for a missing skill
+    agent = home.agent("agent", bottle="ghost")
+    usage_error(lambda: plan_for(), agent, "`bottle`", "'ghost'", home.config_dir / "bottles" / "ghost.toml")
+
+
+def test_backend_defaults_to_the_setting(home, plan_for):
+    home.agent("agent")
+    plan = plan_for()
+    assert plan.backend == "docker"
+    assert plan.labels[LABEL_BACKEND] == "docker"
+
+
+@pytest.mark.parametrize("where", ["argument", "profile", "setting"])
+def test_unknown_backend_is_a_usage_error(home, plan_for, usage_error, where):
+    kwargs: dict = {}
+    if where == "profile":
+        home.profile("odd", 'backend = "nosuch"\n')
+        home.agent("agent", bottle="odd")
+    else:
+        home.agent("agent")
+    if where == "argument":
+        kwargs["backend"] = "nosuch"
+    if where == "setting":
+        kwargs["settings"] = {"backend": "nosuch"}
+    usage_error(lambda: plan_for(**kwargs), "'nosuch'", "docker")
+
+
+def test_backend_argument_beats_profile(home, plan_for):
+    home.profile("odd", 'backend = "nosuch"\n')
+    home.agent("agent", bottle="odd")
+    assert plan_for(backend="docker").backend == "docker"
+
+
+def test_slug_and_labels(home, plan_for):
+    home.agent("My.Agent")
+    plan, other = plan_for("My.Agent"), plan_for("My.Agent")
+    assert plan.slug.startswith("my.agent-")
+    assert plan.slug != other.slug
+    assert plan.labels[LABEL_SLUG] == plan.slug and plan.labels[LABEL_AGENT] == "My.Agent"
+    assert plan.state_dir == home.state_root / plan.slug
+
+
+# -- purity and shape ------------------------------------------------------------
+
+
+def test_building_a_plan_has_no_side_effect(home, plan_for):
+    home.skill("style")
+    home.profile("strict", "cpus = 1\n")
+    home.agent("agent", "Be brief.", bottle="strict", skills=["style"])
+    before = home.tree()
+    plan = plan_for(headless_prompt="go")
+    assert home.tree() == before
+    assert not home.state_root.exists() and not plan.state_dir.exists()
+
+
+def test_plan_is_immutable(home, plan_for):
+    home.agent("agent")
+    plan = plan_for()
+    with pytest.raises(ValidationError):
+        plan.slug = "other"
+    with pytest.raises(ValidationError):
+        plan.guest.home = "/root"
+    with pytest.raises(ValidationError):
+        plan.files[0].guest_path = "/etc/passwd"
+    with pytest.raises((TypeError, AttributeError)):
+        plan.claude_argv.append("--evil")  # tuples, not lists
+
+
+@pytest.mark.parametrize("field", ["env", "labels"])
+def test_plan_mappings_are_read_only(home, plan_for, field):
+    # provisioners receive the plan before the agent starts with plan.env:
+    # a mutable dict would let one change what launch runs
+    home.agent("agent")
+    mapping = getattr(plan_for(), field)
+    with pytest.raises(TypeError):
+        mapping["LD_PRELOAD"] = "/tmp/evil.so"
+
+
+def test_plan_json_round_trip(home, plan_for):
+    home.skill("style")
+    home.profile("p", 'cpus = 1.5\nmemory = "1g"\n[env]\nA = "b"\n')
+    home.agent("agent", "Be brief.", bottle="p", skills=["style"], model="m", env={"X": "y"})
+    plan = plan_for(headless_prompt="go", claude_args=("--max-turns", "2"))
+    assert Plan.model_validate_json(plan.model_dump_json()) == plan
+    assert json.loads(plan.model_dump_json())["claude_argv"] == list(plan.claude_argv)
+
+
+# -- write_state ------------------------------------------------------------------
+
+
+@pytest.fixture
+def written(home, plan_for):
+    home.agent("agent", "Be brief.\n\nReally.")
+    plan = plan_for()
+    return plan, write_state(plan)
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_write_state_dir_is_private(written):
+    plan, state_dir = written
+    assert state_dir == plan.state_dir
+    assert mode(state_dir) == 0o700
+
+
+def test_write_state_prompt_file(written):
+    plan, _ = written
+    assert plan.prompt_file.read_text() == "Be brief.\n\nReally."
+    assert mode(plan.prompt_file) == 0o600
+
+
+def test_write_state_plan_json(written):
+    plan, state_dir = written
+    assert Plan.model_validate_json((state_dir / "plan.json").read_text()) == plan
+
+
+def test_write_state_refuses_an_existing_state_dir(written):
+    plan, _ = written
+    with pytest.raises(FileExistsError):
+        write_state(plan)
+    assert plan.prompt_file.read_text() == "Be brief.\n\nReally."
