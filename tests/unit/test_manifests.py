@@ -33,14 +33,14 @@ def test_valid_agent_fields_and_prompt(home, find):
     assert agent.path == path
     assert agent.prompt == "Review the diff.\n\nBe terse."
     assert (agent.name, agent.description, agent.bottle, agent.model) == ("reviewer", "Reviews code", "strict", "opus")
-    assert agent.skills == ["commit-style", "tests"]
+    assert agent.skills == ("commit-style", "tests")
     assert agent.env == {"LANG": "C.UTF-8"}
 
 
 def test_agent_defaults(home, find):
     home.agent("plain", "")
     agent = find("plain")
-    assert (agent.bottle, agent.skills, agent.model, agent.env, agent.prompt) == ("default", [], None, {}, "")
+    assert (agent.bottle, agent.skills, agent.model, agent.env, agent.prompt) == ("default", (), None, {}, "")
 
 
 def test_agent_in_config_dir(home, find):
