@@ -54,7 +54,7 @@ class DockerBottle(Bottle):
         result = self.container.exec_run(
             list(argv),
             user=user or self.plan.guest.user,
-            environment=env,
+            environment=dict(env or {}),
             workdir=workdir,
             demux=True,
         )
@@ -73,7 +73,7 @@ class DockerBottle(Bottle):
             self.container.id,
             list(argv),
             user=self.plan.guest.user,
-            environment=env,
+            environment=dict(env),
             workdir=self.plan.guest.workdir,
             tty=False,
             stdin=False,
@@ -135,7 +135,7 @@ class DockerBackend(Backend):
         # Registered before creation: an interrupt between "created" and
         # "registered" must not leak it. Removing a missing one is a no-op.
         stack.callback(self._remove_network, name)
-        network = client.networks.create(name, driver="bridge", labels=plan.labels)
+        network = client.networks.create(name, driver="bridge", labels=dict(plan.labels))
         stack.callback(self._remove_container, name)
         limits = plan.resources
         container = client.containers.create(
@@ -143,8 +143,8 @@ class DockerBackend(Backend):
             command=["sleep", "infinity"],
             name=name,
             hostname=plan.slug[:63],
-            labels=plan.labels,
-            environment=plan.env,
+            labels=dict(plan.labels),
+            environment=dict(plan.env),
             user=plan.guest.user,
             working_dir=plan.guest.workdir,
             init=True,

@@ -1,0 +1,154 @@
+"""Integration fixtures: a real engine, real images, an isolated bottle home,
+the fake Messages API, and a check that every test leaves nothing behind."""
+
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require
+from tests.support.fake_anthropic import FakeMessagesAPI
+
+LABEL = "bottle.slug"
+TEST_API_KEY = "sk-ant-api03-bottle-test-key"
+
+
+@pytest.fixture(scope="session")
+def engine():
+    import docker
+    from docker.errors import DockerException
+
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except DockerException as err:
+        require(False, f"no Docker engine answers: {err}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def agent_image(engine):
+    from docker.errors import ImageNotFound
+
+    from bottle.settings import Settings
+
+    tag = Settings().image
+    try:
+        engine.images.get(tag)
+    except ImageNotFound:
+        require(False, f"agent image {tag} is not built (run `bottle image bootstrap && bottle image build`)")
+    return tag
+
+
+@pytest.fixture(scope="session")
+def host_gateway(engine) -> str:
+    """An address of this machine that containers on any bridge network reach."""
+    config = engine.networks.get("bridge").attrs["IPAM"]["Config"][0]
+    # The default bridge often lists only its subnet; its gateway is the first host.
+    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
+
+
+def _labelled(engine):
+    return (
+        engine.containers.list(all=True, filters={"label": LABEL}),
+        engine.networks.list(filters={"label": LABEL}),
+    )
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(request, engine):
+    """Every integration test must leave no labelled container or network."""
+    before = _labelled(engine)
+    assert before == ([], []), f"leftovers before the test: {before}"
+    yield
+    containers, networks = _labelled(engine)
+    for container in containers:
+        container.remove(force=True)
+    for network in networks:
+        network.remove()
+    assert (containers, networks) == ([], []), "the test left labelled resources behind"
+
+
+@dataclass
+class BottleHome:
+    """An isolated user: config dir, state dir, and a project dir to run in."""
+
+    root: Path
+    env: dict = field(default_factory=dict)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config" / "bottle"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state" / "bottle"
+
+    @property
+    def project(self) -> Path:
+        return self.root / "project"
+
+    def write(self, path: Path, text: str) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+        return path
+
+    def agent(self, name: str, prompt: str, **front) -> Path:
+        lines = [f"name: {name}"] + [f"{key}: {json.dumps(value)}" for key, value in front.items()]
+        return self.write(self.project / ".bottle" / "agents" / f"{name}.md", "---\n" + "\n".join(lines) + f"\n---\n{prompt}\n")
+
+    def skill(self, name: str, description: str, body: str = "Follow the steps.") -> Path:
+        return self.write(
+            self.project / ".bottle" / "skills" / name / "SKILL.md",
+            f"---\nname: {name}\ndescription: {description}\n---\n{body}\n",
+        )
+
+    def profile(self, name: str, toml: str) -> Path:
+        return self.write(self.config / "bottles" / f"{name}.toml", toml)
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "bottle", *args]
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            self.command(*args), cwd=self.project, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            self.command(*args), cwd=self.project, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+
+@pytest.fixture
+def home(tmp_path, agent_image) -> BottleHome:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("BOTTLE_")}
+    bottle_home = BottleHome(tmp_path)
+    env.update(XDG_CONFIG_HOME=str(tmp_path / "config"), XDG_STATE_HOME=str(tmp_path / "state"))
+    bottle_home.env = env
+    bottle_home.project.mkdir(parents=True)
+    return bottle_home
+
+
+@pytest.fixture
+def fake_api():
+    with FakeMessagesAPI([], api_key=TEST_API_KEY, host="0.0.0.0") as api:
+        yield api
+
+
+def api_profile(api: FakeMessagesAPI, gateway: str, extra: str = "") -> str:
+    """A profile pointing Claude Code at the fake API (until the egress sidecar carries it)."""
+    return f"""
+        {extra}
+        [env]
+        ANTHROPIC_BASE_URL = "{api.url_for(gateway)}"
+        ANTHROPIC_API_KEY = "{TEST_API_KEY}"
+        CLAUDE_CODE_MAX_RETRIES = "0"
+        """
