@@ -8,7 +8,7 @@ from rich.console import Console
 
 from bottle.errors import EnvironmentProblem, UsageError
 from bottle.images.bootstrap import mmdebstrap_command
-from bottle.images.build import DOCKERFILE, build_agent_image, default_build_ca_certs, write_build_context
+from bottle.images.build import DOCKERFILE, _follow, build_agent_image, default_build_ca_certs, write_build_context
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
@@ -94,3 +94,21 @@ def test_mmdebstrap_command_uses_the_given_mirrors(tmp_path):
     command = mmdebstrap_command("bookworm", tmp_path / "rootfs.tar", mirrors)
     assert command[:3] == ["mmdebstrap", "--variant=minbase", "--include=ca-certificates"]
     assert command[-3:] == ["bookworm", str(tmp_path / "rootfs.tar"), *mirrors]
+
+
+def test_build_failure_names_the_step_and_the_output_tail(tmp_path):
+    stream = [
+        {"stream": "Step 1/3 : FROM base\n"},
+        {"stream": " ---> abc123\n"},
+        {"stream": "Step 2/3 : RUN npm install\n"},
+        {"stream": "\x1b[91mnpm\x1b[0m"},
+        {"stream": "\x1b[91m ERR! code SELF_SIGNED_CERT_IN_CHAIN\n\x1b[0m"},
+        {"stream": "Removing intermediate container 0123\n"},
+        {"error": "The command '/bin/sh -c npm install'\n returned a non-zero code: 1", "errorDetail": {}},
+    ]
+    with pytest.raises(EnvironmentProblem) as caught:
+        _follow(iter(stream), tag="t", console=Console(file=open(tmp_path / "out", "w")))
+    assert str(caught.value) == (
+        "building t failed at Step 2/3: The command '/bin/sh -c npm install' returned a non-zero code: 1\n"
+        "npm ERR! code SELF_SIGNED_CERT_IN_CHAIN"
+    )

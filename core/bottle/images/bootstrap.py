@@ -87,13 +87,14 @@ def _run_mmdebstrap(command: list[str], *, suite: str, console: Console) -> None
     carries the tail of its output, which is where apt's reason is."""
     tail: deque[str] = deque(maxlen=OUTPUT_TAIL)
     with console.status(f"mmdebstrap {suite}: starting") as status:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
-        assert process.stdout is not None
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        )
         for raw in process.stdout:
             line = raw.rstrip()
             tail.append(line)
             if line.startswith("I: "):
-                console.print(f"[dim]{escape(line)}[/]")
+                console.print(f"[dim]{escape(line)}[/]", no_wrap=True, overflow="ellipsis")
                 status.update(f"mmdebstrap {suite}: {escape(line[3:])}")
         returncode = process.wait()
     if returncode != 0:

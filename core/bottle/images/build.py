@@ -24,7 +24,10 @@ from bottle.errors import EnvironmentProblem, UsageError
 DOCKERFILE = Path(__file__).with_name("agent.Dockerfile")
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 OUTPUT_TAIL = 25
-_STEP = re.compile(r"^Step (\d+)/(\d+) : ")
+_STEP = re.compile(r"^Step \d+/\d+ : ")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_LINE_END = re.compile(r"\r\n?|\n")
+_BUILDER_NOISE = ("---> ", "Removing intermediate container ")
 
 
 @dataclass(frozen=True)
@@ -109,18 +112,24 @@ def build_agent_image(
 
 def _follow(stream, *, tag: str, console: Console) -> None:
     """Show the current step and its last output line; on failure raise with
-    the step and the tail of its output, where the actual reason is."""
+    the step and the tail of its output, where the actual reason is.
+
+    The builder sends output in arbitrary fragments, stderr wrapped in colour
+    codes, so text is buffered into whole lines and the codes are dropped.
+    """
     step = "starting"
     tail: deque[str] = deque(maxlen=OUTPUT_TAIL)
+    pending = ""
     with console.status(f"Building {tag}") as status:
         for chunk in stream:
             if "error" in chunk:
+                error = " ".join(chunk["error"].split())
                 raise EnvironmentProblem(
-                    f"building {tag} failed at {step}: {chunk['error'].strip()}\n" + "\n".join(tail)
+                    f"building {tag} failed at {step}: {error}\n" + "\n".join([*tail, pending.strip()]).strip()
                 )
-            for line in chunk.get("stream", "").splitlines():
-                line = line.strip()
-                if not line:
+            *lines, pending = _LINE_END.split(pending + _ANSI.sub("", chunk.get("stream", "")))
+            for line in (line.strip() for line in lines):
+                if not line or line.startswith(_BUILDER_NOISE):
                     continue
                 if _STEP.match(line):
                     step = line.split(" : ", 1)[0]
