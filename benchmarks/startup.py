@@ -1,0 +1,112 @@
+"""Start-up cost of a bottle, measured against the raw engine in the same run.
+
+Prints, for the same image and the same fake Messages API:
+- raw ``docker run --rm IMAGE true`` (the engine's own floor);
+- raw ``docker run --rm IMAGE claude -p ...`` (the same agent, no bottle);
+- ``bottle run AGENT --prompt ...`` up to claude's exit;
+- the engine API calls ``bottle run`` made, and how many were provisioning
+  (between the sandbox's start and the agent's exec);
+- ``bottle --help`` wall time.
+
+Targets: bottle adds at most 1 s over raw claude; provisioning at most
+3 engine round trips; ``bottle --help`` under 200 ms.
+
+Run: .venv/bin/python -m benchmarks.startup [--runs N]
+"""
+
+import argparse
+import ipaddress
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+
+from benchmarks.enginetap import EngineTap
+from tests.support.fake_anthropic import FakeMessagesAPI
+
+API_KEY = "sk-ant-api03-benchmark"
+
+
+def timed(argv, **kwargs) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)
+    return time.perf_counter() - start
+
+
+def host_gateway(client) -> str:
+    config = client.networks.get("bridge").attrs["IPAM"]["Config"][0]
+    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
+
+
+def provisioning_calls(requests: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Engine calls after the container started and before the agent's exec."""
+    start = next(i for i, (m, p) in enumerate(requests) if m == "POST" and p.endswith("/start") and "/containers/" in p)
+    agent = next(i for i, (m, p) in enumerate(requests) if m == "POST" and p.endswith("/exec") and i > start)
+    return requests[start + 1 : agent]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--image", default="bottle/agent:latest")
+    args = parser.parse_args()
+
+    client = docker.from_env()
+    work = Path(tempfile.mkdtemp(prefix="bottle-bench-"))
+    (work / "project/.bottle/agents").mkdir(parents=True)
+    (work / "project/.bottle/agents/bench.md").write_text("---\nname: bench\n---\nYou are a benchmark.\n")
+    env = dict(os.environ, XDG_CONFIG_HOME=str(work / "config"), XDG_STATE_HOME=str(work / "state"))
+    bottle = [sys.executable, "-m", "bottle"]
+
+    with FakeMessagesAPI(api_key=API_KEY, host="0.0.0.0") as api:
+        url = api.url_for(host_gateway(client))
+        agent_env = {
+            "ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": API_KEY, "CLAUDE_CODE_MAX_RETRIES": "0",
+            "DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        }
+        profile = work / "config/bottle/bottles/default.toml"
+        profile.parent.mkdir(parents=True)
+        profile.write_text("[env]\n" + "".join(f'{k} = "{v}"\n' for k, v in agent_env.items()))
+        env_flags = [flag for key, value in agent_env.items() for flag in ("-e", f"{key}={value}")]
+
+        raw_true, raw_claude, bottled = [], [], []
+        for _ in range(args.runs):
+            raw_true.append(timed(["docker", "run", "--rm", args.image, "true"]))
+            raw_claude.append(timed(["docker", "run", "--rm", *env_flags, args.image,
+                                     "claude", "-p", "hi", "--dangerously-skip-permissions"]))
+            bottled.append(timed([*bottle, "run", "bench", "--prompt", "hi"], cwd=work / "project", env=env))
+
+        tap = EngineTap()
+        try:
+            timed([*bottle, "run", "bench", "--prompt", "hi"], cwd=work / "project",
+                  env=dict(env, DOCKER_HOST=tap.docker_host))
+            requests = tap.take()
+        finally:
+            tap.close()
+    helps = [timed([str(Path(sys.executable).with_name("bottle")), "--help"]) for _ in range(args.runs)]
+
+    provisioning = provisioning_calls(requests)
+    median = statistics.median
+    result = {
+        "runs": args.runs,
+        "raw_docker_run_true_s": round(median(raw_true), 3),
+        "raw_docker_run_claude_s": round(median(raw_claude), 3),
+        "bottle_run_s": round(median(bottled), 3),
+        "bottle_overhead_over_raw_claude_s": round(median(bottled) - median(raw_claude), 3),
+        "bottle_run_over_raw_claude_ratio": round(median(bottled) / median(raw_claude), 2),
+        "engine_calls_total": len(requests),
+        "engine_calls_provisioning": len(provisioning),
+        "provisioning_calls": [f"{m} {p.split('?')[0]}" for m, p in provisioning],
+        "bottle_help_s": round(median(helps), 3),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
