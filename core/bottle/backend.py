@@ -80,6 +80,10 @@ class Bottle(abc.ABC):
         agent's output to ours.
         """
 
+    def failure(self) -> str | None:
+        """Why the bottle stopped on its own (its sidecar died), if it did."""
+        return None
+
 
 class Backend(abc.ABC):
     """A sandbox technology, registered by a plugin through ``bottle_register_backends``."""

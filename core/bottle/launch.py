@@ -54,6 +54,7 @@ def launch(plan: Plan, plugins: Plugins) -> int:
         raise EnvironmentProblem(f"Backend {plan.backend!r} cannot run here: {availability.reason}")
     write_state(plan)
     stack = contextlib.ExitStack()
+    bottle = None
     with _signals(signal.default_int_handler, _raise_terminated):
         try:
             bottle = backend.open(plan, stack)
@@ -64,6 +65,11 @@ def launch(plan: Plan, plugins: Plugins) -> int:
                 getattr(plugins.hook, hook_name)(plan=plan, bottle=bottle)
             plugins.hook.bottle_started(plan=plan, bottle=bottle)
             return bottle.run_agent(plan.claude_argv, env=plan.env, interactive=not plan.headless)
+        except KeyboardInterrupt:
+            reason = bottle.failure() if bottle is not None else None
+            if reason:
+                raise EnvironmentProblem(f"The bottle's sidecar died ({reason}); the bottle was stopped.") from None
+            raise
         finally:
             with _signals(signal.SIG_IGN, signal.SIG_IGN):
                 stack.close()

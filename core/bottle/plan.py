@@ -30,11 +30,49 @@ class Frozen(BaseModel):
 
 
 class PlanFile(Frozen):
-    """A host file or directory copied into the guest, owned by the guest user."""
+    """A host file or directory copied into the guest.
+
+    Owned by the guest user unless ``root_owned`` (system files such as trust
+    stores, which the agent must not be able to rewrite).
+    """
 
     host_path: Path
     guest_path: str
     provider: str = Field(description="the plugin that asked for it")
+    root_owned: bool = False
+
+
+class CredentialPlan(Frozen):
+    """A credential route: the sidecar injects the host's ``env`` value for ``host``.
+
+    Only the name and the placeholder are in the plan; the value is read at
+    launch and handed to the sidecar alone.
+    """
+
+    host: str
+    header: str
+    scheme: str
+    env: str
+    placeholder: str
+
+
+class EgressPlan(Frozen):
+    allow: tuple[str, ...]
+    secret_patterns: tuple[str, ...]
+    credentials: tuple[CredentialPlan, ...]
+
+
+class SidecarPlan(Frozen):
+    """The sidecar: where the agent finds it and what it trusts."""
+
+    image: str
+    hostname: str = "sidecar"
+    proxy_port: int = 3128
+    ca_cert: Path = Field(description="host path of the bottle CA's certificate (public), written at launch")
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://{self.hostname}:{self.proxy_port}"
 
 
 class GuestLayout(Frozen):
@@ -67,6 +105,7 @@ class PlanContext(Frozen):
     state_dir: Path
     prompt_file: Path
     guest: GuestLayout
+    sidecar: SidecarPlan
 
 
 class Plan(Frozen):
@@ -85,6 +124,8 @@ class Plan(Frozen):
     guest: GuestLayout
     resources: Resources
     files: tuple[PlanFile, ...]
+    egress: EgressPlan
+    sidecar: SidecarPlan
     claude_argv: tuple[str, ...]
     env: ReadOnlyMap
     headless: bool

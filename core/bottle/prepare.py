@@ -10,7 +10,7 @@ from bottle.backend import LABEL_AGENT, LABEL_BACKEND, LABEL_HOST, LABEL_PID, LA
 from bottle.errors import UsageError
 from bottle.manifests.agent import find_agent
 from bottle.manifests.profile import load_profile
-from bottle.plan import GuestLayout, Plan, PlanContext, PlanFile, Resources
+from bottle.plan import CredentialPlan, EgressPlan, GuestLayout, Plan, PlanContext, PlanFile, Resources, SidecarPlan
 from bottle.plugins import Plugins
 from bottle.settings import Settings
 
@@ -62,6 +62,15 @@ def build_plan(
         skills_dir=settings.skills_dir,
         prompt_path=f"{settings.guest_home}/.bottle/system-prompt.md",
     )
+    sidecar = SidecarPlan(image=settings.sidecar_image, ca_cert=state_dir / "ca.pem")
+    egress = EgressPlan(
+        allow=profile.egress.allow,
+        secret_patterns=profile.egress.secret_patterns,
+        credentials=tuple(
+            CredentialPlan(**route.model_dump(), placeholder=f"bottle-placeholder-{route.env.lower()}")
+            for route in profile.credentials
+        ),
+    )
     ctx = PlanContext(
         slug=slug,
         agent=agent,
@@ -71,6 +80,7 @@ def build_plan(
         state_dir=state_dir,
         prompt_file=state_dir / "system-prompt.md",
         guest=guest,
+        sidecar=sidecar,
     )
     hook = plugins.hook
     files: list[PlanFile] = [f for result in hook.bottle_plan_files(ctx=ctx) for f in (result or [])]
@@ -87,7 +97,10 @@ def build_plan(
     argv += plugin_args
     argv += list(claude_args)
 
-    env = {**AGENT_BASE_ENV, **agent.env, **profile.env, **plugin_env, "HOME": guest.home}
+    # The agent sees only placeholders for routed credentials, whatever the
+    # agent or profile env said; plugins (the proxy settings) override both.
+    placeholders = {route.env: route.placeholder for route in egress.credentials}
+    env = {**AGENT_BASE_ENV, **agent.env, **profile.env, **placeholders, **plugin_env, "HOME": guest.home}
     return Plan(
         slug=slug,
         agent=agent.name,
@@ -102,6 +115,8 @@ def build_plan(
         guest=guest,
         resources=Resources(cpus=profile.cpus, memory=profile.memory, pids=profile.pids),
         files=tuple(files),
+        egress=egress,
+        sidecar=sidecar,
         claude_argv=tuple(argv),
         env=env,
         headless=headless_prompt is not None,

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
 
     backend: str = Field("docker", description="backend used when the profile names none")
     image: str = Field("bottle/agent:latest", description="agent image tag")
+    sidecar_image: str = Field("bottle/sidecar:latest", description="sidecar image tag (egress proxy and other daemons)")
     image_base: str = Field("debian:bookworm-slim", description="base image the agent image builds on")
     debian_suite: str = Field("bookworm", description="suite `bottle image bootstrap` makes the base from")
     build_ca_certs: list[Path] | None = Field(

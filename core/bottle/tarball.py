@@ -1,8 +1,8 @@
 """Pack plan files into one tar stream, so a backend copies them in one call.
 
 Ownership is in the tar headers: files and the directories created for them
-below the guest user's home belong to the guest user; anything else the
-backend's extraction creates belongs to root.
+below the guest user's home belong to the guest user, except files marked
+``root_owned``; anything else the backend's extraction creates belongs to root.
 """
 
 import io
@@ -32,6 +32,10 @@ def pack(files: Sequence[PlanFile], *, uid: int, gid: int, owned_below: str) -> 
         info.uid, info.gid, info.uname, info.gname = uid, gid, "", ""
         return info
 
+    def root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid, info.gid, info.uname, info.gname = 0, 0, "", ""
+        return info
+
     # Links are followed: a symlink would point at a host path in the guest.
     with tarfile.open(fileobj=buffer, mode="w", dereference=True) as tar:
         for plan_file in files:
@@ -45,7 +49,7 @@ def pack(files: Sequence[PlanFile], *, uid: int, gid: int, owned_below: str) -> 
                 Path(plan_file.host_path),
                 arcname=plan_file.guest_path.lstrip("/"),
                 recursive=True,
-                filter=owned,
+                filter=root if plan_file.root_owned else owned,
             )
             added.add(plan_file.guest_path)
     return buffer.getvalue()

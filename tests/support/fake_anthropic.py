@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import json
 import secrets
+import ssl
 import string
 import sys
 import threading
@@ -103,8 +104,11 @@ class FakeMessagesAPI:
         port: int = 0,
         default_text: str = DEFAULT_TEXT,
         log: Callable[[str], None] | None = None,
+        tls: tuple[str, str] | None = None,
     ):
+        """*tls* = (certificate file, key file) serves HTTPS, as the real API does."""
         self.api_key = api_key
+        self.scheme = "https" if tls else "http"
         self.default_text = default_text
         self._log = log
         self._script = list(script)
@@ -112,6 +116,13 @@ class FakeMessagesAPI:
         self._changed = threading.Condition()
         self._server = _Server((host, port), _Handler)
         self._server.api = self
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            # Handshakes happen in the handler threads, not in accept().
+            self._server.socket = context.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         # A short poll interval keeps shutdown (and so each test) fast.
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
@@ -122,7 +133,7 @@ class FakeMessagesAPI:
 
     def url_for(self, host: str) -> str:
         """Base URL as seen from *host* (e.g. a container's view of the host)."""
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     def __enter__(self) -> FakeMessagesAPI:
         self._thread.start()

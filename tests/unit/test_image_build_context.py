@@ -1,4 +1,5 @@
-"""The agent build context holds the Dockerfile and the CAs, and bad input is reported before any build."""
+"""Build contexts hold the kind's Dockerfile, the CAs and (sidecar) bottle's sidecar package;
+bad input is reported before any build."""
 
 from pathlib import Path
 
@@ -6,9 +7,17 @@ import docker
 import pytest
 from rich.console import Console
 
+import bottle.sidecar
 from bottle.errors import EnvironmentProblem, UsageError
 from bottle.images.bootstrap import mmdebstrap_command
-from bottle.images.build import DOCKERFILE, _follow, build_agent_image, default_build_ca_certs, write_build_context
+from bottle.images.build import (
+    _follow,
+    build_image,
+    default_build_ca_certs,
+    dockerfile,
+    pip_index_from_config,
+    write_build_context,
+)
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
@@ -24,21 +33,33 @@ def test_context_holds_dockerfile_and_numbered_cas(tmp_path):
     second = make_cert(tmp_path / "b" / "proxy.pem")
     context = tmp_path / "context"
     context.mkdir()
-    write_build_context(context, [first, second])
-    assert (context / "Dockerfile").read_text() == DOCKERFILE.read_text()
+    write_build_context(context, "agent", [first, second])
+    assert sorted(p.name for p in context.iterdir()) == ["Dockerfile", "ca"]
+    assert (context / "Dockerfile").read_text() == dockerfile("agent").read_text()
     assert sorted(p.name for p in (context / "ca").iterdir()) == ["00-proxy.crt", "01-proxy.crt"]
     assert (context / "ca" / "01-proxy.crt").read_text() == PEM
 
 
+def test_sidecar_context_holds_the_installed_sidecar_package_without_bytecode(tmp_path):
+    package = Path(bottle.sidecar.__path__[0])
+    (package / "__pycache__").mkdir(exist_ok=True)  # importing bottle.sidecar may not have written one
+    write_build_context(tmp_path, "sidecar", [])
+    assert (tmp_path / "Dockerfile").read_text() == dockerfile("sidecar").read_text()
+    copied = {p.relative_to(tmp_path / "bottle_sidecar") for p in (tmp_path / "bottle_sidecar").rglob("*")}
+    assert {Path("__init__.py"), Path("init.py")} <= copied
+    assert {p.relative_to(package) for p in package.glob("*.py")} <= copied
+    assert not [p for p in copied if "__pycache__" in p.parts or p.suffix == ".pyc"]
+
+
 def test_context_without_cas_has_an_empty_ca_dir(tmp_path):
-    write_build_context(tmp_path, [])
+    write_build_context(tmp_path, "agent", [])
     assert list((tmp_path / "ca").iterdir()) == []
 
 
 def test_missing_ca_is_a_usage_error_naming_it(tmp_path):
     missing = tmp_path / "nope.crt"
     with pytest.raises(UsageError, match=str(missing)):
-        write_build_context(tmp_path, [missing])
+        write_build_context(tmp_path, "agent", [missing])
 
 
 class NoImages:
@@ -52,27 +73,29 @@ class NoImages:
     api = None
 
 
-def build(tmp_path, ca_certs):
-    return build_agent_image(
+def build(tmp_path, kind, ca_certs):
+    return build_image(
         NoImages(),
-        tag="bottle/agent:test",
+        kind=kind,
+        tag=f"bottle/{kind}:test",
         base="debian:bookworm-slim",
         ca_certs=ca_certs,
         keep_ca=False,
-        claude_code_version="2.1.332",
-        npm_registry=None,
+        build_args={},
         console=Console(file=open(tmp_path / "out", "w")),
     )
 
 
-def test_missing_base_names_it_and_the_bootstrap_command(tmp_path):
+@pytest.mark.parametrize("kind", ["agent", "sidecar"])
+def test_missing_base_names_it_and_the_bootstrap_command(tmp_path, kind):
     with pytest.raises(EnvironmentProblem, match=r"debian:bookworm-slim.*bottle image bootstrap"):
-        build(tmp_path, [])
+        build(tmp_path, kind, [])
 
 
-def test_bad_ca_is_reported_before_the_engine_is_asked(tmp_path):
+@pytest.mark.parametrize("kind", ["agent", "sidecar"])
+def test_bad_ca_is_reported_before_the_engine_is_asked(tmp_path, kind):
     with pytest.raises(UsageError, match="nope.crt"):
-        build(tmp_path, [tmp_path / "nope.crt"])
+        build(tmp_path, kind, [tmp_path / "nope.crt"])
 
 
 def test_default_cas_are_the_crt_files_found_recursively(tmp_path):
@@ -82,11 +105,38 @@ def test_default_cas_are_the_crt_files_found_recursively(tmp_path):
     assert default_build_ca_certs(tmp_path) == [top, nested]
 
 
-def test_dockerfile_drops_the_cas_by_flattening():
-    text = DOCKERFILE.read_text()
+@pytest.mark.parametrize("kind", ["agent", "sidecar"])
+def test_dockerfiles_drop_the_cas_by_flattening(kind):
+    text = dockerfile(kind).read_text()
     assert "FROM scratch" in text and "COPY --from=builder / /" in text
     assert "update-ca-certificates --fresh" in text
+    assert f"LABEL bottle.image={kind}" in text
+
+
+def test_agent_dockerfile_runs_claude_unprivileged():
+    text = dockerfile("agent").read_text()
     assert "USER agent" in text and "DISABLE_AUTOUPDATER=1" in text
+
+
+def test_sidecar_dockerfile_runs_the_copied_package_as_init():
+    text = dockerfile("sidecar").read_text()
+    assert "COPY bottle_sidecar/ /opt/bottle/lib/bottle_sidecar/" in text and "PYTHONPATH=/opt/bottle/lib" in text
+    assert '"python", "-m", "bottle_sidecar.init"]' in text
+    assert "PIP_CERT=/etc/ssl/certs/ca-certificates.crt" in text and "PIP_NO_CACHE_DIR=1" in text
+
+
+@pytest.mark.parametrize(
+    ("config_list", "index"),
+    [
+        ("", None),
+        ("global.cert='/etc/ssl/certs/ca-certificates.crt'\nglobal.extra-index-url='https://extra.example/simple'", None),
+        ("global.index-url='https://mirror.example/simple'", "https://mirror.example/simple"),
+        ("global.index-url='https://a.example/simple'\n:env:.index-url='https://b.example/simple'", "https://b.example/simple"),
+        ("global.index-url='file:///opt/pypi/simple'", None),
+    ],
+)
+def test_pip_index_is_the_last_index_url_the_build_can_reach(config_list, index):
+    assert pip_index_from_config(config_list) == index
 
 
 def test_mmdebstrap_command_uses_the_given_mirrors(tmp_path):

@@ -4,6 +4,8 @@ import json
 import stat
 
 import pytest
+
+from bottle_provisioners.ca import CA_VARIABLES
 from pydantic import ValidationError
 
 from bottle.backend import LABEL_AGENT, LABEL_BACKEND, LABEL_SLUG
@@ -128,7 +130,8 @@ def test_env_precedence(home, plan_for):
         env={"FROM_AGENT": "agent", "SHARED": "agent", "DISABLE_AUTOUPDATER": "agent", "HOME": "/agent-home"},
     )
     env = plan_for(settings={"guest_home": "/home/bob"}).env
-    assert env == {
+    proxy_and_ca = {key for key in env if "PROXY" in key.upper() or key in CA_VARIABLES}
+    assert {key: value for key, value in env.items() if key not in proxy_and_ca} == {
         **AGENT_BASE_ENV,
         "DISABLE_AUTOUPDATER": "agent",  # agent over base
         "FROM_AGENT": "agent",
@@ -136,6 +139,19 @@ def test_env_precedence(home, plan_for):
         "SHARED": "profile",  # profile over agent
         "HOME": "/home/bob",  # the guest's home, always
     }
+
+
+def test_plugin_env_and_placeholders_override_the_profile(home, plan_for, monkeypatch):
+    home.profile(
+        "routed",
+        '[env]\nHTTPS_PROXY = "http://evil:1"\nANTHROPIC_API_KEY = "sk-ant-real-in-profile"\n'
+        '[[credentials]]\nhost = "api.anthropic.com"\nheader = "x-api-key"\nenv = "ANTHROPIC_API_KEY"\n',
+    )
+    home.agent("agent", bottle="routed", env={"HTTPS_PROXY": "http://evil:2"})
+    plan = plan_for()
+    assert plan.env["HTTPS_PROXY"] == plan.sidecar.proxy_url
+    assert plan.env["ANTHROPIC_API_KEY"] == plan.egress.credentials[0].placeholder
+    assert "sk-ant-real" not in plan.model_dump_json()
 
 
 def test_base_env_quiets_claude(home, plan_for):

@@ -5,7 +5,7 @@ import sys
 
 import typer
 
-from bottle.cli import image, info, manage, run
+from bottle.cli import egress, image, info, manage, run
 
 app = typer.Typer(
     name="bottle",
@@ -23,6 +23,8 @@ app.command("ls")(manage.ls)
 app.command("stop")(manage.stop)
 app.command("gc")(manage.gc)
 app.command("exec")(manage.exec_)
+app.command("audit")(egress.audit)
+app.add_typer(egress.app, name="egress")
 app.add_typer(image.app, name="image")
 
 

@@ -1,7 +1,7 @@
 """``bottle image build / bootstrap``: make the images locally, registry or not."""
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 import typer
 
@@ -29,7 +29,7 @@ def bootstrap(
     settings, _ = settings_and_plugins(image_base=tag, debian_suite=suite)
     client = docker_client()
     console = Console(stderr=True)
-    if not force and image_status(client, settings.image_base).get("present"):
+    if not force and image_status(client, settings.image_base) is not None:
         console.print(f"{settings.image_base} is already present (use --force to rebuild)")
         return
     image_id = bootstrap_base(
@@ -41,28 +41,44 @@ def bootstrap(
 @app.command("build")
 def build(
     tag: Optional[str] = typer.Option(None, "--tag", help="Tag of the agent image (default: the `image` setting)."),
+    sidecar_tag: Optional[str] = typer.Option(None, "--sidecar-tag", help="Tag of the sidecar image (default: the `sidecar_image` setting)."),
     base: Optional[str] = typer.Option(None, "--base", help="Base image (default: the `image_base` setting)."),
     ca_cert: Optional[List[Path]] = typer.Option(None, "--ca-cert", help="Extra CA certificate trusted during the build (repeatable; default: the host's /usr/local/share/ca-certificates/*.crt)."),
-    keep_ca: Optional[bool] = typer.Option(None, "--keep-ca/--no-keep-ca", help="Leave the build CAs in the final image."),
+    keep_ca: Optional[bool] = typer.Option(None, "--keep-ca/--no-keep-ca", help="Leave the build CAs in the final images."),
+    only: Optional[Literal["agent", "sidecar"]] = typer.Option(None, "--only", help="Build just this image."),
 ) -> None:
-    """Build the agent image: base + git, Node.js, Claude Code and a non-root user."""
+    """Build the images: the agent's (base + git, Node.js, Claude Code and a
+    non-root user) and the sidecar's (Python, mitmproxy, detect-secrets, git and
+    bottle's sidecar code)."""
     from rich.console import Console
 
     from bottle.cli.common import settings_and_plugins
     from bottle.engine import docker_client
-    from bottle.images.build import build_agent_image, default_build_ca_certs, host_npm_registry
+    from bottle.images.build import build_image, default_build_ca_certs, host_npm_registry, host_pip_index
 
-    settings, _ = settings_and_plugins(image=tag, image_base=base, build_ca_certs=ca_cert or None, build_keep_ca=keep_ca)
+    settings, _ = settings_and_plugins(
+        image=tag, sidecar_image=sidecar_tag, image_base=base, build_ca_certs=ca_cert or None, build_keep_ca=keep_ca
+    )
     console = Console(stderr=True)
     ca_certs = settings.build_ca_certs if settings.build_ca_certs is not None else default_build_ca_certs()
-    image_id = build_agent_image(
-        docker_client(timeout=1800),
-        tag=settings.image,
-        base=settings.image_base,
-        ca_certs=list(ca_certs),
-        keep_ca=settings.build_keep_ca,
-        claude_code_version=settings.claude_code_version,
-        npm_registry=host_npm_registry(),
-        console=console,
-    )
-    console.print(f"built {settings.image} ({image_id[:19]})")
+    images = {
+        "agent": (
+            settings.image,
+            {"CLAUDE_CODE_VERSION": settings.claude_code_version, "NPM_REGISTRY": host_npm_registry() or ""},
+        ),
+        "sidecar": (settings.sidecar_image, {"PIP_INDEX": host_pip_index() or ""}),
+    }
+    client = docker_client(timeout=1800)
+    for kind in [only] if only else list(images):
+        image_tag, build_args = images[kind]
+        image_id = build_image(
+            client,
+            kind=kind,
+            tag=image_tag,
+            base=settings.image_base,
+            ca_certs=list(ca_certs),
+            keep_ca=settings.build_keep_ca,
+            build_args=build_args,
+            console=console,
+        )
+        console.print(f"built {image_tag} ({image_id[:19]})")

@@ -1,5 +1,7 @@
 """``bottle plugins`` and ``bottle doctor``: what is installed and what works."""
 
+from dataclasses import asdict
+
 import typer
 
 
@@ -43,8 +45,9 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
         from bottle.engine import docker_client
 
         client = docker_client()
-        for tag in (settings.image, settings.image_base):
-            report["images"][tag] = image_status(client, tag)
+        for tag in (settings.image, settings.sidecar_image, settings.image_base):
+            status = image_status(client, tag)
+            report["images"][tag] = {"present": status is not None, **(asdict(status) if status else {})}
     config_dir = paths.config_dir()
     project = paths.project_dir() / ".bottle"
     for label, path in {

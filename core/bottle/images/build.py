@@ -1,19 +1,24 @@
-"""Build the agent image from agent.Dockerfile with the engine's classic builder.
+"""Build bottle's images (agent, sidecar) from KIND.Dockerfile with the engine's classic builder.
 
-The build context is a temporary directory holding only the Dockerfile and the
-extra CA certificates to trust during the build (see the Dockerfile for how
-they are kept out of the result). The base image is never pulled: no registry
+Both kinds go through one path. The build context is a temporary directory
+holding only the Dockerfile, the extra CA certificates to trust during the build
+(see the Dockerfiles for how they are kept out of the result) and, for the
+sidecar, bottle's own code it runs. The base image is never pulled: no registry
 is assumed reachable, so it must already exist locally (``bottle image
 bootstrap`` makes it).
 """
 
+import importlib
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import docker
 from rich.console import Console
@@ -21,13 +26,28 @@ from rich.markup import escape
 
 from bottle.errors import EnvironmentProblem, UsageError
 
-DOCKERFILE = Path(__file__).with_name("agent.Dockerfile")
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 OUTPUT_TAIL = 25
 _STEP = re.compile(r"^Step \d+/\d+ : ")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _LINE_END = re.compile(r"\r\n?|\n")
 _BUILDER_NOISE = ("---> ", "Removing intermediate container ")
+
+
+ImageKind = Literal["agent", "sidecar"]
+
+# Installed packages copied into a kind's build context: directory name -> package.
+# The sidecar runs bottle.sidecar as the top-level package bottle_sidecar, so
+# that package imports nothing else from bottle.
+CONTEXT_PACKAGES: dict[ImageKind, dict[str, str]] = {
+    "agent": {},
+    "sidecar": {"bottle_sidecar": "bottle.sidecar"},
+}
+
+
+def dockerfile(kind: ImageKind) -> Path:
+    """The kind's Dockerfile, installed next to this module."""
+    return Path(__file__).with_name(f"{kind}.Dockerfile")
 
 
 @dataclass(frozen=True)
@@ -57,33 +77,56 @@ def host_npm_registry() -> str | None:
     return registry if result.returncode == 0 and registry not in ("", "undefined") else None
 
 
-def write_build_context(directory: Path, ca_certs: list[Path]) -> None:
-    """Fill ``directory`` with the Dockerfile and the CAs as ``ca/NN-name.crt``
-    (numbered so equal names from different folders cannot collide, and ending
-    in .crt because update-ca-certificates takes nothing else)."""
+def host_pip_index() -> str | None:
+    """The index the host's pip uses (a mirror, say), so the image installs from
+    the same place; None when it uses pip's default."""
+    result = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True)
+    return pip_index_from_config(result.stdout) if result.returncode == 0 else None
+
+
+def pip_index_from_config(config_list: str) -> str | None:
+    """The index-url in ``pip config list`` output that pip would use: the last
+    one, as pip lists its files in increasing precedence with the environment
+    last. A file: index is skipped, being out of the build's reach."""
+    urls = [
+        value.strip("'\"")
+        for key, _, value in (line.partition("=") for line in config_list.splitlines())
+        if key.endswith(".index-url")
+    ]
+    return urls[-1] if urls and urls[-1].startswith(("http://", "https://")) else None
+
+
+def write_build_context(directory: Path, kind: ImageKind, ca_certs: list[Path]) -> None:
+    """Fill ``directory`` with the kind's Dockerfile, its packages and the CAs as
+    ``ca/NN-name.crt`` (numbered so equal names from different folders cannot
+    collide, and ending in .crt because update-ca-certificates takes nothing else)."""
     missing = [str(path) for path in ca_certs if not path.is_file()]
     if missing:
         raise UsageError(f"CA certificate not found: {', '.join(missing)}")
-    shutil.copyfile(DOCKERFILE, directory / "Dockerfile")
+    shutil.copyfile(dockerfile(kind), directory / "Dockerfile")
     (directory / "ca").mkdir()
     for number, path in enumerate(ca_certs):
         shutil.copyfile(path, directory / "ca" / f"{number:02d}-{path.stem}.crt")
+    for name, package in CONTEXT_PACKAGES[kind].items():
+        source = Path(importlib.import_module(package).__path__[0])
+        shutil.copytree(source, directory / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
-def build_agent_image(
+def build_image(
     client: docker.DockerClient,
     *,
+    kind: ImageKind,
     tag: str,
     base: str,
     ca_certs: list[Path],
     keep_ca: bool,
-    claude_code_version: str,
-    npm_registry: str | None,
+    build_args: Mapping[str, str],
     console: Console,
 ) -> str:
-    """Build the agent image as ``tag`` on the local image ``base``; return its id."""
+    """Build the ``kind`` image as ``tag`` on the local image ``base`` with the
+    Dockerfile's other ARGs from ``build_args``; return its id."""
     with tempfile.TemporaryDirectory(prefix="bottle-build-") as context:
-        write_build_context(Path(context), ca_certs)
+        write_build_context(Path(context), kind, ca_certs)
         try:
             client.images.get(base)
         except docker.errors.ImageNotFound:
@@ -93,21 +136,14 @@ def build_agent_image(
         stream = client.api.build(
             path=context,
             tag=tag,
-            buildargs={
-                "BASE": base,
-                "CLAUDE_CODE_VERSION": claude_code_version,
-                "NPM_REGISTRY": npm_registry or "",
-                "KEEP_CA": "1" if keep_ca else "0",
-            },
+            buildargs={**build_args, "BASE": base, "KEEP_CA": "1" if keep_ca else "0"},
             pull=False,
             rm=True,
             forcerm=True,
             decode=True,
         )
         _follow(stream, tag=tag, console=console)
-    image_id = client.images.get(tag).id
-    console.print(f"Built {tag} ({image_id[7:19]}) with Claude Code {claude_code_version}")
-    return image_id
+    return client.images.get(tag).id
 
 
 def _follow(stream, *, tag: str, console: Console) -> None:

@@ -6,15 +6,63 @@ config dir only (``bottles/NAME.toml``), never from the repository under work.
 tables merge key by key, and a cycle is an error naming every file in it.
 """
 
+import re
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bottle.errors import UsageError
 from bottle.manifests.common import NAME_PATTERN, EnvMap, check_name, read_text, validate
 
 MEMORY_PATTERN = r"^[0-9]+[bkmgBKMG]?$"
+
+
+class EgressConfig(BaseModel):
+    """``[egress]``: what the agent may reach through the sidecar's proxy (deny by default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allow: tuple[str, ...] = Field((), description='host rules: "host", "*.suffix", "host:port", "http://host", IP or CIDR')
+    secret_patterns: tuple[str, ...] = Field((), description="extra regexes; a request matching one is blocked")
+
+    @field_validator("allow")
+    @classmethod
+    def _rules(cls, rules: tuple[str, ...]) -> tuple[str, ...]:
+        from bottle.sidecar.policy import RuleError, parse_rule
+
+        for rule in rules:
+            try:
+                parse_rule(rule)
+            except RuleError as err:
+                raise ValueError(str(err)) from None
+        return rules
+
+    @field_validator("secret_patterns")
+    @classmethod
+    def _patterns(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"{pattern!r} is not a valid regular expression: {err}") from None
+        return patterns
+
+
+class CredentialRoute(BaseModel):
+    """``[[credentials]]``: the sidecar injects a host secret into requests to one host.
+
+    The real value is read from the host's environment variable ``env`` at
+    launch and goes to the sidecar only; the agent's ``env`` variable of the
+    same name holds a placeholder.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(pattern=r"^[A-Za-z0-9.-]+$", description="exact host name the credential is for")
+    header: str = Field("authorization", pattern=r"^[A-Za-z0-9-]+$")
+    scheme: str = Field("", pattern=r"^[A-Za-z]*$", description='e.g. "Bearer"; empty sends the bare value')
+    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="host environment variable holding the value")
 
 
 class ProfileFile(BaseModel):
@@ -29,6 +77,8 @@ class ProfileFile(BaseModel):
     memory: str | None = Field(None, pattern=MEMORY_PATTERN, description="e.g. 512m, 4g")
     pids: int | None = Field(None, gt=0)
     env: EnvMap = Field(default_factory=dict)
+    egress: EgressConfig = EgressConfig()
+    credentials: tuple[CredentialRoute, ...] = ()
 
 
 class Profile(BaseModel):
@@ -44,6 +94,8 @@ class Profile(BaseModel):
     memory: str | None = None
     pids: int | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    egress: EgressConfig = EgressConfig()
+    credentials: tuple[CredentialRoute, ...] = ()
 
 
 def profiles_dir(config_dir: Path) -> Path:
@@ -90,8 +142,22 @@ def load_profile(name: str, config_dir: Path, referrer: str = "") -> Profile:
         current = profile_file.extends
 
     merged: dict = {"env": {}}
+    allow: dict[str, None] = {}  # ordered set: a child adds to its parents' rules
+    patterns: dict[str, None] = {}
+    routes: dict[tuple[str, str], CredentialRoute] = {}
     for _, layer in reversed(chain):  # parents first, children override
-        for field, value in layer.model_dump(exclude={"extends", "env"}, exclude_none=True).items():
+        for field, value in layer.model_dump(
+            exclude={"extends", "env", "egress", "credentials"}, exclude_none=True
+        ).items():
             merged[field] = value
         merged["env"].update(layer.env)
-    return Profile(name=name, files=tuple(path for path, _ in chain), **merged)
+        allow.update(dict.fromkeys(layer.egress.allow))
+        patterns.update(dict.fromkeys(layer.egress.secret_patterns))
+        routes.update({(route.host, route.header.lower()): route for route in layer.credentials})
+    return Profile(
+        name=name,
+        files=tuple(path for path, _ in chain),
+        egress=EgressConfig(allow=tuple(allow), secret_patterns=tuple(patterns)),
+        credentials=tuple(routes.values()),
+        **merged,
+    )

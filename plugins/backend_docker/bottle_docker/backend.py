@@ -30,6 +30,7 @@ from bottle.backend import (
 from bottle.engine import docker_client
 from bottle.errors import EnvironmentProblem
 from bottle.plan import Plan, PlanFile
+from bottle.sidecar_runtime import LABEL_ROLE, Sidecar, start_sidecar
 from bottle.tarball import pack
 
 
@@ -44,11 +45,15 @@ def _ignore_missing(action, *args, **kwargs) -> None:
 
 
 class DockerBottle(Bottle):
-    def __init__(self, client: docker.DockerClient, container, plan: Plan):
+    def __init__(self, client: docker.DockerClient, container, plan: Plan, sidecar: Sidecar):
         self.client = client
         self.container = container
         self.plan = plan
         self.slug = plan.slug
+        self.sidecar = sidecar
+
+    def failure(self) -> str | None:
+        return self.sidecar.watcher.died
 
     def exec(self, argv, *, user=None, env=None, workdir=None) -> ExecResult:
         result = self.container.exec_run(
@@ -135,7 +140,16 @@ class DockerBackend(Backend):
         # Registered before creation: an interrupt between "created" and
         # "registered" must not leak it. Removing a missing one is a no-op.
         stack.callback(self._remove_network, name)
-        network = client.networks.create(name, driver="bridge", labels=dict(plan.labels))
+        # No route out: internal, and the host has no address on it (without
+        # inhibit_ipv4 the host's own services answer on the gateway address).
+        network = client.networks.create(
+            name,
+            driver="bridge",
+            internal=True,
+            options={"com.docker.network.bridge.inhibit_ipv4": "true"},
+            labels=dict(plan.labels),
+        )
+        sidecar = start_sidecar(client, plan, network.name, stack)
         stack.callback(self._remove_container, name)
         limits = plan.resources
         container = client.containers.create(
@@ -159,7 +173,7 @@ class DockerBackend(Backend):
             container.start()
         except APIError as err:
             raise EnvironmentProblem(f"The bottle's container did not start: {err.explanation or err}") from None
-        return DockerBottle(client, container, plan)
+        return DockerBottle(client, container, plan, sidecar)
 
     def _remove_container(self, name: str) -> None:
         _ignore_missing(self.client.api.remove_container, name, force=True, v=True)
@@ -180,11 +194,16 @@ class DockerBackend(Backend):
         )
 
     def list(self) -> list[BottleInfo]:
-        found = {}
-        for container in self.client.containers.list(all=True, filters={"label": LABEL_SLUG}):
-            info = self._info(container.labels, container.status, container.attrs.get("Created", ""))
-            found[info.slug] = info
-        # A network whose container is already gone is a leftover too.
+        found: dict[str, BottleInfo] = {}
+        containers = self.client.containers.list(all=True, filters={"label": LABEL_SLUG})
+        # Agents first: a bottle's status is its agent's; a lone sidecar or
+        # network is what a crashed run left.
+        for container in sorted(containers, key=lambda c: c.labels.get(LABEL_ROLE) == "sidecar"):
+            slug = container.labels[LABEL_SLUG]
+            if slug not in found:
+                lone = container.labels.get(LABEL_ROLE) == "sidecar"
+                status = f"sidecar {container.status}" if lone else container.status
+                found[slug] = self._info(container.labels, status, container.attrs.get("Created", ""))
         for network in self.client.networks.list(filters={"label": LABEL_SLUG}):
             labels = network.attrs["Labels"]
             if labels[LABEL_SLUG] not in found:

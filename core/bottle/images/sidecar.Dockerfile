@@ -1,0 +1,70 @@
+# The sidecar image: the per-bottle daemons (egress proxy, later the git gate
+# and the supervise server) on Debian's Python, started by bottle_sidecar.init.
+#
+# Built like agent.Dockerfile (read its header): a "builder" stage trusts the
+# build CAs in ca/ to reach apt and the Python package index, removes them at
+# the end (unless KEEP_CA=1), and the final stage copies its file system into an
+# empty image, so no layer holds them.
+#
+# Everything runs as the unprivileged user "sidecar" (the host may drop every
+# capability); its home /var/lib/bottle and /run/bottle (where the host mounts a
+# tmpfs) take the files the init writes from its config. tini is PID 1 so that
+# orphans are reaped and signals reach the init.
+
+ARG BASE=debian:bookworm-slim
+ARG MITMPROXY_VERSION=11.0.2
+ARG DETECT_SECRETS_VERSION=1.5.0
+
+FROM ${BASE} AS builder
+
+COPY ca/ /usr/local/share/ca-certificates/bottle-build/
+RUN update-ca-certificates
+
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      ca-certificates git procps python3 python3-venv tini \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/*
+
+RUN groupadd --system --gid 999 sidecar \
+ && useradd --system --uid 999 --gid sidecar --home-dir /var/lib/bottle --shell /usr/sbin/nologin sidecar \
+ && install -d -o sidecar -g sidecar -m 0700 /var/lib/bottle /run/bottle
+
+# Each ARG is declared just before the step using it (see agent.Dockerfile).
+# pip and requests trust only certifi's CA list unless told; point them at the
+# system bundle, which now has the extras. pip and setuptools are removed from
+# the venv afterwards: nothing installs at run time.
+ARG MITMPROXY_VERSION
+ARG DETECT_SECRETS_VERSION
+ARG PIP_INDEX=
+RUN export PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+           REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
+           PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+ && if [ -n "$PIP_INDEX" ]; then export PIP_INDEX_URL="$PIP_INDEX"; fi \
+ && python3 -m venv /opt/bottle/venv \
+ && /opt/bottle/venv/bin/pip install \
+      "mitmproxy==${MITMPROXY_VERSION}" "detect-secrets==${DETECT_SECRETS_VERSION}" \
+ && /opt/bottle/venv/bin/pip uninstall -y pip setuptools \
+ && /opt/bottle/venv/bin/mitmdump --version \
+ && rm -rf /root/.cache /tmp/*
+
+COPY bottle_sidecar/ /opt/bottle/lib/bottle_sidecar/
+RUN python3 -m compileall -q /opt/bottle/lib
+
+ARG KEEP_CA=0
+RUN if [ "$KEEP_CA" != 1 ]; then \
+      rm -rf /usr/local/share/ca-certificates/bottle-build && update-ca-certificates --fresh; \
+    fi
+
+FROM scratch
+ARG MITMPROXY_VERSION
+ARG DETECT_SECRETS_VERSION
+COPY --from=builder / /
+ENV PATH=/opt/bottle/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONPATH=/opt/bottle/lib \
+    PYTHONUNBUFFERED=1
+LABEL bottle.image=sidecar \
+      bottle.mitmproxy-version=${MITMPROXY_VERSION} \
+      bottle.detect-secrets-version=${DETECT_SECRETS_VERSION}
+USER sidecar
+ENTRYPOINT ["tini", "--", "python", "-m", "bottle_sidecar.init"]

@@ -1,0 +1,14 @@
+"""The sidecar runtime: the daemons that run beside a bottle, outside the agent's reach.
+
+This package is copied into the sidecar image as the top-level package
+``bottle_sidecar`` and imported on the host as ``bottle.sidecar``. So its
+modules import each other only relatively and nothing from the rest of
+``bottle``: the image holds the stdlib, mitmproxy, detect-secrets and this.
+
+- ``init``: starts the daemons the host asks for and stops them all when one dies.
+- ``egress``: the egress proxy (a mitmproxy addon and its command line).
+- ``policy``: the egress policy file, its rule syntax and the address classes
+  no rule reaches by name (stdlib only: the host validates profiles with it).
+- ``secrets_scan``: finds token-shaped secrets in outgoing requests.
+- ``audit``: the log every daemon writes and ``bottle audit`` reads (stdlib only).
+"""

@@ -1,0 +1,229 @@
+"""Start and watch a bottle's sidecar: the only way out of the sandbox.
+
+The sidecar is a container of the sidecar image, attached to the bottle's
+internal network (as ``sidecar``) and to the shared egress network. What it
+needs arrives in one JSON bundle on its stdin: the policy, the CA key and the
+credential values. Secrets therefore never touch an image layer, a label,
+argv, the sidecar's environment or the host's disk; the sidecar's init keeps
+them in a tmpfs.
+
+Whatever the backend, the sidecar runs on the Docker engine: the backend
+decides how its sandbox reaches it.
+"""
+
+import json
+import os
+import socket
+import threading
+import _thread
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+from docker.errors import APIError, NotFound
+
+from bottle.backend import LABEL_SLUG
+from bottle.ca import generate_ca
+from bottle.errors import EnvironmentProblem, UsageError
+from bottle.plan import Plan
+from bottle.sidecar.audit import AuditLog
+
+EGRESS_NETWORK = "bottle-egress"
+LABEL_SHARED = "bottle.shared"
+LABEL_ROLE = "bottle.role"
+READY_LINE = "bottle-sidecar: ready"
+READY_TIMEOUT = 60
+
+# Paths inside the sidecar (see core/bottle/images/sidecar.Dockerfile).
+RUN_DIR = "/run/bottle"  # tmpfs: CA key, credentials
+POLICY_PATH = "/var/lib/bottle/policy.json"  # container layer: updated live by `bottle egress`
+AUDIT_DIR = "/var/log/bottle"  # bind mount of the bottle's state dir audit/
+SIDECAR_UID = 999
+
+
+def sidecar_name(slug: str) -> str:
+    return f"bottle-{slug}-sidecar"
+
+
+def policy_document(plan: Plan, allow: tuple[str, ...] | list[str]) -> dict:
+    """The egress policy as the proxy reads it (no secret in it: placeholders only)."""
+    return {
+        "bottle": plan.slug,
+        "allow": list(allow),
+        "secret_patterns": list(plan.egress.secret_patterns),
+        "credentials": [
+            {"host": c.host, "header": c.header, "scheme": c.scheme, "name": c.env, "placeholder": c.placeholder}
+            for c in plan.egress.credentials
+        ],
+    }
+
+
+def read_credentials(plan: Plan) -> dict[str, str]:
+    """The real credential values, from the host's environment, at launch."""
+    values = {}
+    for route in plan.egress.credentials:
+        value = os.environ.get(route.env)
+        if not value:
+            raise UsageError(
+                f"Profile {plan.profile!r} ({', '.join(map(str, plan.profile_files))}): field `credentials`: "
+                f"the credential for {route.host} is read from the host environment variable {route.env}, "
+                "which is not set."
+            )
+        values[route.env] = value
+    return values
+
+
+def audit_path(state_dir: Path) -> Path:
+    return state_dir / "audit" / "audit.sqlite"
+
+
+def _prepare_state(plan: Plan, ca_cert_pem: bytes) -> Path:
+    """Host side of the sidecar's files: CA cert (public), policy copy, audit log."""
+    plan.sidecar.ca_cert.write_bytes(ca_cert_pem)
+    (plan.state_dir / "policy.json").write_text(json.dumps(policy_document(plan, plan.egress.allow), indent=2))
+    audit_dir = audit_path(plan.state_dir).parent
+    audit_dir.mkdir(exist_ok=True)
+    AuditLog(audit_path(plan.state_dir), plan.slug).close()  # create the schema as the host user
+    # The sidecar's unprivileged user writes here; the state dir (0700) keeps
+    # every other host user out.
+    os.chmod(audit_dir, 0o777)
+    os.chmod(audit_path(plan.state_dir), 0o666)
+    return audit_dir
+
+
+def egress_network(client):
+    """The shared network sidecars reach the outside through (created on first use)."""
+    try:
+        return client.networks.get(EGRESS_NETWORK)
+    except NotFound:
+        try:
+            return client.networks.create(EGRESS_NETWORK, driver="bridge", labels={LABEL_SHARED: "egress"})
+        except APIError:  # another bottle created it meanwhile
+            return client.networks.get(EGRESS_NETWORK)
+
+
+def _bundle(plan: Plan, ca, credentials: dict[str, str]) -> bytes:
+    egress_argv = [
+        "python", "-m", "bottle_sidecar.egress",
+        "--listen-host", "0.0.0.0", "--listen-port", str(plan.sidecar.proxy_port),
+        "--confdir", f"{RUN_DIR}/mitmproxy", "--policy", POLICY_PATH,
+        "--credentials", f"{RUN_DIR}/credentials.json", "--audit", f"{AUDIT_DIR}/audit.sqlite",
+    ]
+    files = [
+        {"path": f"{RUN_DIR}/mitmproxy/mitmproxy-ca.pem", "content": (ca.key_pem + ca.cert_pem).decode(), "mode": 0o600},
+        {"path": f"{RUN_DIR}/credentials.json", "content": json.dumps(credentials), "mode": 0o600},
+        {"path": POLICY_PATH, "content": json.dumps(policy_document(plan, plan.egress.allow)), "mode": 0o644},
+    ]
+    services = [{"name": "egress", "argv": egress_argv, "ready": "bottle-egress: listening"}]
+    return json.dumps({"files": files, "services": services}).encode()
+
+
+def _send_stdin(container, data: bytes) -> None:
+    sock = container.attach_socket(params={"stdin": 1, "stream": 1})
+    raw = getattr(sock, "_sock", sock)
+    try:
+        raw.sendall(data)
+        with suppress(OSError):
+            raw.shutdown(socket.SHUT_WR)
+    finally:
+        sock.close()
+
+
+def _wait_ready(container) -> None:
+    lines: list[str] = []
+    timer = threading.Timer(READY_TIMEOUT, lambda: _stop_quietly(container))
+    timer.start()
+    try:
+        buffer = b""
+        for chunk in container.logs(stream=True, follow=True):
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            for line in complete:
+                text = line.decode(errors="replace")
+                lines.append(text)
+                if text.strip() == READY_LINE:
+                    return
+    finally:
+        timer.cancel()
+    tail = "\n".join(lines[-15:]) or "(no output)"
+    raise EnvironmentProblem(f"The sidecar of bottle {container.name} did not become ready:\n{tail}")
+
+
+def _stop_quietly(container) -> None:
+    with suppress(APIError):
+        container.kill()
+
+
+@dataclass
+class Sidecar:
+    container: object
+    watcher: "SidecarWatch"
+
+
+class SidecarWatch:
+    """Interrupts the launcher if the sidecar dies while the bottle runs.
+
+    Without its sidecar a bottle has no way out at all; carrying on would only
+    leave the agent hanging, so the run stops with the sidecar's last words.
+    """
+
+    def __init__(self, container):
+        self.container = container
+        self.died: str | None = None
+        self._stopping = False
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        try:
+            result = self.container.wait()
+            # Removed (by teardown, `bottle stop` or `bottle gc`) is not "died":
+            # those stop the agent themselves.
+            logs = self.container.logs(tail=15).decode(errors="replace")
+        except (APIError, OSError):
+            return
+        if self._stopping:
+            return
+        self.died = f"exit code {result.get('StatusCode')}:\n{logs}"
+        _thread.interrupt_main()
+
+    def stop(self) -> None:
+        self._stopping = True
+
+
+def start_sidecar(client, plan: Plan, internal_network: str, stack: ExitStack) -> Sidecar:
+    """Start the sidecar on *internal_network*; everything is registered on *stack*."""
+    credentials = read_credentials(plan)
+    ca = generate_ca(plan.slug)
+    audit_dir = _prepare_state(plan, ca.cert_pem)
+    outside = egress_network(client)
+    name = sidecar_name(plan.slug)
+    stack.callback(_remove, client, name)
+    container = client.containers.create(
+        plan.sidecar.image,
+        command=["--config", "-"],  # the init reads its bundle from stdin
+        name=name,
+        hostname="sidecar",
+        labels={**plan.labels, LABEL_ROLE: "sidecar"},
+        network=internal_network,
+        networking_config={internal_network: client.api.create_endpoint_config(aliases=[plan.sidecar.hostname])},
+        tmpfs={RUN_DIR: f"mode=0700,uid={SIDECAR_UID},gid={SIDECAR_UID},size=16m"},
+        volumes={str(audit_dir): {"bind": AUDIT_DIR, "mode": "rw"}},
+        stdin_open=True,
+        stdin_once=True,
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        mem_limit="512m",
+        pids_limit=256,
+    )
+    outside.connect(container)
+    container.start()
+    _send_stdin(container, _bundle(plan, ca, credentials))
+    _wait_ready(container)
+    watcher = SidecarWatch(container)
+    stack.callback(watcher.stop)
+    return Sidecar(container, watcher)
+
+
+def _remove(client, name: str) -> None:
+    with suppress(NotFound):
+        client.api.remove_container(name, force=True, v=True)
