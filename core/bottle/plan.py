@@ -60,6 +60,7 @@ class EgressPlan(Frozen):
     allow: tuple[str, ...]
     secret_patterns: tuple[str, ...]
     credentials: tuple[CredentialPlan, ...]
+    trust: tuple[Path, ...] = Field(description="extra CA files the sidecar trusts upstream")
 
 
 class SidecarPlan(Frozen):

@@ -66,6 +66,7 @@ def build_plan(
     egress = EgressPlan(
         allow=profile.egress.allow,
         secret_patterns=profile.egress.secret_patterns,
+        trust=profile.egress.trust,
         credentials=tuple(
             CredentialPlan(**route.model_dump(), placeholder=f"bottle-placeholder-{route.env.lower()}")
             for route in profile.credentials

@@ -114,6 +114,11 @@ def _bundle(plan: Plan, ca, credentials: dict[str, str]) -> bytes:
         {"path": f"{RUN_DIR}/credentials.json", "content": json.dumps(credentials), "mode": 0o600},
         {"path": POLICY_PATH, "content": json.dumps(policy_document(plan, plan.egress.allow)), "mode": 0o644},
     ]
+    if plan.egress.trust:
+        upstream_ca = f"{RUN_DIR}/upstream-ca.pem"
+        pem = "".join(path.read_text() for path in plan.egress.trust)
+        files.append({"path": upstream_ca, "content": pem, "mode": 0o644})
+        egress_argv += ["--upstream-extra-ca", upstream_ca]
     services = [{"name": "egress", "argv": egress_argv, "ready": "bottle-egress: listening"}]
     return json.dumps({"files": files, "services": services}).encode()
 

@@ -9,14 +9,18 @@ import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from tests.conftest import require
+from tests.support.certs import TestCA
 from tests.support.fake_anthropic import FakeMessagesAPI
 
 LABEL = "bottle.slug"
-TEST_API_KEY = "sk-ant-api03-bottle-test-key"
+#: The real key lives in the host environment of `bottle run` only.
+REAL_KEY_ENV = "BOTTLE_TEST_ANTHROPIC_KEY"
+REAL_API_KEY = "sk-ant-api03-" + "R3alKeyOnlyTheSidecarHolds" * 3 + "-AA"
 
 
 @pytest.fixture(scope="session")
@@ -132,23 +136,58 @@ def home(tmp_path, agent_image) -> BottleHome:
     env = {key: value for key, value in os.environ.items() if not key.startswith("BOTTLE_")}
     bottle_home = BottleHome(tmp_path)
     env.update(XDG_CONFIG_HOME=str(tmp_path / "config"), XDG_STATE_HOME=str(tmp_path / "state"))
+    env[REAL_KEY_ENV] = REAL_API_KEY
     bottle_home.env = env
     bottle_home.project.mkdir(parents=True)
     return bottle_home
 
 
+@pytest.fixture(scope="session")
+def upstream_ca(tmp_path_factory, host_gateway):
+    """A CA for the local upstream servers, and a certificate for the host's bridge address."""
+    directory = tmp_path_factory.mktemp("upstream-pki")
+    ca = TestCA.create()
+    (directory / "ca.pem").write_bytes(ca.cert_pem)
+    cert, key = ca.issue(directory, [host_gateway])
+    return SimpleNamespace(ca=ca, ca_file=directory / "ca.pem", cert=str(cert), key=str(key))
+
+
 @pytest.fixture
-def fake_api():
-    with FakeMessagesAPI([], api_key=TEST_API_KEY, host="0.0.0.0") as api:
+def fake_api(upstream_ca):
+    """The fake Messages API over HTTPS on every host address; it accepts only the real key."""
+    with FakeMessagesAPI([], api_key=REAL_API_KEY, host="0.0.0.0", tls=(upstream_ca.cert, upstream_ca.key)) as api:
         yield api
 
 
-def api_profile(api: FakeMessagesAPI, gateway: str, extra: str = "") -> str:
-    """A profile pointing Claude Code at the fake API (until the egress sidecar carries it)."""
+@pytest.fixture
+def api_profile(fake_api, host_gateway, upstream_ca):
+    """Makes profiles under which Claude Code reaches the fake API only through the sidecar.
+
+    The agent gets a placeholder key; the sidecar injects the real one, which
+    it reads from the host's environment (see :func:`home`). *extra* goes at
+    the top level of the profile; *allow* adds egress rules.
+    """
+
+    def make(extra: str = "", allow: tuple[str, ...] = ()) -> str:
+        return _api_profile(fake_api, host_gateway, upstream_ca, extra, allow)
+
+    return make
+
+
+def _api_profile(api: FakeMessagesAPI, gateway: str, upstream_ca, extra: str, allow: tuple[str, ...]) -> str:
+    rules = ", ".join(json.dumps(rule) for rule in (f"{gateway}:{api.port}", *allow))
     return f"""
         {extra}
         [env]
         ANTHROPIC_BASE_URL = "{api.url_for(gateway)}"
-        ANTHROPIC_API_KEY = "{TEST_API_KEY}"
         CLAUDE_CODE_MAX_RETRIES = "0"
+
+        [egress]
+        allow = [{rules}]
+        trust = ["{upstream_ca.ca_file}"]
+
+        [[credentials]]
+        host = "{gateway}"
+        header = "x-api-key"
+        env = "{REAL_KEY_ENV}"
         """

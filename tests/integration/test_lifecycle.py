@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from bottle.hookspecs import PROVISION_ORDER
-from tests.integration.conftest import api_profile
 from tests.support.fake_anthropic import held
 
 PROBE_DIR = Path(__file__).parents[1] / "support" / "probe_plugin"
@@ -31,12 +30,12 @@ def _calls(log: Path) -> list[dict]:
 
 
 @pytest.fixture
-def running(home, fake_api, host_gateway):
+def running(home, fake_api, api_profile):
     """A `bottle run` held mid-session: the model's first answer waits for release."""
     release = threading.Event()
     home.skill("notes", "Keeps notes.")
     home.agent("held", "Wait for the model.", skills=["notes"])
-    home.profile("default", api_profile(fake_api, host_gateway, extra="cpus = 1.5\nmemory = \"768m\"\npids = 300"))
+    home.profile("default", api_profile(extra="cpus = 1.5\nmemory = \"768m\"\npids = 300"))
     fake_api.enqueue(held(release))
     process = home.popen("run", "held", "--prompt", "hi")
     try:
@@ -57,10 +56,10 @@ def _slug(home) -> str:
     return listed[0]["slug"]
 
 
-def test_provisioners_run_in_core_order_after_plan_files(home, fake_api, host_gateway, probe):
+def test_provisioners_run_in_core_order_after_plan_files(home, fake_api, api_profile, probe):
     home.skill("notes", "Keeps notes.")
     home.agent("ordered", "PROMPT-IN-GUEST", skills=["notes"])
-    home.profile("default", api_profile(fake_api, host_gateway))
+    home.profile("default", api_profile())
 
     result = home.run("run", "ordered", "--prompt", "hi")
 
@@ -74,9 +73,9 @@ def test_provisioners_run_in_core_order_after_plan_files(home, fake_api, host_ga
     assert prompt.strip() == "PROMPT-IN-GUEST"
 
 
-def test_raising_provisioner_leaves_nothing(home, fake_api, host_gateway, probe, engine):
+def test_raising_provisioner_leaves_nothing(home, fake_api, api_profile, probe, engine):
     home.agent("raiser", "x")
-    home.profile("default", api_profile(fake_api, host_gateway))
+    home.profile("default", api_profile())
     home.env["BOTTLE_PROBE_RAISE"] = "bottle_provision_skills"
 
     result = home.run("run", "raiser", "--prompt", "hi")

@@ -1,16 +1,23 @@
-"""End to end: the real Claude Code in a real bottle against the fake Messages API."""
+"""End to end: the real Claude Code in a real bottle against the fake Messages API.
 
-from tests.integration.conftest import api_profile
-from tests.support.fake_anthropic import tool_use, text
+Claude Code reaches the API only through the sidecar, over TLS re-signed by
+the bottle's CA, holding a placeholder key; the sidecar injects the real one.
+"""
+
+import json
+import threading
+
+from tests.integration.conftest import REAL_API_KEY, REAL_KEY_ENV
+from tests.support.fake_anthropic import held, text, tool_use
 
 PROMPT_MARKER = "You are the bottle end-to-end agent; marker 7f3a9c."
 SKILL_DESCRIPTION = "Explains how this project names its release branches."
 
 
-def test_prompt_and_skills_reach_the_model(home, fake_api, host_gateway):
+def test_prompt_and_skills_reach_the_model(home, fake_api, api_profile):
     home.skill("release-names", SKILL_DESCRIPTION)
     home.agent("e2e", PROMPT_MARKER, description="end-to-end agent", skills=["release-names"])
-    home.profile("default", api_profile(fake_api, host_gateway))
+    home.profile("default", api_profile())
     fake_api.enqueue(text("Hello from the fake model."))
 
     result = home.run("run", "e2e", "--prompt", "Say hello.")
@@ -23,12 +30,13 @@ def test_prompt_and_skills_reach_the_model(home, fake_api, host_gateway):
     assert PROMPT_MARKER in fake_api.system_text(first)
     listing = fake_api.all_text(first)
     assert "release-names" in listing and SKILL_DESCRIPTION in listing
-    assert first.headers["x-api-key"] == "sk-ant-api03-bottle-test-key"
+    assert first.headers["x-api-key"] == REAL_API_KEY  # injected by the sidecar
+    assert "placeholder" not in json.dumps(first.headers)
 
 
-def test_agent_runs_tools_as_non_root_in_workdir(home, fake_api, host_gateway):
+def test_agent_runs_tools_as_non_root_in_workdir(home, fake_api, api_profile):
     home.agent("tools", "Run what you are asked.")
-    home.profile("default", api_profile(fake_api, host_gateway))
+    home.profile("default", api_profile())
     fake_api.enqueue(tool_use("Bash", {"command": "echo uid=$(id -u) cwd=$(pwd)"}), text("done"))
 
     result = home.run("run", "tools", "--prompt", "Who are you?")
@@ -38,9 +46,10 @@ def test_agent_runs_tools_as_non_root_in_workdir(home, fake_api, host_gateway):
     assert "uid=1000 cwd=/workspace" in fake_api.all_text(tool_results)
 
 
-def test_claude_exit_code_becomes_bottles(home, fake_api, host_gateway):
+def test_claude_exit_code_becomes_bottles(home, fake_api, api_profile):
     home.agent("badkey", "")
-    home.profile("default", api_profile(fake_api, host_gateway).replace("sk-ant-api03-bottle-test-key", "sk-ant-wrong"))
+    home.profile("default", api_profile())
+    home.env[REAL_KEY_ENV] = "sk-ant-api03-not-the-key-the-api-expects"
 
     result = home.run("run", "badkey", "--prompt", "hi")
 
@@ -48,9 +57,9 @@ def test_claude_exit_code_becomes_bottles(home, fake_api, host_gateway):
     assert any(r.path.startswith("/v1/messages") for r in fake_api.requests)
 
 
-def test_empty_prompt_adds_no_system_prompt_flag(home, fake_api, host_gateway):
+def test_empty_prompt_adds_no_system_prompt_flag(home, fake_api, api_profile):
     home.agent("plain", "")
-    home.profile("default", api_profile(fake_api, host_gateway))
+    home.profile("default", api_profile())
 
     result = home.run("run", "plain", "--prompt", "hi")
 
@@ -58,3 +67,37 @@ def test_empty_prompt_adds_no_system_prompt_flag(home, fake_api, host_gateway):
     plan_files = list(home.state.glob("plain-*/plan.json"))
     assert len(plan_files) == 1
     assert "--append-system-prompt-file" not in plan_files[0].read_text()
+
+
+def test_real_key_never_enters_the_agent_container(home, fake_api, api_profile, engine):
+    """While the agent talks to the API, search its container for the real key."""
+    release = threading.Event()
+    home.agent("keyhunt", "Wait.")
+    home.profile("default", api_profile())
+    fake_api.enqueue(held(release))
+    process = home.popen("run", "keyhunt", "--prompt", "hi")
+    try:
+        fake_api.wait_for(lambda r: r.main, timeout=120)
+        assert fake_api.message_requests(main_only=True)[0].headers["x-api-key"] == REAL_API_KEY
+        (agent,) = [c for c in engine.containers.list(filters={"label": "bottle.slug"})
+                    if c.labels.get("bottle.role") != "sidecar"]
+        key = REAL_API_KEY.encode()
+        assert key not in json.dumps(agent.attrs).encode(), "docker inspect shows the key"
+        processes = agent.exec_run(["sh", "-c", "cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline"], user="root").output
+        assert b"bottle-placeholder-" in processes  # the search sees the agent's environment...
+        assert key not in processes  # ...and the real key is not in it
+        assert not _stream_contains(agent.export(), key), "a file in the agent container holds the key"
+    finally:
+        release.set()
+        process.communicate(timeout=120)
+
+
+def _stream_contains(chunks, needle: bytes) -> bool:
+    """Search a byte stream (a container export) without holding it in memory."""
+    tail = b""
+    for chunk in chunks:
+        window = tail + chunk
+        if needle in window:
+            return True
+        tail = window[-len(needle):]
+    return False

@@ -25,6 +25,21 @@ class EgressConfig(BaseModel):
 
     allow: tuple[str, ...] = Field((), description='host rules: "host", "*.suffix", "host:port", "http://host", IP or CIDR')
     secret_patterns: tuple[str, ...] = Field((), description="extra regexes; a request matching one is blocked")
+    trust: tuple[Path, ...] = Field(
+        (), description="PEM CA files the sidecar trusts upstream besides its system store (internal services)"
+    )
+
+    @field_validator("trust")
+    @classmethod
+    def _pem_files(cls, files: tuple[Path, ...]) -> tuple[Path, ...]:
+        for path in files:
+            try:
+                text = path.expanduser().read_text()
+            except (OSError, UnicodeDecodeError) as err:
+                raise ValueError(f"cannot read CA file {path}: {err}") from None
+            if "-----BEGIN CERTIFICATE-----" not in text:
+                raise ValueError(f"{path} holds no PEM certificate")
+        return tuple(path.expanduser() for path in files)
 
     @field_validator("allow")
     @classmethod
@@ -144,6 +159,7 @@ def load_profile(name: str, config_dir: Path, referrer: str = "") -> Profile:
     merged: dict = {"env": {}}
     allow: dict[str, None] = {}  # ordered set: a child adds to its parents' rules
     patterns: dict[str, None] = {}
+    trust: dict[Path, None] = {}
     routes: dict[tuple[str, str], CredentialRoute] = {}
     for _, layer in reversed(chain):  # parents first, children override
         for field, value in layer.model_dump(
@@ -153,11 +169,12 @@ def load_profile(name: str, config_dir: Path, referrer: str = "") -> Profile:
         merged["env"].update(layer.env)
         allow.update(dict.fromkeys(layer.egress.allow))
         patterns.update(dict.fromkeys(layer.egress.secret_patterns))
+        trust.update(dict.fromkeys(layer.egress.trust))
         routes.update({(route.host, route.header.lower()): route for route in layer.credentials})
     return Profile(
         name=name,
         files=tuple(path for path, _ in chain),
-        egress=EgressConfig(allow=tuple(allow), secret_patterns=tuple(patterns)),
+        egress=EgressConfig(allow=tuple(allow), secret_patterns=tuple(patterns), trust=tuple(trust)),
         credentials=tuple(routes.values()),
         **merged,
     )

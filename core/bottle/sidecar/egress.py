@@ -9,7 +9,7 @@ It intercepts TLS with the bottle's CA (``DIR/mitmproxy-ca.pem``, key and
 certificate, made by the host) and denies by default. A CONNECT passes when a
 rule allows its host and port, the host is no DNS-over-HTTPS resolver, and
 every address the name resolves to is public (or named by a rule literally).
-A request then passes when it goes where its tunnel goes (Host header, SNI),
+A request then passes when its Host header and SNI name where it goes,
 does not look like DNS over HTTPS, and carries no secret; for a credential
 route's host the client's own credentials are stripped and the real one put in.
 Anything else gets a 403 saying what blocked it and how an operator allows it,
@@ -33,6 +33,7 @@ import sqlite3
 import stat
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -43,7 +44,7 @@ from mitmproxy.tools.dump import DumpMaster
 
 from .audit import AuditLog
 from .policy import Policy, PolicyError, PolicyFile, Rule, doh_reason, forbidden_address, normalize_host, rule_for
-from .secrets_scan import Scanner
+from .secrets_scan import Hit, Scanner
 
 logger = logging.getLogger("bottle.egress")
 
@@ -142,9 +143,10 @@ class EgressAddon:
         hit = self._scanner_for(self.policies.current()).scan(message.content, "websocket message")
         if hit is not None:
             message.drop()
-            self._record("blocked", flow, reason=f"a secret: {hit}", detail=_hit_detail(hit), redact_path=True)
+            self._record("blocked", flow, reason=f"a secret: {hit}", detail={"check": "secret", **_hit_detail(hit)},
+                         redact_path=True)
 
-    async def _decide(self, flow: http.HTTPFlow, admit) -> None:
+    async def _decide(self, flow: http.HTTPFlow, admit: Callable[[http.HTTPFlow], Awaitable[None]]) -> None:
         try:
             await admit(flow)
         except Blocked as blocked:
@@ -192,7 +194,9 @@ class EgressAddon:
             self._record("injected", flow, reason=f"credential {route.name} in {route.header}",
                          detail={"credential": route.name, "header": route.header})
 
-    async def _destination(self, policy: Policy, host: str, port: int, schemes: tuple[str, ...]) -> tuple[Rule, list[str]]:
+    async def _destination(
+        self, policy: Policy, host: str, port: int, schemes: tuple[str, ...]
+    ) -> tuple[Rule, list[str]]:
         """The rule allowing host:port and the addresses it resolved to; Blocked if there is none or
         an address is forbidden. A name that does not resolve passes: its connection fails on its own."""
         rule = next(filter(None, (policy.match(host, port, scheme) for scheme in schemes)), None)
@@ -220,8 +224,8 @@ class EgressAddon:
 
     def _deny(self, flow: http.HTTPFlow, blocked: Blocked) -> None:
         request = flow.request
-        target = f"{request.method} {request.pretty_url if request.method != 'CONNECT' else request.authority}"
-        body = f"bottle egress: blocked {target}\nwhy: {blocked.why}\nto allow it: {blocked.remedy}\n"
+        target = request.authority if request.method == "CONNECT" else request.url.partition("?")[0]
+        body = f"bottle egress: blocked {request.method} {target}\nwhy: {blocked.why}\nto allow it: {blocked.remedy}\n"
         flow.response = http.Response.make(403, body, {"content-type": "text/plain; charset=utf-8"})
         self._record("blocked", flow, reason=blocked.why, detail={"check": blocked.check, **blocked.detail},
                      redact_path=blocked.check == "secret")
@@ -247,16 +251,16 @@ def _refuse_doh(reason: str | None) -> None:
 
 
 def _refuse_fronting(flow: http.HTTPFlow) -> None:
-    """The request must go where its tunnel, its TLS SNI and its Host header say.
+    """The request must name the host it goes to, in its Host header and its TLS SNI.
 
-    Inside a tunnel mitmproxy connects to the host the Host header (or
-    :authority) names, so a request could leave a tunnel opened to an allowed
-    host for another one, or reach another site behind a shared front.
+    Inside a tunnel mitmproxy sends a request to the tunnel's host, but passes
+    on the Host header (or :authority) as the client wrote it and uses the
+    client's SNI upstream: either could reach another site behind a shared
+    front (domain fronting). In plain HTTP the Host header could disagree with
+    the URL in the same way.
     """
     request = flow.request
     claims = []
-    if flow.server_conn.address:  # the CONNECT target, for a request inside a tunnel
-        claims.append(("the CONNECT tunnel", *flow.server_conn.address[:2]))
     if flow.client_conn.sni:
         claims.append(("the TLS SNI", flow.client_conn.sni, None))
     if request.host_header:
@@ -264,17 +268,17 @@ def _refuse_fronting(flow: http.HTTPFlow) -> None:
     host = normalize_host(request.host)
     for what, name, port in claims:
         if normalize_host(name) != host or port not in (None, request.port):
-            raise Blocked("fronting", f"{what} names {name}{'' if port is None else f':{port}'} "
-                          f"but the request goes to {host}:{request.port}",
-                          "none: open one tunnel per host, with matching SNI and Host header",
-                          {"claimed": f"{name}{'' if port is None else f':{port}'}"})
+            claimed = name if port is None else f"{name}:{port}"
+            raise Blocked("fronting", f"{what} names {claimed} but the request goes to {host}:{request.port}",
+                          "none: a request must name the host it goes to, in its Host header and SNI",
+                          {"claimed": claimed})
 
 
 def _allow_hint(bottle: str, rule: str) -> str:
     return f"bottle egress allow {bottle} {rule}  (or add {json.dumps(rule)} to the bottle profile's [egress] allow)"
 
 
-def _hit_detail(hit) -> dict:
+def _hit_detail(hit: Hit) -> dict:
     return {"detector": hit.detector, "location": hit.location, "offset": hit.offset}
 
 
@@ -310,6 +314,24 @@ def check_ca(confdir: str) -> None:
         raise StartupError(f"cannot read the bottle's CA (key and certificate) from {path}: {err}") from None
 
 
+def upstream_trust(confdir: str, extra: str | None) -> str | None:
+    """A bundle of the public CAs mitmproxy trusts by default plus *extra*.
+
+    mitmproxy's option replaces its default trust; an operator adding the CA
+    of one internal service must not lose every public host.
+    """
+    if extra is None:
+        return None
+    import certifi
+
+    bundle = os.path.join(confdir, "upstream-trust.pem")
+    with open(bundle, "wb") as out:
+        for source in (certifi.where(), extra):
+            with open(source, "rb") as pem:
+                out.write(pem.read().rstrip(b"\n") + b"\n")
+    return bundle
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bottle_sidecar.egress", description=__doc__.splitlines()[0])
     parser.add_argument("--listen-host", default="0.0.0.0")
@@ -318,7 +340,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--policy", required=True, help="the egress policy (JSON), reloaded when it changes")
     parser.add_argument("--credentials", help="credential values as JSON {name: value}, mode 0600")
     parser.add_argument("--audit", required=True, help="the audit log (SQLite)")
-    parser.add_argument("--upstream-trusted-ca", help="trust only this CA (PEM) upstream, instead of the system's")
+    parser.add_argument(
+        "--upstream-extra-ca", help="CA certificates (PEM) trusted upstream besides the usual public ones"
+    )
     return parser.parse_args(argv)
 
 
@@ -334,7 +358,7 @@ async def serve(args: argparse.Namespace, policies: PolicyFile, credentials: dic
         listen_port=args.listen_port,
         confdir=args.confdir,
         ssl_insecure=False,
-        ssl_verify_upstream_trusted_ca=args.upstream_trusted_ca,
+        ssl_verify_upstream_trusted_ca=upstream_trust(args.confdir, args.upstream_extra_ca),
         connection_strategy="lazy",  # check a request before connecting anywhere for it
         rawtcp=False,  # what is not HTTP is not relayed (it could not be scanned)
         onboarding=False,
@@ -353,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         credentials = load_credentials(args.credentials)
         missing = [f"{r.name} (for {r.host})" for r in policies.current().credentials if r.name not in credentials]
         if missing:
-            raise StartupError(f"credentials missing from {args.credentials}: {', '.join(missing)}")
+            source = args.credentials or "--credentials (not given)"
+            raise StartupError(f"no value in {source} for the credential(s) {', '.join(missing)}")
         check_ca(args.confdir)
         audit = AuditLog(args.audit, policies.current().bottle)
     except (PolicyError, StartupError) as err:

@@ -194,8 +194,6 @@ def forbidden_address(address: Address | str) -> str | None:
         return "a private address"
     if address.is_reserved:
         return "a reserved address"
-    if not address.is_global:
-        return "not a globally routable address"
     return None
 
 
@@ -355,7 +353,10 @@ def _route(index: int, entry: dict) -> CredentialRoute:
     values = {field: entry.get(field, "") for field in _ROUTE_FIELDS}
     if not all(isinstance(value, str) for value in values.values()):
         raise PolicyError(f"{where}every field must be a string")
-    rule = parse_rule(values["host"]) if values["host"] else None
+    try:
+        rule = parse_rule(values["host"])
+    except RuleError:
+        rule = None
     if rule is None or rule.wildcard or rule.network is not None or rule.text.lower() != rule.host:
         raise PolicyError(f"{where}'host' must be one exact host name, not {values['host']!r}")
     if not _TOKEN.match(values["header"]):

@@ -22,8 +22,8 @@ alternation the patterns would lose those literal starts and crawl at
 ~20 MB/s; a case-insensitive pattern loses its literal start the same way. So
 each pattern is its own regex, compiled case-sensitively (issuers fix the case
 of their prefixes: ``xoxb-``, ``AKIA``), except that patterns of one detector
-that begin alike share a regex; a scan is some 25 passes of a fraction of a
-millisecond per MB each.
+that begin alike share a regex. A scan is some 25 passes over the data, about
+100 MB/s in all on a small VM (the target is 50).
 """
 
 import bisect

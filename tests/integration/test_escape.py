@@ -1,0 +1,199 @@
+"""The escape suite: attacks from inside a real, running bottle.
+
+Every way out but the sidecar's proxy must fail, and every attempt that
+reaches the proxy must be in the bottle's audit log. Only addresses on this
+machine are ever targeted: the host's bridge addresses, Docker networks and
+containers the test made.
+"""
+
+import json
+import socket
+import threading
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import pytest
+
+from bottle.images.apt_sources import debian_mirrors
+from tests.integration.conftest import REAL_API_KEY
+from tests.support.fake_anthropic import held
+
+AWS_KEY = "AKIA" + "QYLPMN5HHHFPZAM2"
+GITHUB_TOKEN = "ghp_" + "wWPw5k4aXcaT4fNP0UcnZwJUVFk6LO0pINUx"
+
+
+@dataclass
+class Attempt:
+    name: str
+    blocked: bool
+    audited: bool | None  # None: never reaches the proxy, nothing to audit
+    evidence: str
+
+
+class Bottled:
+    """A running bottle, held mid-session, seen from inside and from the engine."""
+
+    def __init__(self, home, engine, fake_api):
+        self.home, self.engine, self.fake_api = home, engine, fake_api
+        self.release = threading.Event()
+        self.process = None
+
+    def start(self, agent: str) -> "Bottled":
+        self.fake_api.enqueue(held(self.release))
+        before = len(self.fake_api.message_requests(main_only=True))
+        self.process = self.home.popen("run", agent, "--prompt", "hi")
+        self.fake_api.wait_for(lambda r: r.main and len(self.fake_api.message_requests(main_only=True)) > before, 120)
+        containers = self.engine.containers.list(filters={"label": "bottle.agent=" + agent})
+        self.agent = next(c for c in containers if c.labels.get("bottle.role") != "sidecar")
+        self.sidecar = next(c for c in containers if c.labels.get("bottle.role") == "sidecar")
+        self.slug = self.agent.labels["bottle.slug"]
+        return self
+
+    def sh(self, script: str, *, container=None, timeout: int = 8) -> tuple[int, str]:
+        result = (container or self.agent).exec_run(["timeout", str(timeout), "bash", "-c", script], demux=False)
+        return result.exit_code, result.output.decode(errors="replace")
+
+    def curl(self, url: str, *extra: str) -> tuple[int, str]:
+        """curl from the agent, through the proxy (its environment says so); prints the HTTP code."""
+        args = " ".join(f"'{a}'" for a in extra)
+        return self.sh(f"curl -sS -m 6 -o /dev/null -w '%{{http_code}}' {args} '{url}'")
+
+    def audit(self) -> list[dict]:
+        result = self.home.run("audit", self.slug, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def stop(self) -> None:
+        self.release.set()
+        if self.process is not None:
+            self.process.communicate(timeout=120)
+
+
+@pytest.fixture
+def bottles(home, engine, fake_api):
+    made: list[Bottled] = []
+
+    def make(agent: str) -> Bottled:
+        home.agent(agent, "Hold still.")
+        bottle = Bottled(home, engine, fake_api)
+        made.append(bottle)
+        return bottle.start(agent)
+
+    yield make
+    for bottle in made:
+        bottle.stop()
+
+
+def _gateway(network) -> str:
+    network.reload()
+    config = network.attrs["IPAM"]["Config"][0]
+    return config.get("Gateway", "")
+
+
+def _ip_on(container, network_name: str) -> str:
+    container.reload()
+    return container.attrs["NetworkSettings"]["Networks"][network_name]["IPAddress"]
+
+
+def _http_blocked(code: int, output: str) -> bool:
+    """curl failed to connect, or the proxy answered 403."""
+    return code != 0 or output.strip().endswith("403")
+
+
+def _outside_name() -> str:
+    """A name this machine's resolver answers (its Debian mirror), read from its apt sources."""
+    return urlsplit(debian_mirrors("bookworm")[0].split()[1]).hostname
+
+
+def test_escape_suite(home, engine, fake_api, api_profile, host_gateway, bottles):
+    home.profile("default", api_profile(allow=(f"localhost:{fake_api.port}",)))
+    inmate, neighbour = bottles("inmate"), bottles("neighbour")
+    api = f"https://{host_gateway}:{fake_api.port}"
+    internal = engine.networks.get(f"bottle-{inmate.slug}")
+    egress = engine.networks.get("bottle-egress")
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("0.0.0.0", 0))
+    udp.settimeout(3)
+    attempts: list[Attempt] = []
+
+    def record(name: str, blocked: bool, evidence: str, proxy_host: str | None = None) -> None:
+        audited = None
+        if proxy_host is not None:
+            audited = any(e["decision"] == "blocked" and proxy_host in (e.get("host") or "") for e in inmate.audit())
+        attempts.append(Attempt(name, blocked, audited, evidence.strip()[-300:]))
+
+    # 1. HTTPS through the proxy to a host no rule allows.
+    code, out = inmate.curl("https://not-allowed.bottle.test/")
+    record("https to a non-allowed host", _http_blocked(code, out), out, "not-allowed.bottle.test")
+
+    # 2. Straight TCP to the host with the proxy variables unset.
+    no_proxy = "env -u HTTPS_PROXY -u https_proxy -u HTTP_PROXY -u http_proxy"
+    code, out = inmate.sh(f"{no_proxy} curl -sS -m 4 -k -o /dev/null -w '%{{http_code}}' {api}/")
+    record("direct TCP to the host, proxy env unset", code != 0, out)
+
+    # 3. DNS resolution of an outside name (the sidecar resolves it: the test means something).
+    name = _outside_name()
+    sidecar_code, _ = inmate.sh(f"getent hosts {name}", container=inmate.sidecar)
+    assert sidecar_code == 0, "the sidecar must resolve the outside name for this test to mean anything"
+    code, out = inmate.sh(f"getent hosts {name}")
+    record("DNS resolution of an outside name", code != 0, out)
+
+    # 4. UDP to the host.
+    inmate.sh(f"echo escape > /dev/udp/{host_gateway}/{udp.getsockname()[1]}")
+    try:
+        udp.recvfrom(100)
+        received = True
+    except socket.timeout:
+        received = False
+    record("UDP out to the host", not received, "datagram received" if received else "nothing arrived")
+
+    # 5. Cloud metadata, through the proxy (the proxy never connects to it).
+    code, out = inmate.curl("http://169.254.169.254/latest/meta-data/")
+    record("cloud metadata address via the proxy", _http_blocked(code, out), out, "169.254.169.254")
+
+    # 6. The host's addresses and the bridge gateways, directly and through the proxy.
+    for address in {host_gateway, _gateway(egress), _gateway(internal)} - {""}:
+        code, out = inmate.sh(f"{no_proxy} curl -sS -m 4 -k -o /dev/null https://{address}:{fake_api.port}/")
+        record(f"direct to host address {address}", code != 0, out)
+    code, out = inmate.curl(f"https://{host_gateway}:{fake_api.port + 1}/")
+    record("proxy to a host port no rule names", _http_blocked(code, out), out, host_gateway)
+
+    # 7. Another bottle's sidecar: directly on every network it has, and through the proxy.
+    for network in (egress.name, f"bottle-{neighbour.slug}"):
+        address = _ip_on(neighbour.sidecar, network)
+        code, out = inmate.sh(f"{no_proxy} curl -sS -m 4 -o /dev/null http://{address}:3128/")
+        record(f"direct to another bottle's sidecar on {network}", code != 0, out)
+    address = _ip_on(neighbour.sidecar, egress.name)
+    code, out = inmate.curl(f"http://{address}:3128/")
+    record("proxy to another bottle's sidecar", _http_blocked(code, out), out, address)
+
+    # 8. DNS over HTTPS, to a host:port the allowlist allows.
+    code, out = inmate.curl(f"{api}/dns-query", "-H", "content-type: application/dns-message", "--data-binary", "x")
+    record("DNS over HTTPS to an allowed host", _http_blocked(code, out), out, host_gateway)
+
+    # 9. An allowed name that resolves to a private (loopback) address.
+    code, out = inmate.curl(f"https://localhost:{fake_api.port}/")
+    record("allowed name resolving to loopback", _http_blocked(code, out), out, "localhost")
+
+    # 10. Token-shaped secrets in the URL and in the body, to an allowed host.
+    code, out = inmate.curl(f"{api}/v1/messages/count_tokens?key={AWS_KEY}", "-d", "{}")
+    record("secret in the URL", _http_blocked(code, out), out, host_gateway)
+    code, out = inmate.curl(f"{api}/v1/messages/count_tokens", "-d", json.dumps({"note": GITHUB_TOKEN}))
+    record("secret in the body", _http_blocked(code, out), out, host_gateway)
+
+    # The allowed host works, with the real key injected on the way.
+    code, out = inmate.curl(f"{api}/v1/messages/count_tokens", "-H", "content-type: application/json",
+                            "-d", json.dumps({"model": "m", "messages": []}))
+    counted = [r for r in fake_api.requests if r.path.startswith("/v1/messages/count_tokens")]
+
+    blocked = sum(a.blocked for a in attempts)
+    print(f"\nescape suite: {len(attempts)} tried, {blocked} blocked")
+    for a in attempts:
+        audit = {None: "not at the proxy", True: "audited", False: "NOT AUDITED"}[a.audited]
+        print(f"  {'blocked' if a.blocked else 'ESCAPED':8} {audit:16} {a.name}")
+    assert [a.name for a in attempts if not a.blocked] == [], attempts
+    assert [a.name for a in attempts if a.audited is False] == [], attempts
+    assert (code, out.strip()) == (0, "200"), "the allowed host must be reachable"
+    assert counted and counted[-1].headers["x-api-key"] == REAL_API_KEY
+    audit_text = json.dumps(inmate.audit())
+    assert AWS_KEY not in audit_text and GITHUB_TOKEN not in audit_text and REAL_API_KEY not in audit_text

@@ -1,0 +1,577 @@
+"""The egress proxy as it runs in the sidecar: ``python -m bottle.sidecar.egress``
+in a subprocess, with the CA the host makes, in front of HTTPS and plain HTTP
+servers this module starts. Everything listens and connects on loopback only;
+the proxy reaches the servers because the rules name 127.0.0.1 literally.
+
+One proxy serves the whole module; each test writes the policy it needs (the
+proxy reloads it on the next request) and reads the audit rows its requests left.
+"""
+
+import asyncio
+import http.client
+import json
+import os
+import select
+import socket
+import socketserver
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from mitmproxy.test import tflow
+from mitmproxy.websocket import WebSocketMessage
+from wsproto.frame_protocol import Opcode
+
+from bottle.ca import generate_ca
+from bottle.sidecar import egress
+from bottle.sidecar.audit import AuditLog, read_events
+from bottle.sidecar.egress import CheckedResolver, EgressAddon, ForbiddenAddress
+from bottle.sidecar.policy import PolicyFile
+from tests.support import certs
+
+SLUG = "egress-test"
+REAL_KEY = "real-upstream-key-5f1c0e"
+PLACEHOLDER = "sk-ant-api03-bottle-placeholder-0000000000000000000000"
+GITHUB_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+AWS_KEY = "AKIA" + "IOSFODNN7EXAMPLQ"
+TIMEOUT = 10
+
+
+class Upstream(BaseHTTPRequestHandler):
+    """Answers every request with 200 and remembers what it saw."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes
+
+    def _answer(self):
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.server.seen.append(
+            {"method": self.command, "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+             "body": body}
+        )
+        reply = b"hello from upstream"
+        self.send_response(200)
+        self.send_header("content-length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+class RawListener(socketserver.ThreadingTCPServer):
+    """A TCP server that records whatever bytes reach it."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        self.received = bytearray()
+        listener = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                while chunk := self.request.recv(4096):
+                    listener.received += chunk
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def serve(server):
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@dataclass
+class World:
+    """The proxy's surroundings: its files, the upstream servers, and clients that go through it."""
+
+    dir: Path
+    https: ThreadingHTTPServer
+    plain: ThreadingHTTPServer
+    raw: RawListener
+    proxy_port: int = 0
+    last_event: int = 0
+
+    @property
+    def audit(self) -> Path:
+        return self.dir / "audit.sqlite"
+
+    @property
+    def bottle_ca(self) -> Path:
+        return self.dir / "bottle-ca.pem"
+
+    @property
+    def https_port(self) -> int:
+        return self.https.server_address[1]
+
+    @property
+    def plain_port(self) -> int:
+        return self.plain.server_address[1]
+
+    def policy(self, allow, credentials=(), secret_patterns=()):
+        """Write the policy; the proxy picks it up on its next request."""
+        document = {"bottle": SLUG, "allow": list(allow), "credentials": list(credentials),
+                    "secret_patterns": list(secret_patterns)}
+        staging = self.dir / "policy.json.new"
+        staging.write_text(json.dumps(document))
+        os.replace(staging, self.dir / "policy.json")
+
+    def events(self) -> list[dict]:
+        """The audit rows written since the last call."""
+        events = read_events(self.audit, since_id=self.last_event)
+        if events:
+            self.last_event = events[-1]["id"]
+        return events
+
+    def https_request(self, path="/", *, host="localhost", port=None, method="GET", headers=None, body=None):
+        """A request through a CONNECT tunnel, trusting the bottle's CA: (status, body)."""
+        context = ssl.create_default_context(cafile=str(self.bottle_ca))
+        conn = http.client.HTTPSConnection("127.0.0.1", self.proxy_port, context=context, timeout=TIMEOUT)
+        conn.set_tunnel(host, port or self.https_port)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            conn.close()
+
+    def http_request(self, path="/", *, host="localhost", headers=None):
+        """A plain HTTP request in absolute form: (status, body)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.proxy_port, timeout=TIMEOUT)
+        try:
+            conn.request("GET", f"http://{host}:{self.plain_port}{path}", headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            conn.close()
+
+    def open_tunnel(self, target: str) -> tuple[int, bytes, socket.socket]:
+        """A raw CONNECT: the status, the body of a refusal, and the socket (the tunnel, after a 200)."""
+        sock = socket.create_connection(("127.0.0.1", self.proxy_port), timeout=TIMEOUT)
+        sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        response = http.client.HTTPResponse(sock, method="CONNECT")
+        response.begin()
+        return response.status, b"" if response.status == 200 else response.read(), sock
+
+    def connect(self, target: str, then: bytes = b"") -> bytes:
+        """A raw CONNECT, then *then* into the tunnel: the status line and what followed."""
+        status, body, sock = self.open_tunnel(target)
+        with sock:
+            answer = f"HTTP/1.1 {status}\r\n".encode() + body
+            if status == 200:
+                sock.sendall(then)
+                sock.settimeout(1)
+                try:
+                    while chunk := sock.recv(4096):
+                        answer += chunk
+                except (TimeoutError, ConnectionResetError):
+                    pass
+            return answer
+
+
+def _https_server(directory: Path, ca) -> ThreadingHTTPServer:
+    cert, key = ca.issue(directory, ["localhost", "127.0.0.1"])
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.seen = []
+    return serve(server)
+
+
+def _plain_server() -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    server.seen = []
+    return serve(server)
+
+
+def write_credentials(directory: Path, values: dict) -> None:
+    path = directory / "credentials.json"
+    path.write_text(json.dumps(values))
+    path.chmod(0o600)
+
+
+def start_proxy(directory: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
+    """The proxy as the sidecar starts it, on the files in *directory*: the process, and where its stderr goes."""
+    stderr = directory / "proxy.stderr"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bottle.sidecar.egress", "--listen-host", "127.0.0.1", "--listen-port", "0",
+         "--confdir", str(directory / "confdir"), "--policy", str(directory / "policy.json"),
+         "--credentials", str(directory / "credentials.json"), "--audit", str(directory / "audit.sqlite"), *extra],
+        stdout=subprocess.PIPE, stderr=stderr.open("wb"), text=True,
+    )
+    return process, stderr
+
+
+def _listening_port(process: subprocess.Popen, stderr: Path) -> int:
+    """Wait for the line the sidecar's init waits for; the port it names."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], deadline - time.monotonic())
+        line = process.stdout.readline() if ready else ""
+        if line.startswith("bottle-egress: listening on "):
+            return int(line.rsplit(":", 1)[1])
+        if not line and process.poll() is not None:
+            break
+    raise AssertionError(f"the proxy did not start:\n{stderr.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("egress")
+    upstream_ca = certs.TestCA.create()
+    (directory / "upstream-ca.pem").write_bytes(upstream_ca.cert_pem)
+    bottle_ca = generate_ca(SLUG)
+    (directory / "confdir").mkdir()
+    (directory / "confdir" / "mitmproxy-ca.pem").write_bytes(bottle_ca.key_pem + bottle_ca.cert_pem)
+    (directory / "bottle-ca.pem").write_bytes(bottle_ca.cert_pem)
+    write_credentials(directory, {"TEST_API_KEY": REAL_KEY})
+    world = World(directory, _https_server(directory / "upstream", upstream_ca), _plain_server(), serve(RawListener()))
+    world.policy([])
+    process, stderr = start_proxy(directory, "--upstream-extra-ca", str(directory / "upstream-ca.pem"))
+    try:
+        world.proxy_port = _listening_port(process, stderr)
+        yield world
+    finally:
+        process.terminate()
+        process.wait(TIMEOUT)
+        for server in (world.https, world.plain, world.raw):
+            server.shutdown()
+
+
+def loopback(port: int) -> list[str]:
+    """Rules that let ``localhost:port`` through: the name, and 127.0.0.1 literally (plus ::1,
+    where localhost resolves to it too)."""
+    return [f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"]
+
+
+def test_an_allowed_host_is_reached_and_audited(world):
+    world.policy(loopback(world.https_port))
+    world.events()
+
+    status, body = world.https_request("/hello?q=1")
+
+    assert (status, body) == (200, "hello from upstream")
+    assert world.https.seen[-1]["path"] == "/hello?q=1"
+    rows = [(e["decision"], e["method"], e["host"], e["port"], e["path"]) for e in world.events()
+            if e["decision"] == "allowed"]
+    assert rows == [("allowed", "CONNECT", "localhost", world.https_port, None),
+                    ("allowed", "GET", "localhost", world.https_port, "/hello")]  # no query in the log
+
+
+def test_a_host_no_rule_allows_gets_403_at_connect_with_how_to_allow_it(world):
+    world.policy([f"127.0.0.1:{world.https_port}"])
+    world.events()
+
+    answer = world.connect(f"localhost:{world.https_port}").decode()
+
+    assert answer.startswith("HTTP/1.1 403")
+    assert f"no egress rule allows localhost:{world.https_port}" in answer
+    assert f"bottle egress allow {SLUG} localhost:{world.https_port}" in answer
+    assert "[egress] allow" in answer
+    [event] = [e for e in world.events() if e["decision"] == "blocked"]
+    assert (event["method"], event["host"], event["detail"]["check"]) == ("CONNECT", "localhost", "allowlist")
+
+
+def test_a_name_resolving_to_loopback_needs_a_rule_naming_the_address(world):
+    world.policy([f"localhost:{world.https_port}"])
+    world.events()
+
+    answer = world.connect(f"localhost:{world.https_port}").decode()
+
+    assert answer.startswith("HTTP/1.1 403")
+    assert "localhost resolves to" in answer and "a loopback address" in answer
+    assert f"bottle egress allow {SLUG} " in answer
+    [event] = world.events()[-1:]
+    assert (event["decision"], event["detail"]["check"]) == ("blocked", "address")
+
+
+def test_a_request_for_another_host_inside_a_tunnel_is_blocked(world):
+    world.policy(loopback(world.https_port))
+    seen = len(world.https.seen)
+    world.events()
+
+    status, body = world.https_request("/", headers={"Host": f"127.0.0.1:{world.https_port}"})
+
+    assert status == 403
+    assert f"the Host header names 127.0.0.1:{world.https_port} but the request goes to localhost" in body
+    assert len(world.https.seen) == seen
+    assert world.events()[-1]["detail"]["check"] == "fronting"
+
+
+def test_a_tls_sni_naming_another_host_is_blocked(world):
+    world.policy(loopback(world.https_port))
+    seen = len(world.https.seen)
+    status, _, sock = world.open_tunnel(f"localhost:{world.https_port}")
+    assert status == 200
+    context = ssl.create_default_context(cafile=str(world.bottle_ca))
+
+    with context.wrap_socket(sock, server_hostname="elsewhere.localhost") as tls:
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: localhost:{world.https_port}\r\n\r\n".encode())
+        response = http.client.HTTPResponse(tls)
+        response.begin()
+        body = response.read().decode()
+
+    assert response.status == 403
+    assert "the TLS SNI names elsewhere.localhost" in body
+    assert len(world.https.seen) == seen
+
+
+@pytest.mark.parametrize(
+    "path, headers",
+    [("/dns-query?dns=AAABAAABAAAAAAAAA3d3dwdleGFtcGxlA2NvbQAAAQAB", {}),
+     ("/resolve?name=example.com", {"accept": "application/dns-json"})],
+)
+def test_dns_over_https_is_blocked_even_to_an_allowed_host(world, path, headers):
+    world.policy(loopback(world.https_port))
+    world.events()
+
+    status, body = world.https_request(path, headers=headers)
+
+    assert status == 403
+    assert "DNS over HTTPS" in body
+    assert world.events()[-1]["detail"]["check"] == "doh"
+
+
+def test_a_known_doh_resolver_is_refused_at_connect_before_any_lookup(world):
+    world.policy(["dns.google", "*.google"])
+    world.events()
+
+    answer = world.connect("dns.google:443").decode()
+
+    assert answer.startswith("HTTP/1.1 403")
+    assert "dns.google is a DNS-over-HTTPS resolver" in answer
+    assert world.events()[-1]["detail"]["check"] == "doh"
+
+
+def _audit_bytes(world) -> bytes:
+    return b"".join(path.read_bytes() for path in world.dir.glob("audit.sqlite*"))
+
+
+@pytest.mark.parametrize(
+    "where, request_args",
+    [("url", {"path": f"/search?token={GITHUB_TOKEN}"}),
+     ("body", {"path": "/upload", "method": "POST", "body": f'{{"aws": "{AWS_KEY}"}}'.encode()}),
+     ("header x-debug", {"path": "/", "headers": {"x-debug": f"Bearer {GITHUB_TOKEN}"}})],
+)
+def test_a_secret_in_a_request_is_blocked_and_logged_without_the_secret(world, where, request_args):
+    world.policy(loopback(world.https_port))
+    seen = len(world.https.seen)
+    world.events()
+
+    status, body = world.https_request(**request_args)
+
+    assert status == 403
+    assert f"in {where} at offset" in body
+    assert len(world.https.seen) == seen
+    [event] = [e for e in world.events() if e["decision"] == "blocked"]
+    assert event["detail"]["check"] == "secret" and event["detail"]["location"] == where
+    assert event["path"] is None
+    audit = _audit_bytes(world)
+    assert GITHUB_TOKEN.encode() not in audit and AWS_KEY.encode() not in audit
+
+
+def test_the_profiles_own_secret_patterns_block_too(world):
+    world.policy(loopback(world.https_port), secret_patterns=[r"corp-[0-9]{6}"])
+
+    status, body = world.https_request("/", method="POST", body=b"ticket corp-123456")
+
+    assert status == 403
+    assert "secret_patterns[0] in body at offset 7" in body
+
+
+def test_a_credential_route_replaces_whatever_the_client_sent(world):
+    route = {"host": "localhost", "header": "x-api-key", "scheme": "", "name": "TEST_API_KEY",
+             "placeholder": PLACEHOLDER}
+    world.policy(loopback(world.https_port), credentials=[route])
+    world.events()
+
+    status, _ = world.https_request(
+        "/v1/messages", method="POST", body=f'{{"note": "my key is {PLACEHOLDER}"}}'.encode(),
+        headers={"x-api-key": PLACEHOLDER, "authorization": "Bearer the-clients-own"},
+    )
+
+    assert status == 200
+    seen = world.https.seen[-1]["headers"]
+    assert seen["x-api-key"] == REAL_KEY
+    assert "authorization" not in seen
+    [injected] = [e for e in world.events() if e["decision"] == "injected"]
+    assert injected["detail"] == {"credential": "TEST_API_KEY", "header": "x-api-key"}
+    assert REAL_KEY.encode() not in _audit_bytes(world)
+
+
+def test_a_bearer_route_sends_the_scheme(world):
+    route = {"host": "localhost", "header": "authorization", "scheme": "Bearer", "name": "TEST_API_KEY",
+             "placeholder": PLACEHOLDER}
+    world.policy(loopback(world.https_port), credentials=[route])
+
+    assert world.https_request("/", headers={"authorization": f"Bearer {PLACEHOLDER}"})[0] == 200
+    assert world.https.seen[-1]["headers"]["authorization"] == f"Bearer {REAL_KEY}"
+
+
+def test_the_allowlist_changes_live(world):
+    world.policy([])
+    world.events()
+    assert world.connect(f"localhost:{world.https_port}").startswith(b"HTTP/1.1 403")
+
+    world.policy(loopback(world.https_port))
+
+    assert world.https_request("/after-reload")[0] == 200
+    decisions = [e["decision"] for e in world.events()]
+    assert decisions == ["policy-reloaded", "blocked", "policy-reloaded", "allowed", "allowed"]
+
+
+def test_plain_http_needs_an_http_rule(world):
+    world.policy([f"localhost:{world.plain_port}", f"127.0.0.1:{world.plain_port}"])
+    world.events()
+
+    status, body = world.http_request("/plain")
+
+    assert status == 403
+    assert f"over plain HTTP" in body and f"http://localhost:{world.plain_port}" in body
+
+    world.policy([f"http://localhost:{world.plain_port}", f"127.0.0.1:{world.plain_port}",
+                  f"[::1]:{world.plain_port}"])
+
+    assert world.http_request("/plain") == (200, "hello from upstream")
+    assert world.plain.seen[-1]["path"] == "/plain"
+    assert [e["decision"] for e in world.events()][-1] == "allowed"
+
+
+def test_a_plain_request_whose_host_header_names_another_host_is_blocked(world):
+    world.policy([f"http://localhost:{world.plain_port}", f"127.0.0.1:{world.plain_port}"])
+
+    status, body = world.http_request("/", headers={"Host": "intranet.example"})
+
+    assert status == 403
+    assert "the Host header names intranet.example" in body
+
+
+def test_a_tunnel_that_does_not_carry_http_is_not_relayed(world):
+    port = world.raw.server_address[1]
+    world.policy([f"127.0.0.1:{port}"])
+
+    answer = world.connect(f"127.0.0.1:{port}", then=b"\x16\x00garbage that is not HTTP\r\n\r\n")
+
+    assert answer.startswith(b"HTTP/1.1 200")
+    time.sleep(0.2)
+    assert world.raw.received == b""
+
+
+def test_the_proxy_refuses_to_start_without_its_ca(tmp_path):
+    (tmp_path / "policy.json").write_text(json.dumps({"bottle": SLUG}))
+    write_credentials(tmp_path, {})
+    (tmp_path / "confdir").mkdir()
+
+    process, stderr = start_proxy(tmp_path)
+
+    assert process.wait(30) == 2
+    lines = stderr.read_text().splitlines()
+    assert len(lines) == 1 and "cannot read the bottle's CA" in lines[0] and "mitmproxy-ca.pem" in lines[0]
+    assert not (tmp_path / "confdir" / "mitmproxy-ca.pem").exists()  # mitmproxy did not make one
+
+
+def test_the_proxy_refuses_to_start_with_a_bad_policy(tmp_path):
+    (tmp_path / "policy.json").write_text(json.dumps({"bottle": SLUG, "allow": ["example.com/path"]}))
+    write_credentials(tmp_path, {})
+
+    process, stderr = start_proxy(tmp_path)
+
+    assert process.wait(30) == 2
+    [line] = stderr.read_text().splitlines()
+    assert "allow[0]" in line and "'example.com/path'" in line
+
+
+# The addon's parts, without a proxy around them.
+
+
+class Lookups:
+    """A stand-in event loop whose getaddrinfo answers from *answers* (host: [addresses, ...]),
+    one list per lookup, and remembers what it was asked."""
+
+    def __init__(self, **answers):
+        self.answers = answers
+        self.asked = []
+
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        self.asked.append((host, flags))
+        addresses = self.answers[host].pop(0) if flags == 0 else ["0.0.0.0"]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port)) for address in addresses]
+
+
+def policies(tmp_path, allow):
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps({"bottle": SLUG, "allow": allow}))
+    return PolicyFile(path)
+
+
+def test_the_resolver_guards_every_lookup_of_the_event_loop(tmp_path):
+    loop = Lookups(**{"internal.example": [["10.0.0.5"]]})
+    resolver = CheckedResolver(loop, policies(tmp_path, ["internal.example"]))
+
+    assert loop.getaddrinfo == resolver.getaddrinfo
+    with pytest.raises(ForbiddenAddress, match="internal.example resolves to 10.0.0.5, a private address"):
+        asyncio.run(loop.getaddrinfo("internal.example", 443, type=socket.SOCK_STREAM))
+    # listening sockets are not upstream connections
+    assert asyncio.run(loop.getaddrinfo("0.0.0.0", 3128, flags=socket.AI_PASSIVE))[0][4] == ("0.0.0.0", 3128)
+
+
+def test_a_rule_naming_the_address_lets_a_name_reach_it(tmp_path):
+    loop = Lookups(**{"db.internal": [["10.0.0.5"]]})
+    resolver = CheckedResolver(loop, policies(tmp_path, ["db.internal", "10.0.0.0/24"]))
+
+    assert asyncio.run(resolver.resolve("db.internal", 443))[0][4] == ("10.0.0.5", 443)
+
+
+def test_the_connection_uses_the_address_that_was_checked(tmp_path, monkeypatch):
+    # The name rebinds to loopback right after the check: the connect reuses the checked answer.
+    loop = Lookups(**{"rebind.example": [["93.184.216.34"], ["127.0.0.1"]]})
+    resolver = CheckedResolver(loop, policies(tmp_path, ["rebind.example"]))
+
+    asyncio.run(resolver.resolve("rebind.example", 443))
+    connect_to = asyncio.run(loop.getaddrinfo("rebind.example", 443, type=socket.SOCK_STREAM))
+
+    assert [info[4][0] for info in connect_to] == ["93.184.216.34"]
+    assert loop.asked == [("rebind.example", 0)]
+    later = time.monotonic() + resolver.ttl + 1  # once the answer is stale, the next lookup is checked afresh
+    monkeypatch.setattr(egress.time, "monotonic", lambda: later)
+    with pytest.raises(ForbiddenAddress, match="a loopback address"):
+        asyncio.run(loop.getaddrinfo("rebind.example", 443, type=socket.SOCK_STREAM))
+
+
+def test_a_websocket_message_with_a_secret_is_dropped(tmp_path):
+    audit = AuditLog(tmp_path / "audit.sqlite", SLUG)
+    addon = EgressAddon(policies(tmp_path, ["example.com"]), {}, audit, resolver=None)
+    flow = tflow.twebsocketflow()
+    flow.websocket.messages.append(WebSocketMessage(Opcode.TEXT, True, f"here: {GITHUB_TOKEN}".encode()))
+
+    addon.websocket_message(flow)
+
+    assert flow.websocket.messages[-1].dropped
+    [event] = read_events(tmp_path / "audit.sqlite")
+    assert event["decision"] == "blocked"
+    assert event["detail"] == {"check": "secret", "detector": "GitHub Token", "location": "websocket message",
+                               "offset": 6}
+
+
+def test_a_check_that_fails_blocks_the_request(tmp_path):
+    class Broken:
+        async def resolve(self, host, port):
+            raise RuntimeError("a bug")
+
+    audit = AuditLog(tmp_path / "audit.sqlite", SLUG)
+    addon = EgressAddon(policies(tmp_path, ["http://address:22"]), {}, audit, resolver=Broken())
+    flow = tflow.tflow()
+
+    asyncio.run(addon.request(flow))
+
+    assert flow.response.status_code == 403
+    assert read_events(tmp_path / "audit.sqlite")[-1]["detail"] == {"check": "internal"}
