@@ -20,3 +20,42 @@ def docker_client(timeout: int = 120):
             "or point DOCKER_HOST at one."
         ) from None
     return client
+
+
+def remove_container(api, ref: str) -> None:
+    """Remove a container, whatever state it is in; already gone (or going) is fine.
+
+    Teardown races with ``bottle stop`` and ``bottle gc`` by design: both ends
+    remove the same things, so neither may fail because the other was first.
+    """
+    from docker.errors import APIError, NotFound
+
+    try:
+        api.remove_container(ref, force=True, v=True)
+    except NotFound:
+        return
+    except APIError as err:
+        if err.status_code != 409:
+            raise
+        try:  # "removal already in progress": wait for the other remover
+            api.wait(ref, condition="removed", timeout=30)
+        except (NotFound, APIError):
+            pass
+
+
+def remove_network(api, ref: str, attempts: int = 25) -> None:
+    """Remove a network; retried while a concurrent teardown still detaches endpoints."""
+    import time
+
+    from docker.errors import APIError, NotFound
+
+    for attempt in range(attempts):
+        try:
+            api.remove_network(ref)
+            return
+        except NotFound:
+            return
+        except APIError as err:
+            if err.status_code != 409 or attempt == attempts - 1:
+                raise
+            time.sleep(0.2)

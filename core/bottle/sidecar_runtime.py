@@ -24,6 +24,7 @@ from docker.errors import APIError, NotFound
 
 from bottle.backend import LABEL_SLUG
 from bottle.ca import generate_ca
+from bottle.engine import remove_container
 from bottle.errors import EnvironmentProblem, UsageError
 from bottle.plan import Plan
 from bottle.sidecar.audit import AuditLog
@@ -202,24 +203,32 @@ def start_sidecar(client, plan: Plan, internal_network: str, stack: ExitStack) -
     audit_dir = _prepare_state(plan, ca.cert_pem)
     outside = egress_network(client)
     name = sidecar_name(plan.slug)
-    stack.callback(_remove, client, name)
-    container = client.containers.create(
+    stack.callback(remove_container, client.api, name)
+    api = client.api
+    config = api.create_container_config(
         plan.sidecar.image,
         command=["--config", "-"],  # the init reads its bundle from stdin
-        name=name,
         hostname="sidecar",
         labels={**plan.labels, LABEL_ROLE: "sidecar"},
-        network=internal_network,
-        networking_config={internal_network: client.api.create_endpoint_config(aliases=[plan.sidecar.hostname])},
-        tmpfs={RUN_DIR: f"mode=0700,uid={SIDECAR_UID},gid={SIDECAR_UID},size=16m"},
-        volumes={str(audit_dir): {"bind": AUDIT_DIR, "mode": "rw"}},
         stdin_open=True,
-        stdin_once=True,
-        cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
-        mem_limit="512m",
-        pids_limit=256,
+        networking_config=api.create_networking_config(
+            {internal_network: api.create_endpoint_config(aliases=[plan.sidecar.hostname])}
+        ),
+        host_config=api.create_host_config(
+            network_mode=internal_network,
+            tmpfs={RUN_DIR: f"mode=0700,uid={SIDECAR_UID},gid={SIDECAR_UID},size=16m"},
+            binds={str(audit_dir): {"bind": AUDIT_DIR, "mode": "rw"}},
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            mem_limit="512m",
+            pids_limit=256,
+            init=False,  # the image's tini is PID 1
+        ),
     )
+    # The SDK has no parameter for StdinOnce, which closes the sidecar's stdin
+    # (ending the bundle) when our attachment closes.
+    config["StdinOnce"] = True
+    container = client.containers.get(api.create_container_from_config(config, name)["Id"])
     outside.connect(container)
     container.start()
     _send_stdin(container, _bundle(plan, ca, credentials))
@@ -227,8 +236,3 @@ def start_sidecar(client, plan: Plan, internal_network: str, stack: ExitStack) -
     watcher = SidecarWatch(container)
     stack.callback(watcher.stop)
     return Sidecar(container, watcher)
-
-
-def _remove(client, name: str) -> None:
-    with suppress(NotFound):
-        client.api.remove_container(name, force=True, v=True)

@@ -19,7 +19,7 @@ from tests.support.fake_anthropic import FakeMessagesAPI
 
 LABEL = "bottle.slug"
 #: The real key lives in the host environment of `bottle run` only.
-REAL_KEY_ENV = "BOTTLE_TEST_ANTHROPIC_KEY"
+REAL_KEY_ENV = "ANTHROPIC_API_KEY"
 REAL_API_KEY = "sk-ant-api03-" + "R3alKeyOnlyTheSidecarHolds" * 3 + "-AA"
 
 

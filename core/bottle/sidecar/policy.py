@@ -353,19 +353,22 @@ def _route(index: int, entry: dict) -> CredentialRoute:
     values = {field: entry.get(field, "") for field in _ROUTE_FIELDS}
     if not all(isinstance(value, str) for value in values.values()):
         raise PolicyError(f"{where}every field must be a string")
+    host = normalize_host(values["host"])
     try:
         rule = parse_rule(values["host"])
     except RuleError:
         rule = None
-    if rule is None or rule.wildcard or rule.network is not None or rule.text.lower() != rule.host:
-        raise PolicyError(f"{where}'host' must be one exact host name, not {values['host']!r}")
+    single_address = rule is not None and rule.network is not None and rule.network.num_addresses == 1
+    exact_name = rule is not None and rule.network is None and not rule.wildcard and rule.text.lower() == rule.host
+    if not (exact_name or (single_address and parse_address(host) is not None)):
+        raise PolicyError(f"{where}'host' must be one exact host name or IP address, not {values['host']!r}")
     if not _TOKEN.match(values["header"]):
         raise PolicyError(f"{where}'header' must be a header name, not {values['header']!r}")
     if values["scheme"] and not _TOKEN.match(values["scheme"]):
         raise PolicyError(f"{where}'scheme' must be empty or one word such as Bearer, not {values['scheme']!r}")
     if not values["name"] or not values["placeholder"]:
         raise PolicyError(f"{where}'name' and 'placeholder' must not be empty")
-    return CredentialRoute(rule.host, values["header"].lower(), values["scheme"], values["name"], values["placeholder"])
+    return CredentialRoute(host, values["header"].lower(), values["scheme"], values["name"], values["placeholder"])
 
 
 class PolicyFile:

@@ -27,7 +27,7 @@ from bottle.backend import (
     BottleInfo,
     ExecResult,
 )
-from bottle.engine import docker_client
+from bottle.engine import docker_client, remove_container, remove_network
 from bottle.errors import EnvironmentProblem
 from bottle.plan import Plan, PlanFile
 from bottle.sidecar_runtime import LABEL_ROLE, Sidecar, start_sidecar
@@ -36,12 +36,6 @@ from bottle.tarball import pack
 
 def resource_name(slug: str) -> str:
     return f"bottle-{slug}"
-
-
-def _ignore_missing(action, *args, **kwargs) -> None:
-    """Teardown is idempotent: what is already gone (``bottle stop``) is fine."""
-    with contextlib.suppress(NotFound):
-        action(*args, **kwargs)
 
 
 class DockerBottle(Bottle):
@@ -176,10 +170,10 @@ class DockerBackend(Backend):
         return DockerBottle(client, container, plan, sidecar)
 
     def _remove_container(self, name: str) -> None:
-        _ignore_missing(self.client.api.remove_container, name, force=True, v=True)
+        remove_container(self.client.api, name)
 
     def _remove_network(self, name: str) -> None:
-        _ignore_missing(self.client.api.remove_network, name)
+        remove_network(self.client.api, name)
 
     def _info(self, labels: dict, status: str, created: str) -> BottleInfo:
         pid = labels.get(LABEL_PID, "")
@@ -215,9 +209,9 @@ class DockerBackend(Backend):
         containers = self.client.containers.list(all=True, filters={"label": label})
         networks = self.client.networks.list(filters={"label": label})
         for container in containers:
-            _ignore_missing(self.client.api.remove_container, container.id, force=True, v=True)
+            remove_container(self.client.api, container.id)
         for network in networks:
-            _ignore_missing(self.client.api.remove_network, network.id)
+            remove_network(self.client.api, network.id)
         return bool(containers or networks)
 
     def exec_interactive(self, slug: str, argv, *, user) -> int:
