@@ -15,7 +15,6 @@ Run: .venv/bin/python -m benchmarks.startup [--runs N]
 """
 
 import argparse
-import ipaddress
 import json
 import os
 import statistics
@@ -28,7 +27,11 @@ from pathlib import Path
 import docker
 
 from benchmarks.enginetap import EngineTap
+from bottle.prepare import AGENT_BASE_ENV
+from tests.support.certs import TestCA
 from tests.support.fake_anthropic import FakeMessagesAPI
+from tests.support.hostnet import host_gateway
+from tests.support.profiles import fake_api_profile
 
 API_KEY = "sk-ant-api03-benchmark"
 
@@ -39,14 +42,13 @@ def timed(argv, **kwargs) -> float:
     return time.perf_counter() - start
 
 
-def host_gateway(client) -> str:
-    config = client.networks.get("bridge").attrs["IPAM"]["Config"][0]
-    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
-
-
 def provisioning_calls(requests: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Engine calls after the container started and before the agent's exec."""
-    start = next(i for i, (m, p) in enumerate(requests) if m == "POST" and p.endswith("/start") and "/containers/" in p)
+    """Engine calls after the agent's container started and before the agent's exec.
+
+    The agent's container is the last one started (the sidecar starts first).
+    """
+    starts = [i for i, (m, p) in enumerate(requests) if m == "POST" and p.endswith("/start") and "/containers/" in p]
+    start = starts[-1]
     agent = next(i for i, (m, p) in enumerate(requests) if m == "POST" and p.endswith("/exec") and i > start)
     return requests[start + 1 : agent]
 
@@ -58,27 +60,32 @@ def main() -> None:
     args = parser.parse_args()
 
     client = docker.from_env()
+    gateway = host_gateway(client)
     work = Path(tempfile.mkdtemp(prefix="bottle-bench-"))
     (work / "project/.bottle/agents").mkdir(parents=True)
     (work / "project/.bottle/agents/bench.md").write_text("---\nname: bench\n---\nYou are a benchmark.\n")
-    env = dict(os.environ, XDG_CONFIG_HOME=str(work / "config"), XDG_STATE_HOME=str(work / "state"))
+    ca = TestCA.create("bottle benchmark upstream CA")
+    (work / "ca.pem").write_bytes(ca.cert_pem)
+    cert, key = ca.issue(work, [gateway])
+    env = dict(os.environ, XDG_CONFIG_HOME=str(work / "config"), XDG_STATE_HOME=str(work / "state"),
+               ANTHROPIC_API_KEY=API_KEY)
     bottle = [sys.executable, "-m", "bottle"]
 
-    with FakeMessagesAPI(api_key=API_KEY, host="0.0.0.0") as api:
-        url = api.url_for(host_gateway(client))
-        agent_env = {
-            "ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": API_KEY, "CLAUDE_CODE_MAX_RETRIES": "0",
-            "DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        }
+    with FakeMessagesAPI(api_key=API_KEY, host="0.0.0.0", tls=(str(cert), str(key))) as api:
         profile = work / "config/bottle/bottles/default.toml"
         profile.parent.mkdir(parents=True)
-        profile.write_text("[env]\n" + "".join(f'{k} = "{v}"\n' for k, v in agent_env.items()))
-        env_flags = [flag for key, value in agent_env.items() for flag in ("-e", f"{key}={value}")]
+        profile.write_text(fake_api_profile(api, gateway, work / "ca.pem"))
+        raw_env = {
+            **AGENT_BASE_ENV, "ANTHROPIC_BASE_URL": api.url_for(gateway), "ANTHROPIC_API_KEY": API_KEY,
+            "CLAUDE_CODE_MAX_RETRIES": "0", "NODE_EXTRA_CA_CERTS": "/tmp/upstream-ca.pem",
+        }
+        raw_flags = [flag for k, v in raw_env.items() for flag in ("-e", f"{k}={v}")]
+        raw_flags += ["-v", f"{work / 'ca.pem'}:/tmp/upstream-ca.pem:ro"]
 
         raw_true, raw_claude, bottled = [], [], []
         for _ in range(args.runs):
             raw_true.append(timed(["docker", "run", "--rm", args.image, "true"]))
-            raw_claude.append(timed(["docker", "run", "--rm", *env_flags, args.image,
+            raw_claude.append(timed(["docker", "run", "--rm", *raw_flags, args.image,
                                      "claude", "-p", "hi", "--dangerously-skip-permissions"]))
             bottled.append(timed([*bottle, "run", "bench", "--prompt", "hi"], cwd=work / "project", env=env))
 

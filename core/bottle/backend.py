@@ -80,6 +80,13 @@ class Bottle(abc.ABC):
         agent's output to ours.
         """
 
+    def wait_ready(self) -> None:
+        """Block until the bottle's way out (its sidecar) answers.
+
+        Called after the plan's files are in place and before any provision
+        hook, so that a backend may start its sandbox and its sidecar at once.
+        """
+
     def failure(self) -> str | None:
         """Why the bottle stopped on its own (its sidecar died), if it did."""
         return None

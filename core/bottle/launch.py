@@ -1,8 +1,8 @@
 """Launch: execute a plan under one ExitStack, so nothing outlives the run.
 
 Order: state dir, sandbox (the backend registers each resource on the stack
-the moment it exists), plan files in one stream, provisioners in the core's
-order, the agent. SIGTERM is turned into an exception like Ctrl-C so that
+the moment it exists), plan files in one stream, the sidecar ready,
+provisioners in the core's order, the agent. SIGTERM is turned into an exception like Ctrl-C so that
 both unwind the stack; while the stack unwinds, further signals are ignored
 so that teardown itself cannot be interrupted half-way.
 """
@@ -61,6 +61,7 @@ def launch(plan: Plan, plugins: Plugins) -> int:
             stack.callback(_report_stopping, plugins, plan, bottle)
             if plan.files:
                 bottle.put_files(plan.files, uid=plan.guest.uid, gid=plan.guest.uid)
+            bottle.wait_ready()
             for hook_name in PROVISION_ORDER:
                 getattr(plugins.hook, hook_name)(plan=plan, bottle=bottle)
             plugins.hook.bottle_started(plan=plan, bottle=bottle)

@@ -162,8 +162,24 @@ def _stop_quietly(container) -> None:
 
 @dataclass
 class Sidecar:
+    """A started sidecar; :meth:`wait_ready` blocks until its daemons answer.
+
+    Starting and waiting are apart so that the sandbox can be created and
+    provisioned while the sidecar's daemons start.
+    """
+
     container: object
-    watcher: "SidecarWatch"
+    stack: ExitStack
+    watcher: "SidecarWatch | None" = None
+
+    def wait_ready(self) -> None:
+        if self.watcher is None:
+            _wait_ready(self.container)
+            self.watcher = SidecarWatch(self.container)
+            self.stack.callback(self.watcher.stop)
+
+    def failure(self) -> str | None:
+        return self.watcher.died if self.watcher else None
 
 
 class SidecarWatch:
@@ -197,7 +213,7 @@ class SidecarWatch:
 
 
 def start_sidecar(client, plan: Plan, internal_network: str, stack: ExitStack) -> Sidecar:
-    """Start the sidecar on *internal_network*; everything is registered on *stack*."""
+    """Start the sidecar on *internal_network* (not waiting for it); all is registered on *stack*."""
     credentials = read_credentials(plan)
     ca = generate_ca(plan.slug)
     audit_dir = _prepare_state(plan, ca.cert_pem)
@@ -232,7 +248,4 @@ def start_sidecar(client, plan: Plan, internal_network: str, stack: ExitStack) -
     outside.connect(container)
     container.start()
     _send_stdin(container, _bundle(plan, ca, credentials))
-    _wait_ready(container)
-    watcher = SidecarWatch(container)
-    stack.callback(watcher.stop)
-    return Sidecar(container, watcher)
+    return Sidecar(container, stack)

@@ -1,7 +1,6 @@
 """Integration fixtures: a real engine, real images, an isolated bottle home,
 the fake Messages API, and a check that every test leaves nothing behind."""
 
-import ipaddress
 import json
 import os
 import subprocess
@@ -14,12 +13,14 @@ from types import SimpleNamespace
 import pytest
 
 from tests.conftest import require
+from tests.support import hostnet
 from tests.support.certs import TestCA
 from tests.support.fake_anthropic import FakeMessagesAPI
+from tests.support.profiles import KEY_ENV, fake_api_profile
 
 LABEL = "bottle.slug"
 #: The real key lives in the host environment of `bottle run` only.
-REAL_KEY_ENV = "ANTHROPIC_API_KEY"
+REAL_KEY_ENV = KEY_ENV
 REAL_API_KEY = "sk-ant-api03-" + "R3alKeyOnlyTheSidecarHolds" * 3 + "-AA"
 
 
@@ -54,9 +55,7 @@ def agent_image(engine):
 @pytest.fixture(scope="session")
 def host_gateway(engine) -> str:
     """An address of this machine that containers on any bridge network reach."""
-    config = engine.networks.get("bridge").attrs["IPAM"]["Config"][0]
-    # The default bridge often lists only its subnet; its gateway is the first host.
-    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
+    return hostnet.host_gateway(engine)
 
 
 def _labelled(engine):
@@ -169,25 +168,6 @@ def api_profile(fake_api, host_gateway, upstream_ca):
     """
 
     def make(extra: str = "", allow: tuple[str, ...] = ()) -> str:
-        return _api_profile(fake_api, host_gateway, upstream_ca, extra, allow)
+        return fake_api_profile(fake_api, host_gateway, upstream_ca.ca_file, extra=extra, allow=allow)
 
     return make
-
-
-def _api_profile(api: FakeMessagesAPI, gateway: str, upstream_ca, extra: str, allow: tuple[str, ...]) -> str:
-    rules = ", ".join(json.dumps(rule) for rule in (f"{gateway}:{api.port}", *allow))
-    return f"""
-        {extra}
-        [env]
-        ANTHROPIC_BASE_URL = "{api.url_for(gateway)}"
-        CLAUDE_CODE_MAX_RETRIES = "0"
-
-        [egress]
-        allow = [{rules}]
-        trust = ["{upstream_ca.ca_file}"]
-
-        [[credentials]]
-        host = "{gateway}"
-        header = "x-api-key"
-        env = "{REAL_KEY_ENV}"
-        """

@@ -48,6 +48,9 @@ def audit(
     if as_json:
         print_json(events)
         return
+    from datetime import datetime
+
     for event in events:
+        when = datetime.fromtimestamp(event["ts"]).isoformat(sep=" ", timespec="milliseconds")
         where = f"{event.get('method') or ''} {event.get('host') or ''}{':' + str(event['port']) if event.get('port') else ''}{event.get('path') or ''}"
-        print(f"{event['ts']:.3f} {event['source']:9} {event['decision']:8} {where.strip()}  {event.get('reason') or ''}")
+        print(f"{when} {event['source']:9} {event['decision']:8} {where.strip()}  {event.get('reason') or ''}")

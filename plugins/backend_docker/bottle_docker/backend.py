@@ -9,6 +9,7 @@ code is ours and provisioning can happen before it starts.
 
 import contextlib
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 import subprocess
 import sys
 from typing import Sequence
@@ -30,7 +31,7 @@ from bottle.backend import (
 from bottle.engine import docker_client, remove_container, remove_network
 from bottle.errors import EnvironmentProblem
 from bottle.plan import Plan, PlanFile
-from bottle.sidecar_runtime import LABEL_ROLE, Sidecar, start_sidecar
+from bottle.sidecar_runtime import LABEL_ROLE, Sidecar, sidecar_name, start_sidecar
 from bottle.tarball import pack
 
 
@@ -46,8 +47,11 @@ class DockerBottle(Bottle):
         self.slug = plan.slug
         self.sidecar = sidecar
 
+    def wait_ready(self) -> None:
+        self.sidecar.wait_ready()
+
     def failure(self) -> str | None:
-        return self.sidecar.watcher.died
+        return self.sidecar.failure()
 
     def exec(self, argv, *, user=None, env=None, workdir=None) -> ExecResult:
         result = self.container.exec_run(
@@ -143,10 +147,20 @@ class DockerBackend(Backend):
             options={"com.docker.network.bridge.inhibit_ipv4": "true"},
             labels=dict(plan.labels),
         )
-        sidecar = start_sidecar(client, plan, network.name, stack)
-        stack.callback(self._remove_container, name)
+        # Sidecar and sandbox start side by side (the sidecar's daemons take
+        # longest); both are removed together, by name, whatever got created.
+        stack.callback(self._remove_containers, [name, sidecar_name(plan.slug)])
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            starting = pool.submit(start_sidecar, client, plan, network.name, stack)
+            try:
+                container = self._start_sandbox(plan, name, network.name)
+            finally:
+                sidecar = starting.result()  # never leave it starting behind our back
+        return DockerBottle(client, container, plan, sidecar)
+
+    def _start_sandbox(self, plan: Plan, name: str, network: str):
         limits = plan.resources
-        container = client.containers.create(
+        container = self.client.containers.create(
             plan.image,
             command=["sleep", "infinity"],
             name=name,
@@ -156,7 +170,7 @@ class DockerBackend(Backend):
             user=plan.guest.user,
             working_dir=plan.guest.workdir,
             init=True,
-            network=network.name,
+            network=network,
             nano_cpus=int(limits.cpus * 1e9) if limits.cpus else None,
             mem_limit=limits.memory,
             pids_limit=limits.pids,
@@ -167,7 +181,11 @@ class DockerBackend(Backend):
             container.start()
         except APIError as err:
             raise EnvironmentProblem(f"The bottle's container did not start: {err.explanation or err}") from None
-        return DockerBottle(client, container, plan, sidecar)
+        return container
+
+    def _remove_containers(self, names: list[str]) -> None:
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            list(pool.map(self._remove_container, names))
 
     def _remove_container(self, name: str) -> None:
         remove_container(self.client.api, name)
