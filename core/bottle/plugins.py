@@ -74,7 +74,12 @@ class Plugins:
                 found[backend.name] = backend
                 owners[backend.name] = _owner
 
-            impl(register=register)
+            try:
+                impl(register=register)
+            except EnvironmentProblem:
+                raise
+            except Exception as err:  # a broken backend plugin must not take the others down
+                self.failures[plugin_name] = f"registering backends: {type(err).__name__}: {err}"
         return found
 
     def backend(self, name: str) -> Backend:

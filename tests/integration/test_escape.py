@@ -9,6 +9,7 @@ containers the test made.
 import json
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -42,7 +43,12 @@ class Bottled:
         self.fake_api.enqueue(held(self.release))
         before = len(self.fake_api.message_requests(main_only=True))
         self.process = self.home.popen("run", agent, "--prompt", "hi")
-        self.fake_api.wait_for(lambda r: r.main and len(self.fake_api.message_requests(main_only=True)) > before, 120)
+        deadline = time.monotonic() + 120
+        while len(self.fake_api.message_requests(main_only=True)) <= before:
+            if self.process.poll() is not None:
+                raise AssertionError(f"bottle run {agent} ended early: {self.process.communicate()[1]}")
+            assert time.monotonic() < deadline, f"bottle run {agent}: the agent never reached the API"
+            time.sleep(0.2)
         containers = self.engine.containers.list(filters={"label": "bottle.agent=" + agent})
         self.agent = next(c for c in containers if c.labels.get("bottle.role") != "sidecar")
         self.sidecar = next(c for c in containers if c.labels.get("bottle.role") == "sidecar")
