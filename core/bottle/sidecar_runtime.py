@@ -2,10 +2,11 @@
 
 The sidecar is a container of the sidecar image, attached to the bottle's
 internal network (as ``sidecar``) and to the shared egress network. What it
-needs arrives in one JSON bundle on its stdin: the policy, the CA key and the
-credential values. Secrets therefore never touch an image layer, a label,
+needs that is secret arrives in one JSON bundle on its stdin: the CA key and
+the credential values. Secrets therefore never touch an image layer, a label,
 argv, the sidecar's environment or the host's disk; the sidecar's init keeps
-them in a tmpfs.
+them in a tmpfs. The rest (policy, audit log) lives in the bottle's state dir,
+bind-mounted.
 
 Whatever the backend, the sidecar runs on the Docker engine: the backend
 decides how its sandbox reaches it.
@@ -35,11 +36,13 @@ LABEL_ROLE = "bottle.role"
 READY_LINE = "bottle-sidecar: ready"
 READY_TIMEOUT = 60
 
-# Paths inside the sidecar (see core/bottle/images/sidecar.Dockerfile).
-RUN_DIR = "/run/bottle"  # tmpfs: CA key, credentials
-POLICY_PATH = "/var/lib/bottle/policy.json"  # container layer: updated live by `bottle egress`
-AUDIT_DIR = "/var/log/bottle"  # bind mount of the bottle's state dir audit/
-SIDECAR_UID = 999
+# Inside the sidecar: secrets on a tmpfs; everything else in the bottle's
+# state dir on the host (sidecar/), bind-mounted, so that the host changes the
+# policy by writing its own file and the audit log outlives the bottle.
+RUN_DIR = "/run/bottle"
+STATE_MOUNT = "/bottle/state"  # created by the mount, outside the image user's 0700 home
+POLICY_FILE = "policy.json"
+AUDIT_FILE = "audit.sqlite"
 
 
 def sidecar_name(slug: str) -> str:
@@ -74,22 +77,34 @@ def read_credentials(plan: Plan) -> dict[str, str]:
     return values
 
 
+def sidecar_state(state_dir: Path) -> Path:
+    """The host directory the sidecar sees as its state (policy, audit log)."""
+    return state_dir / "sidecar"
+
+
 def audit_path(state_dir: Path) -> Path:
-    return state_dir / "audit" / "audit.sqlite"
+    return sidecar_state(state_dir) / AUDIT_FILE
+
+
+def policy_path(state_dir: Path) -> Path:
+    return sidecar_state(state_dir) / POLICY_FILE
+
+
+def write_policy(state_dir: Path, document: dict) -> None:
+    """Replace the policy atomically: the proxy never reads half a file."""
+    target = policy_path(state_dir)
+    partial = target.with_suffix(".partial")
+    partial.write_text(json.dumps(document, indent=2))
+    os.replace(partial, target)
 
 
 def _prepare_state(plan: Plan, ca_cert_pem: bytes) -> Path:
-    """Host side of the sidecar's files: CA cert (public), policy copy, audit log."""
+    """Host side of the sidecar's files: CA cert (public), policy, audit log."""
     plan.sidecar.ca_cert.write_bytes(ca_cert_pem)
-    (plan.state_dir / "policy.json").write_text(json.dumps(policy_document(plan, plan.egress.allow), indent=2))
-    audit_dir = audit_path(plan.state_dir).parent
-    audit_dir.mkdir(exist_ok=True)
-    AuditLog(audit_path(plan.state_dir), plan.slug).close()  # create the schema as the host user
-    # The sidecar's unprivileged user writes here; the state dir (0700) keeps
-    # every other host user out.
-    os.chmod(audit_dir, 0o777)
-    os.chmod(audit_path(plan.state_dir), 0o666)
-    return audit_dir
+    sidecar_state(plan.state_dir).mkdir(mode=0o700)
+    write_policy(plan.state_dir, policy_document(plan, plan.egress.allow))
+    AuditLog(audit_path(plan.state_dir), plan.slug).close()  # the schema exists before any reader
+    return sidecar_state(plan.state_dir)
 
 
 def egress_network(client):
@@ -107,13 +122,12 @@ def _bundle(plan: Plan, ca, credentials: dict[str, str]) -> bytes:
     egress_argv = [
         "python", "-m", "bottle_sidecar.egress",
         "--listen-host", "0.0.0.0", "--listen-port", str(plan.sidecar.proxy_port),
-        "--confdir", f"{RUN_DIR}/mitmproxy", "--policy", POLICY_PATH,
-        "--credentials", f"{RUN_DIR}/credentials.json", "--audit", f"{AUDIT_DIR}/audit.sqlite",
+        "--confdir", f"{RUN_DIR}/mitmproxy", "--policy", f"{STATE_MOUNT}/{POLICY_FILE}",
+        "--credentials", f"{RUN_DIR}/credentials.json", "--audit", f"{STATE_MOUNT}/{AUDIT_FILE}",
     ]
     files = [
         {"path": f"{RUN_DIR}/mitmproxy/mitmproxy-ca.pem", "content": (ca.key_pem + ca.cert_pem).decode(), "mode": 0o600},
         {"path": f"{RUN_DIR}/credentials.json", "content": json.dumps(credentials), "mode": 0o600},
-        {"path": POLICY_PATH, "content": json.dumps(policy_document(plan, plan.egress.allow)), "mode": 0o644},
     ]
     if plan.egress.trust:
         upstream_ca = f"{RUN_DIR}/upstream-ca.pem"
@@ -216,14 +230,18 @@ def start_sidecar(client, plan: Plan, internal_network: str, stack: ExitStack) -
     """Start the sidecar on *internal_network* (not waiting for it); all is registered on *stack*."""
     credentials = read_credentials(plan)
     ca = generate_ca(plan.slug)
-    audit_dir = _prepare_state(plan, ca.cert_pem)
+    state = _prepare_state(plan, ca.cert_pem)
     outside = egress_network(client)
     name = sidecar_name(plan.slug)
     stack.callback(remove_container, client.api, name)
     api = client.api
     config = api.create_container_config(
         plan.sidecar.image,
-        command=["--config", "-"],  # the init reads its bundle from stdin
+        # The init reads its bundle from stdin and, like its services, runs as
+        # the invoking user: what it writes in the state dir (and a local
+        # upstream repository) is that user's, and it needs no capability.
+        command=["--config", "-", "--user", ""],
+        user=f"{os.getuid()}:{os.getgid()}",
         hostname="sidecar",
         labels={**plan.labels, LABEL_ROLE: "sidecar"},
         stdin_open=True,
@@ -232,8 +250,8 @@ def start_sidecar(client, plan: Plan, internal_network: str, stack: ExitStack) -
         ),
         host_config=api.create_host_config(
             network_mode=internal_network,
-            tmpfs={RUN_DIR: f"mode=0700,uid={SIDECAR_UID},gid={SIDECAR_UID},size=16m"},
-            binds={str(audit_dir): {"bind": AUDIT_DIR, "mode": "rw"}},
+            tmpfs={RUN_DIR: f"mode=0700,uid={os.getuid()},gid={os.getgid()},size=16m"},
+            binds={str(state): {"bind": STATE_MOUNT, "mode": "rw"}},
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             mem_limit="512m",

@@ -179,8 +179,10 @@ def _make_parents(directory: str, owner: tuple[int, int] | None) -> None:
 def service_user(user: str) -> pwd.struct_passwd | None:
     """The account services run as: ``user`` when the init is root, else None
     (they keep the init's own user, as in the image and in tests on a host).
+    An empty ``user`` keeps the init's user even as root: the host runs the
+    sidecar as its own user, without the capabilities to switch.
     KeyError when there is no such user."""
-    return pwd.getpwnam(user) if os.geteuid() == 0 else None
+    return pwd.getpwnam(user) if user and os.geteuid() == 0 else None
 
 
 def run_as(account: pwd.struct_passwd | None) -> dict:
