@@ -13,7 +13,10 @@ Prints, measured in the same run:
   memory), and the RSS and PSS of each process in it; again after the load.
 
 Targets: at most 2 ms added at p50, at least 50 MB/s scanned, at most 80 MB
-sidecar memory at idle.
+sidecar memory at idle (by docker stats and by the processes' summed PSS,
+which counts the shared libraries' pages as well). After the large POSTs the
+proxy keeps more resident (the allocator's high-water mark, not live objects):
+reported, not a target.
 
 The upstream is an HTTPS server on this machine's Docker bridge address, with
 a test CA the bottle's profile trusts (``[egress] trust``); a held fake
@@ -26,7 +29,6 @@ Run: .venv/bin/python -m benchmarks.egress [--requests N] [--post-mb M]
 """
 
 import argparse
-import ipaddress
 import json
 import os
 import random
@@ -46,6 +48,7 @@ import docker
 from bottle.sidecar.secrets_scan import Scanner
 from tests.support.certs import TestCA
 from tests.support.fake_anthropic import FakeMessagesAPI, held
+from tests.support.hostnet import host_gateway
 
 LABEL = "bottle.slug"
 KEY_ENV = "ANTHROPIC_API_KEY"
@@ -143,10 +146,12 @@ for pid in os.listdir("/proc"):
         continue
     try:
         argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-        kb = dict((m[0], int(m[1])) for m in re.findall(r"^(\w+):\s+(\d+) kB", open(f"/proc/{pid}/smaps_rollup").read(), re.M))
+        rollup = open(f"/proc/{pid}/smaps_rollup").read()
     except OSError:
         continue
-    rows.append({"pid": int(pid), "argv": " ".join(a.decode() for a in argv if a), "rss_kb": kb.get("Rss", 0), "pss_kb": kb.get("Pss", 0)})
+    kb = {name: int(value) for name, value in re.findall(r"^(\w+):\s+(\d+) kB", rollup, re.M)}
+    rows.append({"pid": int(pid), "argv": " ".join(a.decode() for a in argv if a),
+                 "rss_kb": kb.get("Rss", 0), "pss_kb": kb.get("Pss", 0)})
 print(json.dumps(rows))
 """
 
@@ -179,11 +184,6 @@ class UpstreamServer(ThreadingHTTPServer):
     def handle_error(self, request, client_address) -> None:
         if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError)):
             super().handle_error(request, client_address)
-
-
-def host_gateway(client) -> str:
-    config = client.networks.get("bridge").attrs["IPAM"]["Config"][0]
-    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 # -- request bodies like Claude Code's -----------------------------------------------------------------------------
@@ -305,9 +305,10 @@ def memory(container) -> dict:
     rows = json.loads(result.output[0])
     processes = {}
     for row in sorted(rows, key=lambda r: r["pid"]):
-        argv = row["argv"]
-        name = ("egress" if "bottle_sidecar.egress" in argv else "init" if "bottle_sidecar.init" in argv
-                else argv.split()[0].rsplit("/", 1)[-1] if argv else str(row["pid"]))
+        argv = row["argv"].split() or [str(row["pid"])]
+        name = argv[0].rsplit("/", 1)[-1]
+        if name.startswith("python") and "-m" in argv[:-1]:  # python -m bottle_sidecar.egress: "egress"
+            name = argv[argv.index("-m") + 1].rsplit(".", 1)[-1]
         processes[name] = {"rss_mib": round(row["rss_kb"] / 1024, 1), "pss_mib": round(row["pss_kb"] / 1024, 1)}
     return {
         "docker_stats_mib": round((usage - inactive if inactive < usage else usage) / MiB, 1),
@@ -445,12 +446,13 @@ def main() -> None:
         upstream.shutdown()
         upstream.server_close()
         result["left_behind"] = leftovers(client)
+    idle = result["sidecar_memory_idle"]
     result["targets"] = {
         "added_p50_ms_max": 2, "scan_mb_s_min": 50, "sidecar_idle_mb_max": 80,
         "met": {
             "latency": result["latency"]["added_p50_ms"] <= 2,
             "scanning": scanning["all_bodies_mb_s"] >= 50,
-            "memory": result["sidecar_memory_idle"]["docker_stats_mib"] * MiB / 1e6 <= 80,
+            "memory": max(idle["docker_stats_mib"], idle["processes_pss_mib"]) * MiB / 1e6 <= 80,
         },
     }
     print(json.dumps(result, indent=2))

@@ -48,8 +48,11 @@ RUN export PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
  && /opt/bottle/venv/bin/mitmdump --version \
  && rm -rf /root/.cache /tmp/*
 
+# detect-secrets' patterns are copied into a module (bottle_sidecar/_detect_secrets_frozen.py)
+# so that the proxy runs without importing detect-secrets and requests (6 MB resident).
 COPY bottle_sidecar/ /opt/bottle/lib/bottle_sidecar/
-RUN python3 -m compileall -q /opt/bottle/lib
+RUN PYTHONPATH=/opt/bottle/lib /opt/bottle/venv/bin/python -m bottle_sidecar.secrets_scan --freeze \
+ && python3 -m compileall -q /opt/bottle/lib
 
 ARG KEEP_CA=0
 RUN if [ "$KEEP_CA" != 1 ]; then \

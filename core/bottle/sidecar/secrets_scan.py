@@ -24,33 +24,31 @@ each pattern is its own regex, compiled case-sensitively (issuers fix the case
 of their prefixes: ``xoxb-``, ``AKIA``), except that patterns of one detector
 that begin alike share a regex. A scan is some 25 passes over the data, about
 100 MB/s in all on a small VM (the target is 50).
+
+The sidecar image copies detect-secrets' patterns into a module when it is
+built (``python -m bottle_sidecar.secrets_scan --freeze``), so that the proxy
+does not import detect-secrets (and ``requests``) to run: only a match loads
+the plugin that vets it. Elsewhere the patterns are read from detect-secrets.
 """
 
 import bisect
+import functools
+import importlib
 import re
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
-from detect_secrets.plugins.aws import AWSKeyDetector
-from detect_secrets.plugins.azure_storage_key import AzureStorageKeyDetector
-from detect_secrets.plugins.base import RegexBasedDetector
-from detect_secrets.plugins.basic_auth import BasicAuthDetector
-from detect_secrets.plugins.github_token import GitHubTokenDetector
-from detect_secrets.plugins.gitlab_token import GitLabTokenDetector
-from detect_secrets.plugins.jwt import JwtTokenDetector
-from detect_secrets.plugins.openai import OpenAIDetector
-from detect_secrets.plugins.private_key import PrivateKeyDetector
-from detect_secrets.plugins.pypi_token import PypiTokenDetector
-from detect_secrets.plugins.sendgrid import SendGridDetector
-from detect_secrets.plugins.slack import SlackDetector
-from detect_secrets.plugins.square_oauth import SquareOAuthDetector
-from detect_secrets.plugins.twilio import TwilioKeyDetector
-
+# detect-secrets' plugins used, as MODULE.CLASS under detect_secrets.plugins.
 DETECT_SECRETS = (
-    AWSKeyDetector, AzureStorageKeyDetector, BasicAuthDetector, GitHubTokenDetector, GitLabTokenDetector,
-    JwtTokenDetector, OpenAIDetector, PrivateKeyDetector, PypiTokenDetector, SendGridDetector, SlackDetector,
-    SquareOAuthDetector, TwilioKeyDetector,
+    "aws.AWSKeyDetector", "azure_storage_key.AzureStorageKeyDetector", "basic_auth.BasicAuthDetector",
+    "github_token.GitHubTokenDetector", "gitlab_token.GitLabTokenDetector", "jwt.JwtTokenDetector",
+    "openai.OpenAIDetector", "private_key.PrivateKeyDetector", "pypi_token.PypiTokenDetector",
+    "sendgrid.SendGridDetector", "slack.SlackDetector", "square_oauth.SquareOAuthDetector",
+    "twilio.TwilioKeyDetector",
 )
+FROZEN = Path(__file__).with_name("_detect_secrets_frozen.py")
 EXTRA = (
     ("Anthropic API Key", rb"sk-ant-(?:api|admin|oat|ort)\d\d-[A-Za-z0-9_-]{20,}"),
     ("GitHub Fine-Grained Token", rb"github_pat_[A-Za-z0-9_]{60,}"),
@@ -83,28 +81,70 @@ class _Detector:
     whole_word: bool = True  # see _glued; the profile's own patterns match as written
 
 
-def _from_detect_secrets(plugin_class: type[RegexBasedDetector]) -> list[_Detector]:
-    """The plugin's patterns as bytes regexes, those that begin alike joined
-    into one: the engine searches for their common literal start in one pass
-    (GitLab's seven patterns take three passes, the private keys' eight take two)."""
-    plugin = plugin_class()
-    # The plugin's own analyze_string vets a match: JwtTokenDetector, for
-    # one, drops "eyJ..." strings whose parts do not decode.
-    confirm = lambda text: any(True for _ in plugin.analyze_string(text))  # noqa: E731
-    groups: dict[tuple[str, int], list[str]] = {}
-    for regex in plugin_class.denylist:
-        flags = regex.flags & re.VERBOSE  # the one flag besides IGNORECASE that they use
-        groups.setdefault((regex.pattern[:2], flags), []).append(f"(?:{regex.pattern})")
-    return [
-        _Detector(plugin.secret_type, re.compile("|".join(sources).encode(), flags), confirm)
-        for (_, flags), sources in groups.items()
-    ]
+@functools.cache
+def _plugin(name: str):
+    """An instance of detect-secrets' plugin *name* (see DETECT_SECRETS)."""
+    module, _, cls = name.rpartition(".")
+    return getattr(importlib.import_module(f"detect_secrets.plugins.{module}"), cls)()
 
 
-BUILTIN = tuple(
-    [detector for plugin in DETECT_SECRETS for detector in _from_detect_secrets(plugin)]
-    + [_Detector(name, re.compile(pattern)) for name, pattern in EXTRA]
-)
+def detect_secrets_patterns() -> list[tuple[str, str, str, int]]:
+    """(plugin, secret type, regex source, flags) for each regex made from detect-secrets' plugins.
+
+    A plugin's patterns that begin alike are joined into one: the engine
+    searches for their common literal start in one pass (GitLab's seven
+    patterns take three passes, the private keys' eight take two). Reads
+    detect-secrets, which the sidecar image does once, at build time (see
+    :func:`freeze`): imported, it and ``requests`` would hold some 6 MB of the
+    proxy's memory for as long as it runs.
+    """
+    patterns = []
+    for name in DETECT_SECRETS:
+        plugin = _plugin(name)
+        groups: dict[tuple[str, int], list[str]] = {}
+        for regex in plugin.denylist:
+            flags = regex.flags & re.VERBOSE  # the one flag besides IGNORECASE that they use
+            groups.setdefault((regex.pattern[:2], flags), []).append(f"(?:{regex.pattern})")
+        patterns += [(name, plugin.secret_type, "|".join(sources), flags) for (_, flags), sources in groups.items()]
+    return patterns
+
+
+def freeze(path: Path = FROZEN) -> None:
+    """Write detect_secrets_patterns() to *path* as a module, once it is checked to read back the same."""
+    from importlib.metadata import version
+
+    patterns = [(plugin, kind, source, int(flags)) for plugin, kind, source, flags in detect_secrets_patterns()]
+    text = (
+        f"# Written by `python -m {__spec__.name} --freeze` from detect-secrets {version('detect-secrets')}.\n"
+        "# Do not edit; do not commit (the sidecar image makes it when it is built).\n"
+        f"PATTERNS = {patterns!r}\n"
+    )
+    namespace: dict = {}
+    exec(compile(text, str(path), "exec"), namespace)
+    if namespace["PATTERNS"] != patterns:
+        raise SystemExit(f"the patterns would not read back from {path} as written")
+    path.write_text(text)
+
+
+def _builtin() -> tuple[_Detector, ...]:
+    try:
+        from ._detect_secrets_frozen import PATTERNS
+    except ImportError:  # not in the sidecar image: read detect-secrets itself
+        PATTERNS = detect_secrets_patterns()
+    detectors = [_Detector(kind, re.compile(source.encode(), flags), functools.partial(_confirm, plugin))
+                 for plugin, kind, source, flags in PATTERNS]
+    return tuple(detectors + [_Detector(name, re.compile(pattern)) for name, pattern in EXTRA])
+
+
+def _confirm(plugin: str, text: str) -> bool:
+    """The plugin's own analyze_string vets a match: JwtTokenDetector, for one,
+    drops "eyJ..." strings whose parts do not decode. The plugin (and with it
+    detect-secrets) is loaded on the first match only, which in the sidecar is
+    a request about to be blocked."""
+    return any(True for _ in _plugin(plugin).analyze_string(text))
+
+
+BUILTIN = _builtin()
 
 
 def _glued(data: bytes, start: int) -> bool:
@@ -162,3 +202,9 @@ class Scanner:
             index = bisect.bisect_right(starts, hit.offset) - 1
             return Hit(hit.detector, parts[index][0], hit.offset - starts[index])
         return self.scan(body)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--freeze"]:
+        raise SystemExit(f"usage: python -m {__spec__.name} --freeze  (writes {FROZEN.name} next to this module)")
+    freeze()
