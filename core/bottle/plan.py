@@ -63,12 +63,34 @@ class EgressPlan(Frozen):
     trust: tuple[Path, ...] = Field(description="extra CA files the sidecar trusts upstream")
 
 
+class GitPlan(Frozen):
+    """The git gate: what the agent clones from and pushes to, and what reaches upstream."""
+
+    upstream: str = Field(description="the real remote, as the gate sees it")
+    local_upstream: Path | None = Field(None, description="host path of a local upstream, mounted into the sidecar only")
+    push_refs: tuple[str, ...]
+    protected: tuple[str, ...] | None = Field(description="None: upstream's default branch")
+    allow_force: bool
+    max_push_mb: int
+    identity_name: str
+    identity_email: str
+    credential_kind: str | None = None
+    credential_env: str | None = None
+    credential_file: Path | None = None
+    credential_username: str = "x-access-token"
+    known_hosts: str | None = None
+    start_from: str | None = Field(None, description="branch to start from (default: upstream's default)")
+    work_branch: str = Field(description="the branch the agent works on")
+    gate_url: str
+
+
 class SidecarPlan(Frozen):
     """The sidecar: where the agent finds it and what it trusts."""
 
     image: str
     hostname: str = "sidecar"
     proxy_port: int = 3128
+    gate_port: int = 8418
     ca_cert: Path = Field(description="host path of the bottle CA's certificate (public), written at launch")
 
     @property
@@ -107,6 +129,7 @@ class PlanContext(Frozen):
     prompt_file: Path
     guest: GuestLayout
     sidecar: SidecarPlan
+    git: GitPlan | None = None
 
 
 class Plan(Frozen):
@@ -127,6 +150,7 @@ class Plan(Frozen):
     files: tuple[PlanFile, ...]
     egress: EgressPlan
     sidecar: SidecarPlan
+    git: GitPlan | None = None
     claude_argv: tuple[str, ...]
     env: ReadOnlyMap
     headless: bool

@@ -1,8 +1,11 @@
 """Build the plan: agent + profile + settings + what plugins add, no side effects."""
 
+import fnmatch
 import os
+import re
 import secrets
 import socket
+import subprocess
 from pathlib import Path
 
 from bottle import paths
@@ -10,7 +13,17 @@ from bottle.backend import LABEL_AGENT, LABEL_BACKEND, LABEL_HOST, LABEL_PID, LA
 from bottle.errors import UsageError
 from bottle.manifests.agent import find_agent
 from bottle.manifests.profile import load_profile
-from bottle.plan import CredentialPlan, EgressPlan, GuestLayout, Plan, PlanContext, PlanFile, Resources, SidecarPlan
+from bottle.plan import (
+    CredentialPlan,
+    EgressPlan,
+    GitPlan,
+    GuestLayout,
+    Plan,
+    PlanContext,
+    PlanFile,
+    Resources,
+    SidecarPlan,
+)
 from bottle.plugins import Plugins
 from bottle.settings import Settings
 
@@ -36,6 +49,58 @@ def _merge_plugin_env(results: list[dict[str, str] | None]) -> dict[str, str]:
     return merged
 
 
+def _git_toplevel(path: Path) -> Path | None:
+    done = subprocess.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+    return Path(done.stdout.strip()) if done.returncode == 0 else None
+
+
+def _is_remote(upstream: str) -> bool:
+    return "://" in upstream or re.match(r"^[\w.-]+@[\w.-]+:", upstream) is not None
+
+
+def plan_git(profile, agent, slug: str, sidecar: SidecarPlan, repo: Path | None, project_dir: Path) -> GitPlan | None:
+    """The gate's plan: upstream is the profile's ``[git] upstream``, else the repo under work.
+
+    ``--repo`` (default: the current directory, when it is a git repository)
+    chooses what the bottle works on; with neither, the bottle has no gate.
+    """
+    git = profile.git
+    if repo is not None and _git_toplevel(repo) is None:
+        raise UsageError(f"Option --repo: {repo} is not a git repository.")
+    toplevel = _git_toplevel(repo or project_dir)
+    upstream = git.upstream or (str(toplevel) if toplevel else None)
+    if upstream is None:
+        return None
+    local = None
+    if not _is_remote(upstream):
+        local = Path(upstream).expanduser()
+        if not local.exists():
+            raise UsageError(f"Profile {profile.name!r}: field `git.upstream`: {local} does not exist.")
+        local = local.resolve()
+    credential = git.credential
+    own_branch = agent.branch and any(
+        fnmatch.fnmatchcase(f"refs/heads/{agent.branch}", pattern) for pattern in git.push_refs
+    )
+    return GitPlan(
+        upstream=str(local) if local else upstream,
+        local_upstream=local,
+        push_refs=git.push_refs,
+        protected=git.protected,
+        allow_force=git.allow_force,
+        max_push_mb=git.max_push_mb,
+        identity_name=git.identity.name,
+        identity_email=git.identity.email,
+        credential_kind=credential.kind if credential else None,
+        credential_env=credential.env if credential else None,
+        credential_file=credential.file.expanduser() if credential and credential.file else None,
+        credential_username=credential.username if credential else "x-access-token",
+        known_hosts=git.known_hosts,
+        start_from=agent.branch,
+        work_branch=agent.branch if own_branch else f"bottle/{slug}",
+        gate_url=f"http://{sidecar.hostname}:{sidecar.gate_port}/repo.git",
+    )
+
+
 def build_plan(
     agent_ref: str,
     *,
@@ -44,6 +109,7 @@ def build_plan(
     headless_prompt: str | None = None,
     backend: str | None = None,
     claude_args: tuple[str, ...] = (),
+    repo: Path | None = None,
 ) -> Plan:
     project_dir = paths.project_dir()
     config_dir = paths.config_dir()
@@ -72,6 +138,7 @@ def build_plan(
             for route in profile.credentials
         ),
     )
+    git = plan_git(profile, agent, slug, sidecar, repo, project_dir)
     ctx = PlanContext(
         slug=slug,
         agent=agent,
@@ -82,6 +149,7 @@ def build_plan(
         prompt_file=state_dir / "system-prompt.md",
         guest=guest,
         sidecar=sidecar,
+        git=git,
     )
     hook = plugins.hook
     files: list[PlanFile] = [f for result in hook.bottle_plan_files(ctx=ctx) for f in (result or [])]
@@ -118,6 +186,7 @@ def build_plan(
         files=tuple(files),
         egress=egress,
         sidecar=sidecar,
+        git=git,
         claude_argv=tuple(argv),
         env=env,
         headless=headless_prompt is not None,

@@ -15,6 +15,7 @@ decides how its sandbox reaches it.
 import json
 import os
 import socket
+import subprocess
 import threading
 import _thread
 from contextlib import ExitStack, suppress
@@ -62,9 +63,30 @@ def policy_document(plan: Plan, allow: tuple[str, ...] | list[str]) -> dict:
     }
 
 
+GIT_CREDENTIAL = "bottle-git-upstream"  # its name in the sidecar's credentials file
+UPSTREAM_MOUNT = "/bottle/upstream"  # a local upstream repository, for the gate only
+
+
+def _git_credential(git) -> str:
+    if git.credential_env:
+        value = os.environ.get(git.credential_env)
+        if not value:
+            raise UsageError(
+                f"Field `git.credential.env`: the git credential is read from the host environment "
+                f"variable {git.credential_env}, which is not set."
+            )
+        return value
+    try:
+        return git.credential_file.read_text()
+    except OSError as err:
+        raise UsageError(f"Field `git.credential.file`: cannot read {git.credential_file}: {err}") from None
+
+
 def read_credentials(plan: Plan) -> dict[str, str]:
-    """The real credential values, from the host's environment, at launch."""
+    """The real credential values, from the host's environment and files, at launch."""
     values = {}
+    if plan.git is not None and plan.git.credential_kind:
+        values[GIT_CREDENTIAL] = _git_credential(plan.git)
     for route in plan.egress.credentials:
         value = os.environ.get(route.env)
         if not value:
@@ -98,11 +120,48 @@ def write_policy(state_dir: Path, document: dict) -> None:
     os.replace(partial, target)
 
 
+def protected_refs(git) -> list[str]:
+    """The profile's protected refs, or upstream's default branch (asked of upstream now)."""
+    if git.protected is not None:
+        return list(git.protected)
+    try:
+        out = subprocess.run(
+            ["git", "ls-remote", "--symref", "--", git.upstream, "HEAD"],
+            capture_output=True, text=True, timeout=20,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        ).stdout
+    except subprocess.TimeoutExpired:
+        out = ""
+    heads = [line[5:].split("\t")[0] for line in out.splitlines() if line.startswith("ref: ")]
+    return heads[:1] or ["refs/heads/main", "refs/heads/master"]
+
+
+def gate_config(plan: Plan) -> dict:
+    git = plan.git
+    credential = None
+    if git.credential_kind:
+        credential = {"kind": git.credential_kind, "name": GIT_CREDENTIAL, "username": git.credential_username}
+    config = {
+        "bottle": plan.slug,
+        "upstream": UPSTREAM_MOUNT if git.local_upstream else git.upstream,
+        "push_refs": list(git.push_refs),
+        "protected": protected_refs(git),
+        "allow_force": git.allow_force,
+        "max_push_mb": git.max_push_mb,
+        "credential": credential,
+    }
+    if git.known_hosts:
+        config["known_hosts"] = git.known_hosts
+    return config
+
+
 def _prepare_state(plan: Plan, ca_cert_pem: bytes) -> Path:
     """Host side of the sidecar's files: CA cert (public), policy, audit log."""
     plan.sidecar.ca_cert.write_bytes(ca_cert_pem)
     sidecar_state(plan.state_dir).mkdir(mode=0o700)
     write_policy(plan.state_dir, policy_document(plan, plan.egress.allow))
+    if plan.git is not None:
+        (sidecar_state(plan.state_dir) / "gitgate.json").write_text(json.dumps(gate_config(plan), indent=2))
     AuditLog(audit_path(plan.state_dir), plan.slug).close()  # the schema exists before any reader
     return sidecar_state(plan.state_dir)
 
@@ -135,7 +194,22 @@ def _bundle(plan: Plan, ca, credentials: dict[str, str]) -> bytes:
         files.append({"path": upstream_ca, "content": pem, "mode": 0o644})
         egress_argv += ["--upstream-extra-ca", upstream_ca]
     services = [{"name": "egress", "argv": egress_argv, "ready": "bottle-egress: listening"}]
+    if plan.git is not None:
+        gate_argv = [
+            "python", "-m", "bottle_sidecar.gitgate",
+            "--listen-host", "0.0.0.0", "--listen-port", str(plan.sidecar.gate_port),
+            "--repo", f"{STATE_MOUNT}/gate.git", "--config", f"{STATE_MOUNT}/gitgate.json",
+            "--credentials", f"{RUN_DIR}/credentials.json", "--audit", f"{STATE_MOUNT}/{AUDIT_FILE}",
+        ]
+        services.append({"name": "gitgate", "argv": gate_argv, "ready": "bottle-gitgate: listening"})
     return json.dumps({"files": files, "services": services}).encode()
+
+
+def _binds(plan: Plan, state: Path) -> dict:
+    binds = {str(state): {"bind": STATE_MOUNT, "mode": "rw"}}
+    if plan.git is not None and plan.git.local_upstream:
+        binds[str(plan.git.local_upstream)] = {"bind": UPSTREAM_MOUNT, "mode": "rw"}
+    return binds
 
 
 def _send_stdin(container, data: bytes) -> None:
@@ -251,7 +325,7 @@ def start_sidecar(client, plan: Plan, internal_network: str, stack: ExitStack) -
         host_config=api.create_host_config(
             network_mode=internal_network,
             tmpfs={RUN_DIR: f"mode=0700,uid={os.getuid()},gid={os.getgid()},size=16m"},
-            binds={str(state): {"bind": STATE_MOUNT, "mode": "rw"}},
+            binds=_binds(plan, state),
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             mem_limit="512m",

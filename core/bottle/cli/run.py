@@ -1,5 +1,6 @@
 """``bottle run``: plan, then launch (or print the plan with --dry-run)."""
 
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -11,6 +12,7 @@ def run(
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Run headless with this prompt (no TTY needed); claude's exit code becomes bottle's."),
     backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Backend to run on (default: the profile's, else the `backend` setting)."),
     image: Optional[str] = typer.Option(None, "--image", help="Agent image (overrides the `image` setting)."),
+    repo: Optional[Path] = typer.Option(None, "--repo", help="Git repository the bottle works on (default: the current directory, if it is one); cloned through the git gate."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and stop: nothing is created."),
     as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON."),
 ) -> None:
@@ -25,7 +27,7 @@ def run(
     settings, plugins = settings_and_plugins(image=image)
     plan = build_plan(
         agent, settings=settings, plugins=plugins, headless_prompt=prompt, backend=backend,
-        claude_args=tuple(claude_args or ()),
+        claude_args=tuple(claude_args or ()), repo=repo,
     )
     if dry_run:
         if as_json:

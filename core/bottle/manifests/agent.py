@@ -23,6 +23,7 @@ class AgentFrontMatter(BaseModel):
     bottle: str = Field("default", pattern=NAME_PATTERN, description="bottle profile name")
     skills: tuple[str, ...] = ()
     model: str | None = None
+    branch: str | None = Field(None, pattern=r"^[A-Za-z0-9._/-]+$", description="branch the agent starts from")
     env: EnvMap = Field(default_factory=dict)
 
 

@@ -10,7 +10,9 @@ import re
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bottle.errors import UsageError
 from bottle.manifests.common import NAME_PATTERN, EnvMap, check_name, read_text, validate
@@ -80,6 +82,45 @@ class CredentialRoute(BaseModel):
     env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="host environment variable holding the value")
 
 
+class GitIdentity(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field("bottle agent", min_length=1)
+    email: str = Field("agent@bottle.invalid", pattern=r"^[^@\s]+@[^@\s]+$")
+
+
+class GitCredential(BaseModel):
+    """How the gate authenticates upstream; the value is read on the host at launch."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["token", "ssh_key"]
+    env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="host variable holding it")
+    file: Path | None = Field(None, description="host file holding it (an SSH private key, say)")
+    username: str = Field("x-access-token", description="HTTP user sent with a token")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "GitCredential":
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of `env` (a host variable) or `file` (a host file)")
+        return self
+
+
+class GitConfig(BaseModel):
+    """``[git]``: the gate between the agent's commits and the real remote."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    upstream: str | None = Field(None, description="the real remote: ssh or https URL, or a local path")
+    push_refs: tuple[str, ...] = ("refs/heads/bottle/*",)
+    protected: tuple[str, ...] | None = Field(None, description="refs never updated; default: upstream's default branch")
+    allow_force: bool = False
+    identity: GitIdentity = GitIdentity()
+    max_push_mb: int = Field(50, gt=0)
+    credential: GitCredential | None = None
+    known_hosts: str | None = Field(None, description="upstream's SSH host key line(s), pinned")
+
+
 class ProfileFile(BaseModel):
     """One profile file as written; every field optional so that ``extends`` can fill gaps."""
 
@@ -94,6 +135,7 @@ class ProfileFile(BaseModel):
     env: EnvMap = Field(default_factory=dict)
     egress: EgressConfig = EgressConfig()
     credentials: tuple[CredentialRoute, ...] = ()
+    git: GitConfig | None = None
 
 
 class Profile(BaseModel):
@@ -111,6 +153,7 @@ class Profile(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     egress: EgressConfig = EgressConfig()
     credentials: tuple[CredentialRoute, ...] = ()
+    git: GitConfig = GitConfig()
 
 
 def profiles_dir(config_dir: Path) -> Path:
@@ -161,11 +204,14 @@ def load_profile(name: str, config_dir: Path, referrer: str = "") -> Profile:
     patterns: dict[str, None] = {}
     trust: dict[Path, None] = {}
     routes: dict[tuple[str, str], CredentialRoute] = {}
+    git: dict = {}
     for _, layer in reversed(chain):  # parents first, children override
         for field, value in layer.model_dump(
-            exclude={"extends", "env", "egress", "credentials"}, exclude_none=True
+            exclude={"extends", "env", "egress", "credentials", "git"}, exclude_none=True
         ).items():
             merged[field] = value
+        if layer.git is not None:  # field by field: a child sets only what it changes
+            git.update({field: getattr(layer.git, field) for field in layer.git.model_fields_set})
         merged["env"].update(layer.env)
         allow.update(dict.fromkeys(layer.egress.allow))
         patterns.update(dict.fromkeys(layer.egress.secret_patterns))
@@ -176,5 +222,6 @@ def load_profile(name: str, config_dir: Path, referrer: str = "") -> Profile:
         files=tuple(path for path, _ in chain),
         egress=EgressConfig(allow=tuple(allow), secret_patterns=tuple(patterns), trust=tuple(trust)),
         credentials=tuple(routes.values()),
+        git=GitConfig(**git),
         **merged,
     )

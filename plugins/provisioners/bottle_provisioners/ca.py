@@ -36,5 +36,6 @@ def bottle_plan_env(ctx):
     env = {name: GUEST_CA for name in CA_VARIABLES}
     for name in ("HTTPS_PROXY", "HTTP_PROXY"):
         env[name] = env[name.lower()] = proxy
-    env["NO_PROXY"] = env["no_proxy"] = LOCAL
+    # The sidecar's own services (git gate, supervise) are reached directly.
+    env["NO_PROXY"] = env["no_proxy"] = f"{LOCAL},{ctx.sidecar.hostname}"
     return env
