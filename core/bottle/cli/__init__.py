@@ -5,7 +5,7 @@ import sys
 
 import typer
 
-from bottle.cli import egress, image, info, manage, run
+from bottle.cli import egress, image, info, manage, run, supervise
 
 app = typer.Typer(
     name="bottle",
@@ -24,6 +24,9 @@ app.command("stop")(manage.stop)
 app.command("gc")(manage.gc)
 app.command("exec")(manage.exec_)
 app.command("audit")(egress.audit)
+app.command("proposals")(supervise.proposals)
+app.command("answer")(supervise.answer)
+app.command("supervise")(supervise.supervise)
 app.add_typer(egress.app, name="egress")
 app.add_typer(image.app, name="image")
 

@@ -14,6 +14,9 @@
 ARG BASE=debian:bookworm-slim
 ARG MITMPROXY_VERSION=11.0.2
 ARG DETECT_SECRETS_VERSION=1.5.0
+# The supervise server; installed with mitmproxy in one resolution so that
+# both agree on h11.
+ARG MCP_VERSION=1.30.0
 
 FROM ${BASE} AS builder
 
@@ -36,6 +39,7 @@ RUN groupadd --system --gid 999 sidecar \
 # the venv afterwards: nothing installs at run time.
 ARG MITMPROXY_VERSION
 ARG DETECT_SECRETS_VERSION
+ARG MCP_VERSION
 ARG PIP_INDEX=
 RUN export PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
            REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
@@ -43,7 +47,7 @@ RUN export PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
  && if [ -n "$PIP_INDEX" ]; then export PIP_INDEX_URL="$PIP_INDEX"; fi \
  && python3 -m venv /opt/bottle/venv \
  && /opt/bottle/venv/bin/pip install \
-      "mitmproxy==${MITMPROXY_VERSION}" "detect-secrets==${DETECT_SECRETS_VERSION}" \
+      "mitmproxy==${MITMPROXY_VERSION}" "detect-secrets==${DETECT_SECRETS_VERSION}" "mcp==${MCP_VERSION}" \
  && /opt/bottle/venv/bin/pip uninstall -y pip setuptools \
  && /opt/bottle/venv/bin/mitmdump --version \
  && rm -rf /root/.cache /tmp/*
@@ -62,6 +66,7 @@ RUN if [ "$KEEP_CA" != 1 ]; then \
 FROM scratch
 ARG MITMPROXY_VERSION
 ARG DETECT_SECRETS_VERSION
+ARG MCP_VERSION
 COPY --from=builder / /
 ENV PATH=/opt/bottle/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONPATH=/opt/bottle/lib \

@@ -19,6 +19,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from bottle.backend import (
     LABEL_AGENT,
+    LABEL_BACKEND,
     LABEL_HOST,
     LABEL_PID,
     LABEL_SLUG,
@@ -207,7 +208,8 @@ class DockerBackend(Backend):
 
     def list(self) -> list[BottleInfo]:
         found: dict[str, BottleInfo] = {}
-        containers = self.client.containers.list(all=True, filters={"label": LABEL_SLUG})
+        mine = [LABEL_SLUG, f"{LABEL_BACKEND}={self.name}"]  # another backend's sidecar is its own business
+        containers = self.client.containers.list(all=True, filters={"label": mine})
         # Agents first: a bottle's status is its agent's; a lone sidecar or
         # network is what a crashed run left.
         for container in sorted(containers, key=lambda c: c.labels.get(LABEL_ROLE) == "sidecar"):
@@ -216,16 +218,16 @@ class DockerBackend(Backend):
                 lone = container.labels.get(LABEL_ROLE) == "sidecar"
                 status = f"sidecar {container.status}" if lone else container.status
                 found[slug] = self._info(container.labels, status, container.attrs.get("Created", ""))
-        for network in self.client.networks.list(filters={"label": LABEL_SLUG}):
+        for network in self.client.networks.list(filters={"label": mine}):
             labels = network.attrs["Labels"]
             if labels[LABEL_SLUG] not in found:
                 found[labels[LABEL_SLUG]] = self._info(labels, "network only", network.attrs.get("Created", ""))
         return list(found.values())
 
     def remove(self, slug: str) -> bool:
-        label = f"{LABEL_SLUG}={slug}"
-        containers = self.client.containers.list(all=True, filters={"label": label})
-        networks = self.client.networks.list(filters={"label": label})
+        labels = [f"{LABEL_SLUG}={slug}", f"{LABEL_BACKEND}={self.name}"]
+        containers = self.client.containers.list(all=True, filters={"label": labels})
+        networks = self.client.networks.list(filters={"label": labels})
         for container in containers:
             remove_container(self.client.api, container.id)
         for network in networks:

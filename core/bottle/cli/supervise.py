@@ -1,0 +1,56 @@
+"""``bottle proposals``, ``bottle answer`` and ``bottle supervise``: answer what bottled agents ask for."""
+
+from typing import Optional
+
+import typer
+
+
+def proposals(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """List the pending proposals of every running bottle: hosts, tools and help the agents ask for."""
+    from bottle import paths
+    from bottle.cli.common import print_json
+    from bottle.supervise_ops import age, list_proposals
+
+    pending = list_proposals(paths.state_root())
+    if as_json:
+        print_json(pending)
+        return
+    if not pending:
+        print("no pending proposals")
+        return
+    print(f"{'ID':>5} {'AGE':>5} {'BOTTLE':28} {'AGENT':16} {'KIND':10} WHAT  (REASON)")
+    for proposal in pending:
+        reason = f"  ({proposal['reason']})" if proposal["reason"] else ""
+        print(f"{proposal['id']:>5} {age(proposal['created']):>5} {proposal['bottle']:28} {proposal['agent']:16} "
+              f"{proposal['kind']:10} {proposal['what']}{reason}")
+
+
+def answer(
+    proposal_id: int = typer.Argument(..., metavar="ID", help="The proposal's id (see `bottle proposals`)."),
+    approve: bool = typer.Option(False, "--approve", help="Grant it (an egress request: allow the host now)."),
+    reject: bool = typer.Option(False, "--reject", help="Refuse it."),
+    note: str = typer.Option("", "--note", help="A note for the agent, returned with the answer."),
+    host: Optional[str] = typer.Option(None, "--host", help="With --approve on an egress request: allow this host instead."),
+) -> None:
+    """Answer a proposal; the agent's waiting tool call returns the answer at once."""
+    from bottle import paths
+    from bottle.errors import UsageError
+    from bottle.supervise_ops import answer as answer_proposal
+
+    if approve == reject:
+        raise UsageError("Give exactly one of --approve and --reject.")
+    if reject and host is not None:
+        raise UsageError("Argument --host: only with --approve (to allow another host than the one asked for).")
+    decision = "reject" if reject else "approve" if host is None else "modify"
+    answered = answer_proposal(paths.state_root(), proposal_id, decision, note, host)
+    granted = f": {answered['bottle']} may now reach {answered['answer_value']}" if answered["answer_value"] else ""
+    print(f"proposal {proposal_id} {answered['status']}{granted}")
+
+
+def supervise() -> None:
+    """Watch and answer the proposals of all bottles in a terminal UI, with the selected bottle's audit log."""
+    from bottle import paths
+    from bottle.supervise_tui import SuperviseApp
+
+    SuperviseApp(paths.state_root()).run()
+

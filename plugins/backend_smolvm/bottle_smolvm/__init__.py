@@ -1,0 +1,1 @@
+"""bottle backend "smolvm": each bottle is a libkrun microVM."""

@@ -1,0 +1,246 @@
+"""The proposal queue (sidecar side) and the operator's answers (host side)."""
+
+import json
+import os
+import sqlite3
+import stat
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from bottle import egress_control
+from bottle.cli import supervise as cli
+from bottle.errors import UsageError
+from bottle.sidecar import deny_rules, proposals
+from bottle.sidecar.proposals import ProposalError, Queue
+from bottle.supervise_ops import answer, list_proposals, prepare_queue
+from tests.unit.test_sidecar_init import absolute_imports
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def queue(tmp_path):
+    return Queue(tmp_path / "queue.sqlite")
+
+
+@pytest.fixture
+def allowlist(monkeypatch):
+    """Replaces the live allowlist change (covered by the integration tests); records calls."""
+    calls = []
+    monkeypatch.setattr(egress_control, "change_allowlist", lambda slug, rule, allow: calls.append((slug, rule, allow)))
+    return calls
+
+
+def test_the_queue_needs_only_the_stdlib():
+    """The host imports it, and the sidecar image holds nothing else it could use."""
+    assert absolute_imports(Path(proposals.__file__)) <= sys.stdlib_module_names
+    assert absolute_imports(Path(deny_rules.__file__)) <= sys.stdlib_module_names
+
+
+def test_a_proposal_is_pending_until_answered(queue):
+    first = queue.propose("bottle-a", "coder", "egress", "pypi.org", "install requests")
+    second = queue.propose("bottle-b", "reviewer", "capability", "jq", "parse JSON")
+
+    assert [p.id for p in queue.pending()] == [first, second]
+    proposal = queue.get(first)
+    assert (proposal.bottle, proposal.agent, proposal.kind, proposal.what, proposal.reason, proposal.status) == (
+        "bottle-a", "coder", "egress", "pypi.org", "install requests", "pending")
+    assert proposal.answered_at is None and proposal.created <= time.time()
+
+    answered = queue.answer(first, "modified", "only the index", "pypi.org:8443")
+    assert (answered.status, answered.answer_note, answered.answer_value) == ("modified", "only the index", "pypi.org:8443")
+    assert answered.answered_at >= answered.created
+    assert [p.id for p in queue.pending()] == [second]
+
+
+def test_answers_are_refused_for_unknown_or_answered_proposals(queue):
+    proposal_id = queue.propose("b", "a", "blocked", "no disk space", "")
+    queue.answer(proposal_id, "rejected")
+
+    with pytest.raises(ProposalError, match="already answered: rejected"):
+        queue.answer(proposal_id, "approved")
+    with pytest.raises(ProposalError, match="no proposal 999"):
+        queue.answer(999, "approved")
+    with pytest.raises(ProposalError, match="unknown answer 'maybe'"):
+        queue.answer(proposal_id, "maybe")
+    with pytest.raises(ProposalError, match="unknown proposal kind"):
+        queue.propose("b", "a", "root", "everything", "")
+    assert queue.get(proposal_id).status == "rejected"
+
+
+def test_waiting_returns_the_answer_written_by_another_connection(queue, tmp_path):
+    proposal_id = queue.propose("b", "a", "capability", "gcc", "build a wheel")
+    operator = Queue(tmp_path / "queue.sqlite")
+    threading.Timer(0.3, operator.answer, (proposal_id, "approved", "installing it")).start()
+
+    started = time.monotonic()
+    proposal = queue.wait_answer(proposal_id, timeout=10, poll=0.05)
+
+    assert proposal.status == "approved" and proposal.answer_note == "installing it"
+    assert time.monotonic() - started < 5
+
+
+def test_waiting_expires_after_the_timeout_and_a_late_answer_is_refused(queue):
+    proposal_id = queue.propose("b", "a", "egress", "example.com", "docs")
+
+    proposal = queue.wait_answer(proposal_id, timeout=0.2, poll=0.05)
+
+    assert proposal.status == "expired" and "no answer within 0.2 s" in proposal.answer_note
+    with pytest.raises(ProposalError, match="already answered: expired"):
+        queue.answer(proposal_id, "approved")
+
+
+def test_a_stopping_bottle_expires_only_its_own_pending_proposals(queue):
+    mine = [queue.propose("mine", "a", "blocked", str(n), "") for n in range(2)]
+    answered = queue.propose("mine", "a", "blocked", "done", "")
+    queue.answer(answered, "approved")
+    other = queue.propose("other", "a", "blocked", "x", "")
+
+    assert queue.expire_pending("mine", "the bottle stopped") == mine
+    assert [p.id for p in queue.pending()] == [other]
+    assert queue.get(mine[0]).answer_note == "the bottle stopped"
+    assert queue.get(answered).status == "approved"
+
+
+def test_the_host_prepares_a_queue_the_sidecar_user_can_write(home):
+    directory = prepare_queue(home.state_root)
+
+    assert directory == home.state_root / "supervise"
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o777
+    assert stat.S_IMODE(os.stat(directory / "queue.sqlite").st_mode) == 0o666
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as a second user")
+def test_another_user_writes_while_the_host_holds_the_wal_open():
+    """The sidecar's user is not the operator's; the WAL file the operator's
+    connection made must be writable by the sidecar (SQLite gives it the
+    database's mode), or its next proposal fails."""
+    with tempfile.TemporaryDirectory() as root:
+        os.chmod(root, 0o755)  # the other user must reach the queue, as through the bind mount
+        path = prepare_queue(Path(root)) / "queue.sqlite"
+        host = sqlite3.connect(path)
+        host.execute("INSERT INTO proposals (created, bottle, agent, kind, what, reason) VALUES (0, 'b', 'a', 'blocked', 'x', '')")
+        host.commit()
+        assert stat.S_IMODE(os.stat(f"{path}-wal").st_mode) == 0o666
+
+        pid = os.fork()
+        if pid == 0:  # the child, as nobody
+            code = 1
+            try:
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+                Queue(path).propose("b", "a", "egress", "pypi.org", "pip")
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        host.close()
+
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert [p.what for p in Queue(path).pending()] == ["x", "pypi.org"]
+
+
+def test_listing_before_any_bottle_asked_is_empty_and_creates_nothing(home):
+    assert list_proposals(home.state_root) == []
+    assert not (home.state_root / "supervise").exists()
+
+
+def test_approving_egress_changes_the_allowlist_then_answers(home, monkeypatch):
+    queue = Queue(prepare_queue(home.state_root) / "queue.sqlite")
+    proposal_id = queue.propose("slug-1", "coder", "egress", "pypi.org", "install requests")
+    calls = []
+
+    def change(slug, rule, allow):  # the waiting agent must not see the answer before the change
+        calls.append((slug, rule, allow, queue.get(proposal_id).status))
+
+    monkeypatch.setattr(egress_control, "change_allowlist", change)
+    answered = answer(home.state_root, proposal_id, "approve", "ok for today")
+
+    assert calls == [("slug-1", "pypi.org", True, "pending")]
+    assert (answered["status"], answered["answer_value"], answered["answer_note"]) == ("approved", "pypi.org", "ok for today")
+    assert list_proposals(home.state_root) == []
+
+
+def test_modifying_egress_allows_the_operators_host(home, allowlist):
+    queue = Queue(prepare_queue(home.state_root) / "queue.sqlite")
+    proposal_id = queue.propose("slug-1", "coder", "egress", "files.pythonhosted.org", "wheels")
+
+    answered = answer(home.state_root, proposal_id, "modify", host="*.pythonhosted.org")
+
+    assert allowlist == [("slug-1", "*.pythonhosted.org", True)]
+    assert (answered["status"], answered["answer_value"]) == ("modified", "*.pythonhosted.org")
+
+
+def test_rejecting_or_approving_other_kinds_leaves_the_allowlist_alone(home, allowlist):
+    queue = Queue(prepare_queue(home.state_root) / "queue.sqlite")
+    egress = queue.propose("s", "a", "egress", "evil.example", "exfiltrate")
+    capability = queue.propose("s", "a", "capability", "jq", "parse")
+
+    assert answer(home.state_root, egress, "reject", "no")["status"] == "rejected"
+    approved = answer(home.state_root, capability, "approve", "installed it")
+    assert (approved["status"], approved["answer_value"]) == ("approved", None)
+    assert allowlist == []
+
+
+def test_bad_answers_name_the_argument(home, allowlist, usage_error):
+    queue = Queue(prepare_queue(home.state_root) / "queue.sqlite")
+    capability = queue.propose("s", "a", "capability", "jq", "parse")
+    egress = queue.propose("s", "a", "egress", "pypi.org", "pip")
+    root = home.state_root
+
+    usage_error(lambda: answer(root, 4242, "approve"), "Argument ID", "no proposal 4242")
+    usage_error(lambda: answer(root, egress, "maybe"), "Argument DECISION", "'maybe'")
+    usage_error(lambda: answer(root, egress, "modify"), "Argument --host")
+    usage_error(lambda: answer(root, egress, "approve", host="x.org"), "Argument --host")
+    usage_error(lambda: answer(root, capability, "modify", host="x.org"), "Argument --host", "capability")
+    usage_error(lambda: answer(root, egress, "modify", host="https://x.org/path"), "Argument --host", "x.org/path")
+    answer(root, capability, "reject")
+    usage_error(lambda: answer(root, capability, "approve"), "Argument ID", "already answered: rejected")
+    assert allowlist == []
+
+
+def test_an_egress_request_that_expires_while_approved_says_the_host_stays_allowed(home, monkeypatch, usage_error):
+    queue = Queue(prepare_queue(home.state_root) / "queue.sqlite")
+    proposal_id = queue.propose("slug-1", "a", "egress", "pypi.org", "pip")
+    monkeypatch.setattr(egress_control, "change_allowlist",
+                        lambda slug, rule, allow: queue.answer(proposal_id, "expired", "too late"))
+
+    usage_error(lambda: answer(home.state_root, proposal_id, "approve"),
+                "already answered: expired", "pypi.org stays allowed", "bottle egress deny slug-1 pypi.org")
+
+
+def test_the_cli_lists_and_answers(home):
+    queue = Queue(prepare_queue(home.state_root) / "queue.sqlite")
+    proposal_id = queue.propose("slug-1", "coder", "capability", "jq", "parse JSON")
+    app = typer.Typer()
+    app.command("proposals")(cli.proposals)
+    app.command("answer")(cli.answer)
+    runner = CliRunner()
+
+    result = runner.invoke(app, ["proposals"])
+    assert result.exit_code == 0, result.output
+    assert "slug-1" in result.output and "jq" in result.output and "(parse JSON)" in result.output
+
+    result = runner.invoke(app, ["proposals", "--json"])
+    assert json.loads(result.output)[0]["what"] == "jq"
+
+    result = runner.invoke(app, ["answer", str(proposal_id), "--approve", "--reject"])
+    assert isinstance(result.exception, UsageError) and "exactly one of --approve and --reject" in str(result.exception)
+
+    result = runner.invoke(app, ["answer", str(proposal_id), "--reject", "--note", "use python"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"proposal {proposal_id} rejected"
+    assert queue.get(proposal_id).answer_note == "use python"
+
+    result = runner.invoke(app, ["answer", str(proposal_id), "--approve"])
+    assert isinstance(result.exception, UsageError) and "already answered: rejected" in str(result.exception)
+
+    result = runner.invoke(app, ["proposals"])
+    assert result.output.strip() == "no pending proposals"
