@@ -84,6 +84,14 @@ class GitPlan(Frozen):
     gate_url: str
 
 
+class SupervisePlan(Frozen):
+    """The supervise channel: MCP tools for asking, hooks that report and may deny."""
+
+    answer_timeout: int
+    deny: tuple[dict, ...]
+    url: str = Field(description="the supervise server as the guest reaches it")
+
+
 class SidecarPlan(Frozen):
     """The sidecar: where the agent finds it and what it trusts."""
 
@@ -91,6 +99,7 @@ class SidecarPlan(Frozen):
     hostname: str = "sidecar"
     proxy_port: int = 3128
     gate_port: int = 8418
+    supervise_port: int = 8765
     ca_cert: Path = Field(description="host path of the bottle CA's certificate (public), written at launch")
 
     @property
@@ -130,6 +139,7 @@ class PlanContext(Frozen):
     guest: GuestLayout
     sidecar: SidecarPlan
     git: GitPlan | None = None
+    supervise: SupervisePlan | None = None
 
 
 class Plan(Frozen):
@@ -151,6 +161,7 @@ class Plan(Frozen):
     egress: EgressPlan
     sidecar: SidecarPlan
     git: GitPlan | None = None
+    supervise: SupervisePlan | None = None
     claude_argv: tuple[str, ...]
     env: ReadOnlyMap
     headless: bool

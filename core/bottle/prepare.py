@@ -23,6 +23,7 @@ from bottle.plan import (
     PlanFile,
     Resources,
     SidecarPlan,
+    SupervisePlan,
 )
 from bottle.plugins import Plugins
 from bottle.settings import Settings
@@ -139,6 +140,13 @@ def build_plan(
         ),
     )
     git = plan_git(profile, agent, slug, sidecar, repo, project_dir)
+    supervise = None
+    if profile.supervise.enabled:
+        supervise = SupervisePlan(
+            answer_timeout=profile.supervise.answer_timeout,
+            deny=profile.supervise.deny,
+            url=f"http://{sidecar.hostname}:{sidecar.supervise_port}",
+        )
     ctx = PlanContext(
         slug=slug,
         agent=agent,
@@ -150,6 +158,7 @@ def build_plan(
         guest=guest,
         sidecar=sidecar,
         git=git,
+        supervise=supervise,
     )
     hook = plugins.hook
     files: list[PlanFile] = [f for result in hook.bottle_plan_files(ctx=ctx) for f in (result or [])]
@@ -187,6 +196,7 @@ def build_plan(
         egress=egress,
         sidecar=sidecar,
         git=git,
+        supervise=supervise,
         claude_argv=tuple(argv),
         env=env,
         headless=headless_prompt is not None,

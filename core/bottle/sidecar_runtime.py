@@ -65,6 +65,7 @@ def policy_document(plan: Plan, allow: tuple[str, ...] | list[str]) -> dict:
 
 GIT_CREDENTIAL = "bottle-git-upstream"  # its name in the sidecar's credentials file
 UPSTREAM_MOUNT = "/bottle/upstream"  # a local upstream repository, for the gate only
+QUEUE_MOUNT = "/bottle/supervise"
 
 
 def _git_credential(git) -> str:
@@ -202,6 +203,17 @@ def _bundle(plan: Plan, ca, credentials: dict[str, str]) -> bytes:
             "--credentials", f"{RUN_DIR}/credentials.json", "--audit", f"{STATE_MOUNT}/{AUDIT_FILE}",
         ]
         services.append({"name": "gitgate", "argv": gate_argv, "ready": "bottle-gitgate: listening"})
+    if plan.supervise is not None:
+        deny_file = f"{RUN_DIR}/supervise-deny.json"
+        files.append({"path": deny_file, "content": json.dumps(list(plan.supervise.deny)), "mode": 0o644})
+        supervise_argv = [
+            "python", "-m", "bottle_sidecar.supervise",
+            "--listen-host", "0.0.0.0", "--listen-port", str(plan.sidecar.supervise_port),
+            "--queue", f"{QUEUE_MOUNT}/queue.sqlite", "--audit", f"{STATE_MOUNT}/{AUDIT_FILE}",
+            "--bottle", plan.slug, "--agent", plan.agent,
+            "--answer-timeout", str(plan.supervise.answer_timeout), "--deny", deny_file,
+        ]
+        services.append({"name": "supervise", "argv": supervise_argv, "ready": "bottle-supervise: listening"})
     return json.dumps({"files": files, "services": services}).encode()
 
 
@@ -209,6 +221,10 @@ def _binds(plan: Plan, state: Path) -> dict:
     binds = {str(state): {"bind": STATE_MOUNT, "mode": "rw"}}
     if plan.git is not None and plan.git.local_upstream:
         binds[str(plan.git.local_upstream)] = {"bind": UPSTREAM_MOUNT, "mode": "rw"}
+    if plan.supervise is not None:  # the proposal queue all bottles share with the operator
+        from bottle.supervise_ops import prepare_queue  # (it imports this module)
+
+        binds[str(prepare_queue(plan.state_dir.parent))] = {"bind": QUEUE_MOUNT, "mode": "rw"}
     return binds
 
 

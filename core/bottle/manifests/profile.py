@@ -121,6 +121,27 @@ class GitConfig(BaseModel):
     known_hosts: str | None = Field(None, description="upstream's SSH host key line(s), pinned")
 
 
+class SuperviseConfig(BaseModel):
+    """``[supervise]``: the channel through which the agent asks and the operator answers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    answer_timeout: int = Field(600, gt=0, le=86400, description="seconds a request waits for an answer")
+    deny: tuple[dict, ...] = Field((), description='PreToolUse deny rules: {tool, pattern, field, reason}')
+
+    @field_validator("deny")
+    @classmethod
+    def _rules(cls, rules: tuple[dict, ...]) -> tuple[dict, ...]:
+        from bottle.sidecar.deny_rules import DenyRuleError, parse_rules
+
+        try:
+            parse_rules(list(rules))
+        except DenyRuleError as err:
+            raise ValueError(str(err)) from None
+        return rules
+
+
 class ProfileFile(BaseModel):
     """One profile file as written; every field optional so that ``extends`` can fill gaps."""
 
@@ -136,6 +157,7 @@ class ProfileFile(BaseModel):
     egress: EgressConfig = EgressConfig()
     credentials: tuple[CredentialRoute, ...] = ()
     git: GitConfig | None = None
+    supervise: SuperviseConfig | None = None
 
 
 class Profile(BaseModel):
@@ -154,6 +176,7 @@ class Profile(BaseModel):
     egress: EgressConfig = EgressConfig()
     credentials: tuple[CredentialRoute, ...] = ()
     git: GitConfig = GitConfig()
+    supervise: SuperviseConfig = SuperviseConfig()
 
 
 def profiles_dir(config_dir: Path) -> Path:
@@ -205,13 +228,16 @@ def load_profile(name: str, config_dir: Path, referrer: str = "") -> Profile:
     trust: dict[Path, None] = {}
     routes: dict[tuple[str, str], CredentialRoute] = {}
     git: dict = {}
+    supervise: dict = {}
     for _, layer in reversed(chain):  # parents first, children override
         for field, value in layer.model_dump(
-            exclude={"extends", "env", "egress", "credentials", "git"}, exclude_none=True
+            exclude={"extends", "env", "egress", "credentials", "git", "supervise"}, exclude_none=True
         ).items():
             merged[field] = value
         if layer.git is not None:  # field by field: a child sets only what it changes
             git.update({field: getattr(layer.git, field) for field in layer.git.model_fields_set})
+        if layer.supervise is not None:
+            supervise.update({f: getattr(layer.supervise, f) for f in layer.supervise.model_fields_set})
         merged["env"].update(layer.env)
         allow.update(dict.fromkeys(layer.egress.allow))
         patterns.update(dict.fromkeys(layer.egress.secret_patterns))
@@ -223,5 +249,6 @@ def load_profile(name: str, config_dir: Path, referrer: str = "") -> Profile:
         egress=EgressConfig(allow=tuple(allow), secret_patterns=tuple(patterns), trust=tuple(trust)),
         credentials=tuple(routes.values()),
         git=GitConfig(**git),
+        supervise=SuperviseConfig(**supervise),
         **merged,
     )
