@@ -43,14 +43,15 @@ def timed(argv, **kwargs) -> float:
 
 
 def provisioning_calls(requests: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Engine calls after the agent's container started and before the agent's exec.
+    """Engine calls on the agent's container after it started and before the agent's exec.
 
-    The agent's container is the last one started (the sidecar starts first).
+    The agent's container is the one the last exec targets; the sidecar's own
+    calls (started alongside) are not provisioning.
     """
-    starts = [i for i, (m, p) in enumerate(requests) if m == "POST" and p.endswith("/start") and "/containers/" in p]
-    start = starts[-1]
-    agent = next(i for i, (m, p) in enumerate(requests) if m == "POST" and p.endswith("/exec") and i > start)
-    return requests[start + 1 : agent]
+    agent_exec = max(i for i, (m, p) in enumerate(requests) if m == "POST" and p.split("?")[0].endswith("/exec"))
+    agent = requests[agent_exec][1].split("/containers/")[1].split("/")[0]
+    start = next(i for i, (m, p) in enumerate(requests) if m == "POST" and f"/containers/{agent}/start" in p)
+    return [(m, p) for m, p in requests[start + 1 : agent_exec] if f"/containers/{agent}/" in p]
 
 
 def main() -> None:

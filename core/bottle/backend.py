@@ -48,6 +48,20 @@ class BottleInfo:
     launcher_pid: int | None
     launcher_host: str
 
+    @classmethod
+    def from_labels(cls, labels: dict, backend: str, status: str, created: str) -> "BottleInfo":
+        """Read back what the launcher wrote into a resource's labels."""
+        pid = labels.get(LABEL_PID, "")
+        return cls(
+            slug=labels[LABEL_SLUG],
+            agent=labels.get(LABEL_AGENT, ""),
+            backend=backend,
+            status=status,
+            created=created,
+            launcher_pid=int(pid) if pid.isdigit() else None,
+            launcher_host=labels.get(LABEL_HOST, ""),
+        )
+
 
 class Bottle(abc.ABC):
     """A running sandbox, as provisioners and the launcher see it."""

@@ -24,7 +24,6 @@ from pathlib import Path
 
 from docker.errors import APIError, NotFound
 
-from bottle.backend import LABEL_SLUG
 from bottle.ca import generate_ca
 from bottle.engine import remove_container
 from bottle.errors import EnvironmentProblem, UsageError

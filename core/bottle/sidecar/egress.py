@@ -31,7 +31,6 @@ import os
 import signal
 import socket
 import sqlite3
-import stat
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -45,6 +44,7 @@ from mitmproxy.net.http.url import parse_authority
 from .audit import AuditLog
 from .policy import Policy, PolicyError, PolicyFile, Rule, doh_reason, forbidden_address, normalize_host, rule_for
 from .secrets_scan import Hit, Scanner
+from .startup import StartupError, load_credentials
 
 logger = logging.getLogger("bottle.egress")
 
@@ -282,24 +282,6 @@ def _hit_detail(hit: Hit) -> dict:
     return {"detector": hit.detector, "location": hit.location, "offset": hit.offset}
 
 
-class StartupError(Exception):
-    """Something the proxy needs at start is missing or wrong; the message is one line."""
-
-
-def load_credentials(path: str | None) -> dict[str, str]:
-    """The credential values ({name: value}) from a file only its owner may read."""
-    if path is None:
-        return {}
-    try:
-        with open(path, encoding="utf-8") as file:
-            if stat.S_IMODE(os.fstat(file.fileno()).st_mode) & 0o077:
-                raise StartupError(f"the credentials file {path} must be readable by its owner only (mode 0600)")
-            values = json.load(file)
-    except (OSError, ValueError) as err:
-        raise StartupError(f"cannot read the credentials file {path}: {err}") from None
-    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
-        raise StartupError(f"the credentials file {path} must hold a JSON object of names to strings")
-    return values
 
 
 def check_ca(confdir: str) -> None:

@@ -57,7 +57,6 @@ import signal
 import socket
 import socketserver
 import sqlite3
-import stat
 import subprocess
 import sys
 import tempfile
@@ -71,6 +70,7 @@ from urllib.parse import urlsplit
 from .audit import AuditLog
 from .gitgate_check import MiB, GitError, Problem, Rules, Update, check_push, git, last_complaint, parse_updates
 from .secrets_scan import Scanner
+from .startup import StartupError, load_credentials
 
 URL_PATH = "/repo.git"  # the one path served, whatever the repository's directory is called
 SERVICES = ("service=git-upload-pack", "service=git-receive-pack")
@@ -99,8 +99,6 @@ sys.exit(answer["code"])
 """
 
 
-class StartupError(Exception):
-    """Something the gate needs at start is missing or wrong; the message is one line."""
 
 
 @dataclass(frozen=True)
@@ -188,22 +186,6 @@ def _is_ssh(url: str) -> bool:
     if "://" in url:
         return url.split("://", 1)[0].lower() == "ssh"
     return ":" in url.split("/", 1)[0]
-
-
-def load_credentials(path: str | None) -> dict[str, str]:
-    """The credential values ({name: value}) from a file only its owner may read (as the egress proxy's)."""
-    if path is None:
-        return {}
-    try:
-        with open(path, encoding="utf-8") as file:
-            if stat.S_IMODE(os.fstat(file.fileno()).st_mode) & 0o077:
-                raise StartupError(f"the credentials file {path} must be readable by its owner only (mode 0600)")
-            values = json.load(file)
-    except (OSError, ValueError) as err:
-        raise StartupError(f"cannot read the credentials file {path}: {err}") from None
-    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
-        raise StartupError(f"the credentials file {path} must hold a JSON object of names to strings")
-    return values
 
 
 def git_env(**more: str) -> dict[str, str]:

@@ -18,10 +18,7 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from bottle.backend import (
-    LABEL_AGENT,
     LABEL_BACKEND,
-    LABEL_HOST,
-    LABEL_PID,
     LABEL_SLUG,
     Availability,
     Backend,
@@ -195,16 +192,7 @@ class DockerBackend(Backend):
         remove_network(self.client.api, name)
 
     def _info(self, labels: dict, status: str, created: str) -> BottleInfo:
-        pid = labels.get(LABEL_PID, "")
-        return BottleInfo(
-            slug=labels[LABEL_SLUG],
-            agent=labels.get(LABEL_AGENT, ""),
-            backend=self.name,
-            status=status,
-            created=created,
-            launcher_pid=int(pid) if pid.isdigit() else None,
-            launcher_host=labels.get(LABEL_HOST, ""),
-        )
+        return BottleInfo.from_labels(labels, self.name, status, created)
 
     def list(self) -> list[BottleInfo]:
         found: dict[str, BottleInfo] = {}

@@ -74,10 +74,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from bottle.backend import (
-    LABEL_AGENT,
     LABEL_BACKEND,
-    LABEL_HOST,
-    LABEL_PID,
     LABEL_SLUG,
     Availability,
     Backend,
@@ -416,16 +413,7 @@ class SmolvmBackend(Backend):
     # -- every bottle -------------------------------------------------------------
 
     def _info(self, labels: dict, status: str, created: str) -> BottleInfo:
-        pid = labels.get(LABEL_PID, "")
-        return BottleInfo(
-            slug=labels[LABEL_SLUG],
-            agent=labels.get(LABEL_AGENT, ""),
-            backend=self.name,
-            status=status,
-            created=created,
-            launcher_pid=int(pid) if pid.isdigit() else None,
-            launcher_host=labels.get(LABEL_HOST, ""),
-        )
+        return BottleInfo.from_labels(labels, self.name, status, created)
 
     def _machines(self, **labels: str):
         # SDK: reads smolvm's machine database, labels included, starting nothing.
