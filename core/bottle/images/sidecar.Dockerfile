@@ -1,15 +1,16 @@
-# The sidecar image: the per-bottle daemons (egress proxy, later the git gate
-# and the supervise server) on Debian's Python, started by bottle_sidecar.init.
+# The sidecar image: the per-bottle daemons (egress proxy, git gate, supervise
+# server) on Debian's Python, started by bottle_sidecar.init.
 #
 # Built like agent.Dockerfile (read its header): a "builder" stage trusts the
 # build CAs in ca/ to reach apt and the Python package index, removes them at
 # the end (unless KEEP_CA=1), and the final stage copies its file system into an
 # empty image, so no layer holds them.
 #
-# Everything runs as the unprivileged user "sidecar" (the host may drop every
-# capability); its home /var/lib/bottle and /run/bottle (where the host mounts a
-# tmpfs) take the files the init writes from its config. tini is PID 1 so that
-# orphans are reaped and signals reach the init.
+# By default everything runs as the unprivileged user "sidecar"; bottle itself
+# runs the container as the invoking user with every capability dropped (so
+# what the daemons write in the bottle's bind-mounted state dir is that user's),
+# and mounts a tmpfs on /run/bottle for the secrets the init writes from its
+# config. tini is PID 1 so that orphans are reaped and signals reach the init.
 
 ARG BASE=debian:bookworm-slim
 ARG MITMPROXY_VERSION=11.0.2
@@ -25,7 +26,7 @@ RUN update-ca-certificates
 
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      ca-certificates git procps python3 python3-venv tini \
+      ca-certificates git openssh-client procps python3 python3-venv tini \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/*
 
