@@ -23,16 +23,12 @@ STATUS = {"approve": "approved", "modify": "modified", "reject": "rejected"}
 
 def prepare_queue(state_root: Path) -> Path:
     """The directory holding the queue (created, with the queue, if missing):
-    what a bottle's sidecar gets bind-mounted. The sidecar's user writes there
-    too, so the directory is 0777 and the queue 0666; the state root, private
-    to the operator, keeps other host users out."""
+    what a bottle's sidecar gets bind-mounted. Sidecars run as the operator,
+    so it is the operator's alone (0700): no other local user may read the
+    asks or, worse, answer them."""
     directory = Path(state_root) / QUEUE_DIR
-    try:
-        directory.mkdir(parents=True)
-    except FileExistsError:
-        pass
-    else:
-        os.chmod(directory, 0o777)  # the umask must not narrow it
+    directory.mkdir(parents=True, mode=0o700, exist_ok=True)
+    os.chmod(directory, 0o700)
     Queue(directory / QUEUE_FILE)
     return directory
 

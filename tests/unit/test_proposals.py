@@ -2,10 +2,8 @@
 
 import json
 import os
-import sqlite3
 import stat
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,7 +20,6 @@ from bottle.sidecar.proposals import ProposalError, Queue
 from bottle.supervise_ops import answer, list_proposals, prepare_queue
 from tests.unit.test_sidecar_init import absolute_imports
 
-NOBODY = 65534
 
 
 @pytest.fixture
@@ -109,42 +106,12 @@ def test_a_stopping_bottle_expires_only_its_own_pending_proposals(queue):
     assert queue.get(answered).status == "approved"
 
 
-def test_the_host_prepares_a_queue_the_sidecar_user_can_write(home):
+def test_the_queue_is_the_operators_alone(home):
     directory = prepare_queue(home.state_root)
 
     assert directory == home.state_root / "supervise"
-    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o777
-    assert stat.S_IMODE(os.stat(directory / "queue.sqlite").st_mode) == 0o666
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as a second user")
-def test_another_user_writes_while_the_host_holds_the_wal_open():
-    """The sidecar's user is not the operator's; the WAL file the operator's
-    connection made must be writable by the sidecar (SQLite gives it the
-    database's mode), or its next proposal fails."""
-    with tempfile.TemporaryDirectory() as root:
-        os.chmod(root, 0o755)  # the other user must reach the queue, as through the bind mount
-        path = prepare_queue(Path(root)) / "queue.sqlite"
-        host = sqlite3.connect(path)
-        host.execute("INSERT INTO proposals (created, bottle, agent, kind, what, reason) VALUES (0, 'b', 'a', 'blocked', 'x', '')")
-        host.commit()
-        assert stat.S_IMODE(os.stat(f"{path}-wal").st_mode) == 0o666
-
-        pid = os.fork()
-        if pid == 0:  # the child, as nobody
-            code = 1
-            try:
-                os.setgid(NOBODY)
-                os.setuid(NOBODY)
-                Queue(path).propose("b", "a", "egress", "pypi.org", "pip")
-                code = 0
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        host.close()
-
-        assert os.waitstatus_to_exitcode(status) == 0
-        assert [p.what for p in Queue(path).pending()] == ["x", "pypi.org"]
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(directory / "queue.sqlite").st_mode) == 0o600
 
 
 def test_listing_before_any_bottle_asked_is_empty_and_creates_nothing(home):

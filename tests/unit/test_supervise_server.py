@@ -340,17 +340,23 @@ def test_post_tool_use_and_stop_are_recorded_and_change_nothing(server):
 
 def test_a_call_the_agent_stops_waiting_for_is_withdrawn(server):
     async def give_up(session):
-        with anyio.move_on_after(0.5):
-            await session.call_tool("request_capability", {"what": "gcc", "reason": "build a wheel"})
+        """Call, and stop waiting once the proposal is queued (however slow the machine)."""
+        async with anyio.create_task_group() as calls:
+            calls.start_soon(session.call_tool, "request_capability", {"what": "gcc", "reason": "build a wheel"})
+            with anyio.fail_after(TIMEOUT):
+                while not list_proposals(server.state_root):
+                    await anyio.sleep(0.05)
+            calls.cancel_scope.cancel()
 
     asyncio.run(_session_call(server.base, give_up))
 
     deadline = time.monotonic() + TIMEOUT
-    while list_proposals(server.state_root) and time.monotonic() < deadline:
+    withdrawn = []
+    while not withdrawn and time.monotonic() < deadline:
+        withdrawn = [e for e in server.events() if (e["decision"], e["reason"]) == ("expired", "the agent stopped waiting")]
         time.sleep(0.05)
-    event = server.events()[-1]
-    assert (event["decision"], event["reason"]) == ("expired", "the agent stopped waiting")
-    assert server.queue.get(event["detail"]["proposal"]).status == "expired"
+    assert withdrawn, server.events()
+    assert server.queue.get(withdrawn[-1]["detail"]["proposal"]).status == "expired"
 
 
 def test_an_unanswered_request_expires_and_a_stopping_server_withdraws_what_waits(tmp_path, allowlist):

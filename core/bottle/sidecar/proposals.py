@@ -73,7 +73,7 @@ class Proposal:
 
 
 class Queue:
-    """The queue at *path*, created (mode 0666, see above) when missing.
+    """The queue at *path*, created (mode 0600: the operator's alone) when missing.
 
     Each operation opens its own connection: the queue is used from worker
     threads in the server and from short-lived commands on the host, and a
@@ -83,11 +83,10 @@ class Queue:
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
         try:  # an empty file is an empty database; made here so that its mode is right from the start
-            descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             pass
         else:
-            os.fchmod(descriptor, 0o666)  # the umask must not narrow it
             os.close(descriptor)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
