@@ -46,6 +46,12 @@ def _report_stopping(plugins: Plugins, plan: Plan, bottle) -> None:
         print(f"bottle: a plugin failed while the bottle was stopping: {err}", file=sys.stderr)
 
 
+def _raise_if_sidecar_died(bottle) -> None:
+    reason = bottle.failure()
+    if reason:
+        raise EnvironmentProblem(f"The bottle's sidecar died ({reason}); the bottle was stopped.")
+
+
 def launch(plan: Plan, plugins: Plugins) -> int:
     """Run *plan*; return the agent's exit code. Tears everything down, always."""
     backend = plugins.backend(plan.backend)
@@ -65,11 +71,13 @@ def launch(plan: Plan, plugins: Plugins) -> int:
             for hook_name in PROVISION_ORDER:
                 getattr(plugins.hook, hook_name)(plan=plan, bottle=bottle)
             plugins.hook.bottle_started(plan=plan, bottle=bottle)
-            return bottle.run_agent(plan.claude_argv, env=plan.env, interactive=not plan.headless)
+            code = bottle.run_agent(plan.claude_argv, env=plan.env, interactive=not plan.headless)
+            # An agent that failed because its way out died should say so.
+            _raise_if_sidecar_died(bottle)
+            return code
         except KeyboardInterrupt:
-            reason = bottle.failure() if bottle is not None else None
-            if reason:
-                raise EnvironmentProblem(f"The bottle's sidecar died ({reason}); the bottle was stopped.") from None
+            if bottle is not None:
+                _raise_if_sidecar_died(bottle)
             raise
         finally:
             with _signals(signal.SIG_IGN, signal.SIG_IGN):

@@ -34,6 +34,7 @@ EGRESS_NETWORK = "bottle-egress"
 LABEL_SHARED = "bottle.shared"
 LABEL_ROLE = "bottle.role"
 READY_LINE = "bottle-sidecar: ready"
+SERVICE_DIED = "bottle-sidecar: service "  # "... NAME exited with code N", from the init
 READY_TIMEOUT = 60
 
 # Inside the sidecar: secrets on a tmpfs; everything else in the bottle's
@@ -282,7 +283,19 @@ class Sidecar:
             self.stack.callback(self.watcher.stop)
 
     def failure(self) -> str | None:
-        return self.watcher.died if self.watcher else None
+        """Why the sidecar stopped, if it did (asked of the engine: the watcher may be late)."""
+        if self.watcher is None:
+            return None
+        if self.watcher.died is None:
+            try:
+                self.container.reload()
+            except (APIError, OSError):  # removed: stopped on purpose, not died
+                return None
+            logs = self.container.logs(tail=30).decode(errors="replace")
+            # The init says so the moment a daemon dies, before it stops the rest.
+            if self.container.status in ("exited", "dead") or SERVICE_DIED in logs:
+                return logs[logs.find(SERVICE_DIED):] if SERVICE_DIED in logs else logs
+        return self.watcher.died
 
 
 class SidecarWatch:

@@ -127,3 +127,16 @@ def test_gc_spares_a_live_bottle(running, home):
     slug = _slug(home)
     assert json.loads(home.run("gc", "--json").stdout) == {"removed": []}
     assert _slug(home) == slug
+
+
+def test_a_dying_sidecar_stops_the_bottle_with_its_reason(running, home, engine):
+    (sidecar,) = [c for c in engine.containers.list(filters={"label": "bottle.role=sidecar"})]
+    # The egress proxy dies (as it would on a crash); the init reports it and exits.
+    sidecar.exec_run(["sh", "-c", "kill -KILL $(pgrep -f bottle_sidecar.egress)"])
+
+    running.wait(timeout=60)
+
+    stderr = running.stderr.read()
+    assert running.returncode == 1, stderr
+    assert "sidecar died" in stderr and "service egress exited" in stderr, stderr
+    assert "Traceback" not in stderr
