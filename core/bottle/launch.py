@@ -20,23 +20,27 @@ from bottle.prepare import write_state
 
 
 class Terminated(BaseException):
-    """Raised in the main thread on SIGTERM (a BaseException, like KeyboardInterrupt)."""
+    """Raised in the main thread on SIGTERM or SIGHUP (a BaseException, like KeyboardInterrupt)."""
 
-    exit_code = 128 + signal.SIGTERM
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(signum)
+        self.exit_code = 128 + signum
 
 
 def _raise_terminated(signum, frame):
-    raise Terminated()
+    raise Terminated(signum)
 
 
 @contextlib.contextmanager
 def _signals(handler_int, handler_term) -> Iterator[None]:
-    previous = signal.signal(signal.SIGINT, handler_int), signal.signal(signal.SIGTERM, handler_term)
+    """SIGINT as given; SIGTERM and SIGHUP (the terminal went away) as *handler_term*."""
+    handlers = {signal.SIGINT: handler_int, signal.SIGTERM: handler_term, signal.SIGHUP: handler_term}
+    previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous[0])
-        signal.signal(signal.SIGTERM, previous[1])
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _report_stopping(plugins: Plugins, plan: Plan, bottle) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Mapping
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
 from bottle.manifests.agent import Agent
 from bottle.manifests.profile import Profile
@@ -30,16 +30,24 @@ class Frozen(BaseModel):
 
 
 class PlanFile(Frozen):
-    """A host file or directory copied into the guest.
+    """A host file or directory copied into the guest, or a small file made from ``content``.
 
     Owned by the guest user unless ``root_owned`` (system files such as trust
-    stores, which the agent must not be able to rewrite).
+    stores, which the agent must not be able to rewrite). Made files are
+    private to their owner (0600).
     """
 
-    host_path: Path
+    host_path: Path | None = None
+    content: str | None = Field(None, description="the file's text, when it has no host file")
     guest_path: str
     provider: str = Field(description="the plugin that asked for it")
     root_owned: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "PlanFile":
+        if (self.host_path is None) == (self.content is None):
+            raise ValueError("a plan file has either a host_path or a content")
+        return self
 
 
 class CredentialPlan(Frozen):
@@ -138,6 +146,7 @@ class PlanContext(Frozen):
     prompt_file: Path
     guest: GuestLayout
     sidecar: SidecarPlan
+    egress: EgressPlan
     git: GitPlan | None = None
     supervise: SupervisePlan | None = None
 

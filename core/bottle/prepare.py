@@ -157,6 +157,7 @@ def build_plan(
         prompt_file=state_dir / "system-prompt.md",
         guest=guest,
         sidecar=sidecar,
+        egress=egress,
         git=git,
         supervise=supervise,
     )

@@ -8,6 +8,7 @@ below the guest user's home belong to the guest user, except files marked
 import io
 import posixpath
 import tarfile
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -45,11 +46,13 @@ def pack(files: Sequence[PlanFile], *, uid: int, gid: int, owned_below: str) -> 
                     info.type, info.mode = tarfile.DIRTYPE, 0o755
                     tar.addfile(info)
                     added.add(directory)
-            tar.add(
-                Path(plan_file.host_path),
-                arcname=plan_file.guest_path.lstrip("/"),
-                recursive=True,
-                filter=root if plan_file.root_owned else owned,
-            )
+            owner = root if plan_file.root_owned else owned
+            if plan_file.content is not None:
+                data = plan_file.content.encode()
+                info = owner(tarfile.TarInfo(plan_file.guest_path.lstrip("/")))
+                info.size, info.mode, info.mtime = len(data), 0o600, time.time()
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                tar.add(Path(plan_file.host_path), arcname=plan_file.guest_path.lstrip("/"), recursive=True, filter=owner)
             added.add(plan_file.guest_path)
     return buffer.getvalue()
