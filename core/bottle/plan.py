@@ -12,7 +12,7 @@ from typing import Annotated, Mapping
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
 from bottle.manifests.agent import Agent
-from bottle.manifests.profile import Profile
+from bottle.manifests.profile import GitCredential, GitIdentity, Profile
 from bottle.settings import Settings
 
 
@@ -80,12 +80,8 @@ class GitPlan(Frozen):
     protected: tuple[str, ...] | None = Field(description="None: upstream's default branch")
     allow_force: bool
     max_push_mb: int
-    identity_name: str
-    identity_email: str
-    credential_kind: str | None = None
-    credential_env: str | None = None
-    credential_file: Path | None = None
-    credential_username: str = "x-access-token"
+    identity: GitIdentity
+    credential: GitCredential | None = Field(None, description="where the gate's credential is read from")
     known_hosts: str | None = None
     start_from: str | None = Field(None, description="branch to start from (default: upstream's default)")
     work_branch: str = Field(description="the branch the agent works on")

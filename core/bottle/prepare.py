@@ -66,9 +66,9 @@ def plan_git(profile, agent, slug: str, sidecar: SidecarPlan, repo: Path | None,
     chooses what the bottle works on; with neither, the bottle has no gate.
     """
     git = profile.git
-    if repo is not None and _git_toplevel(repo) is None:
-        raise UsageError(f"Option --repo: {repo} is not a git repository.")
     toplevel = _git_toplevel(repo or project_dir)
+    if repo is not None and toplevel is None:
+        raise UsageError(f"Option --repo: {repo} is not a git repository.")
     upstream = git.upstream or (str(toplevel) if toplevel else None)
     if upstream is None:
         return None
@@ -78,7 +78,6 @@ def plan_git(profile, agent, slug: str, sidecar: SidecarPlan, repo: Path | None,
         if not local.exists():
             raise UsageError(f"Profile {profile.name!r}: field `git.upstream`: {local} does not exist.")
         local = local.resolve()
-    credential = git.credential
     own_branch = agent.branch and any(
         fnmatch.fnmatchcase(f"refs/heads/{agent.branch}", pattern) for pattern in git.push_refs
     )
@@ -89,12 +88,8 @@ def plan_git(profile, agent, slug: str, sidecar: SidecarPlan, repo: Path | None,
         protected=git.protected,
         allow_force=git.allow_force,
         max_push_mb=git.max_push_mb,
-        identity_name=git.identity.name,
-        identity_email=git.identity.email,
-        credential_kind=credential.kind if credential else None,
-        credential_env=credential.env if credential else None,
-        credential_file=credential.file.expanduser() if credential and credential.file else None,
-        credential_username=credential.username if credential else "x-access-token",
+        identity=git.identity,
+        credential=git.credential,
         known_hosts=git.known_hosts,
         start_from=agent.branch,
         work_branch=agent.branch if own_branch else f"bottle/{slug}",

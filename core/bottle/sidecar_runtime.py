@@ -68,26 +68,26 @@ UPSTREAM_MOUNT = "/bottle/upstream"  # a local upstream repository, for the gate
 QUEUE_MOUNT = "/bottle/supervise"
 
 
-def _git_credential(git) -> str:
-    if git.credential_env:
-        value = os.environ.get(git.credential_env)
+def _git_credential(credential) -> str:
+    if credential.env:
+        value = os.environ.get(credential.env)
         if not value:
             raise UsageError(
                 f"Field `git.credential.env`: the git credential is read from the host environment "
-                f"variable {git.credential_env}, which is not set."
+                f"variable {credential.env}, which is not set."
             )
         return value
     try:
-        return git.credential_file.read_text()
+        return credential.file.read_text()
     except OSError as err:
-        raise UsageError(f"Field `git.credential.file`: cannot read {git.credential_file}: {err}") from None
+        raise UsageError(f"Field `git.credential.file`: cannot read {credential.file}: {err}") from None
 
 
 def read_credentials(plan: Plan) -> dict[str, str]:
     """The real credential values, from the host's environment and files, at launch."""
     values = {}
-    if plan.git is not None and plan.git.credential_kind:
-        values[GIT_CREDENTIAL] = _git_credential(plan.git)
+    if plan.git is not None and plan.git.credential is not None:
+        values[GIT_CREDENTIAL] = _git_credential(plan.git.credential)
     for route in plan.egress.credentials:
         value = os.environ.get(route.env)
         if not value:
@@ -140,8 +140,8 @@ def protected_refs(git) -> list[str]:
 def gate_config(plan: Plan) -> dict:
     git = plan.git
     credential = None
-    if git.credential_kind:
-        credential = {"kind": git.credential_kind, "name": GIT_CREDENTIAL, "username": git.credential_username}
+    if git.credential is not None:
+        credential = {"kind": git.credential.kind, "name": GIT_CREDENTIAL, "username": git.credential.username}
     config = {
         "bottle": plan.slug,
         "upstream": UPSTREAM_MOUNT if git.local_upstream else git.upstream,
@@ -156,15 +156,27 @@ def gate_config(plan: Plan) -> dict:
     return config
 
 
-def _prepare_state(plan: Plan, ca_cert_pem: bytes) -> Path:
-    """Host side of the sidecar's files: CA cert (public), policy, audit log."""
+def _prepare_mounts(plan: Plan, ca_cert_pem: bytes) -> dict:
+    """The host side of what the sidecar sees, made now; returns the bind mounts.
+
+    CA certificate (public), policy, gate config and audit log in the bottle's
+    state dir; a local upstream; the operator's proposal queue.
+    """
     plan.sidecar.ca_cert.write_bytes(ca_cert_pem)
-    sidecar_state(plan.state_dir).mkdir(mode=0o700)
+    state = sidecar_state(plan.state_dir)
+    state.mkdir(mode=0o700)
     write_policy(plan.state_dir, policy_document(plan, plan.egress.allow))
-    if plan.git is not None:
-        (sidecar_state(plan.state_dir) / "gitgate.json").write_text(json.dumps(gate_config(plan), indent=2))
     AuditLog(audit_path(plan.state_dir), plan.slug).close()  # the schema exists before any reader
-    return sidecar_state(plan.state_dir)
+    binds = {str(state): {"bind": STATE_MOUNT, "mode": "rw"}}
+    if plan.git is not None:
+        (state / "gitgate.json").write_text(json.dumps(gate_config(plan), indent=2))
+        if plan.git.local_upstream:
+            binds[str(plan.git.local_upstream)] = {"bind": UPSTREAM_MOUNT, "mode": "rw"}
+    if plan.supervise is not None:  # the proposal queue all bottles share with the operator
+        from bottle.supervise_ops import prepare_queue  # (it imports this module)
+
+        binds[str(prepare_queue(plan.state_dir.parent))] = {"bind": QUEUE_MOUNT, "mode": "rw"}
+    return binds
 
 
 def egress_network(client):
@@ -215,17 +227,6 @@ def _bundle(plan: Plan, ca, credentials: dict[str, str]) -> bytes:
         ]
         services.append({"name": "supervise", "argv": supervise_argv, "ready": "bottle-supervise: listening"})
     return json.dumps({"files": files, "services": services}).encode()
-
-
-def _binds(plan: Plan, state: Path) -> dict:
-    binds = {str(state): {"bind": STATE_MOUNT, "mode": "rw"}}
-    if plan.git is not None and plan.git.local_upstream:
-        binds[str(plan.git.local_upstream)] = {"bind": UPSTREAM_MOUNT, "mode": "rw"}
-    if plan.supervise is not None:  # the proposal queue all bottles share with the operator
-        from bottle.supervise_ops import prepare_queue  # (it imports this module)
-
-        binds[str(prepare_queue(plan.state_dir.parent))] = {"bind": QUEUE_MOUNT, "mode": "rw"}
-    return binds
 
 
 def _send_stdin(container, data: bytes) -> None:
@@ -332,7 +333,7 @@ def start_sidecar(client, plan: Plan, internal_network: str, stack: ExitStack) -
     """Start the sidecar on *internal_network* (not waiting for it); all is registered on *stack*."""
     credentials = read_credentials(plan)
     ca = generate_ca(plan.slug)
-    state = _prepare_state(plan, ca.cert_pem)
+    binds = _prepare_mounts(plan, ca.cert_pem)
     outside = egress_network(client)
     name = sidecar_name(plan.slug)
     stack.callback(remove_container, client.api, name)
@@ -353,7 +354,7 @@ def start_sidecar(client, plan: Plan, internal_network: str, stack: ExitStack) -
         host_config=api.create_host_config(
             network_mode=internal_network,
             tmpfs={RUN_DIR: f"mode=0700,uid={os.getuid()},gid={os.getgid()},size=16m"},
-            binds=_binds(plan, state),
+            binds=binds,
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             mem_limit="512m",

@@ -99,6 +99,11 @@ class GitCredential(BaseModel):
     file: Path | None = Field(None, description="host file holding it (an SSH private key, say)")
     username: str = Field("x-access-token", description="HTTP user sent with a token")
 
+    @field_validator("file")
+    @classmethod
+    def _expand(cls, file: Path | None) -> Path | None:
+        return file.expanduser() if file is not None else None
+
     @model_validator(mode="after")
     def _one_source(self) -> "GitCredential":
         if (self.env is None) == (self.file is None):

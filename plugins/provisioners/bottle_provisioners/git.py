@@ -41,8 +41,8 @@ def bottle_provision_git(plan, bottle):
     result = bottle.exec(
         ["sh", "-c", SCRIPT],
         env={
-            "BOTTLE_GIT_NAME": git.identity_name,
-            "BOTTLE_GIT_EMAIL": git.identity_email,
+            "BOTTLE_GIT_NAME": git.identity.name,
+            "BOTTLE_GIT_EMAIL": git.identity.email,
             "BOTTLE_WORKDIR": plan.guest.workdir,
             "BOTTLE_GATE": git.gate_url,
             "BOTTLE_START": git.start_from or "",
