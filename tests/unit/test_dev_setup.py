@@ -1,0 +1,86 @@
+"""dev/setup decides what to install from what is actually missing.
+
+The script runs for real (``--packages-only`` stops it after the package
+step) on a PATH built for each case: the tools it needs, stand-ins for
+``apt-get`` and ``dpkg-query`` that record their arguments, and deliberately
+no ``dockerd`` where the case is "a client but no engine". This is about the
+script's decisions, not about apt, so apt is the one stand-in.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS = ("bash", "dirname", "awk", "tr", "id", "env", "cat", "sed")
+
+
+def _stand_in(directory: Path, name: str, body: str) -> None:
+    path = directory / name
+    path.write_text(f"#!/bin/bash\n{body}\n")
+    path.chmod(0o755)
+
+
+@pytest.fixture
+def fake_path(tmp_path):
+    """A bin dir with the real tools dev/setup needs, an apt-get that records, and python3."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in TOOLS:
+        os.symlink(shutil.which(tool), bin_dir / tool)
+    os.symlink(sys.executable, bin_dir / "python3")
+    log = tmp_path / "apt.log"
+    _stand_in(bin_dir, "apt-get", f'echo "$*" >> {log}')
+    _stand_in(bin_dir, "docker", "exit 1")  # a client is on PATH, as on CI's machines
+    return bin_dir, log
+
+
+def _setup(bin_dir: Path) -> subprocess.CompletedProcess:
+    env = {"PATH": str(bin_dir), "HOME": os.environ.get("HOME", "/root")}
+    return subprocess.run(
+        [str(bin_dir / "bash"), str(ROOT / "dev" / "setup"), "--packages-only"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+
+
+def _installed(log: Path) -> list[str]:
+    lines = log.read_text().splitlines() if log.exists() else []
+    installs = [line for line in lines if " install " in f" {line} "]
+    return [word for line in installs for word in line.split() if not word.startswith("-") and word != "install"]
+
+
+def test_a_client_without_an_engine_installs_the_engine(fake_path):
+    bin_dir, log = fake_path
+
+    result = _setup(bin_dir)
+
+    assert result.returncode == 0, result.stderr
+    assert "docker.io" in _installed(log), log.read_text()
+
+
+def test_an_engine_on_path_is_not_installed_again(fake_path):
+    bin_dir, log = fake_path
+    for tool in ("dockerd", "mmdebstrap", "git", "tmux"):
+        _stand_in(bin_dir, tool, "exit 0")
+
+    result = _setup(bin_dir)
+
+    assert result.returncode == 0, result.stderr
+    assert _installed(log) == []
+
+
+def test_a_conflicting_client_package_names_the_commands_instead(fake_path):
+    bin_dir, log = fake_path
+    _stand_in(bin_dir, "dpkg-query", 'echo "docker-ce-cli install ok installed"')
+
+    result = _setup(bin_dir)
+
+    assert result.returncode == 1
+    assert "docker-ce-cli" in result.stderr
+    assert "apt-get remove docker-ce-cli && apt-get install docker.io" in result.stderr
+    assert "apt-get install docker-ce containerd.io" in result.stderr
+    assert _installed(log) == []
