@@ -63,7 +63,8 @@ def big_commit(salt: str) -> list[dict[str, bytes]]:
 
 def start_gate(work: Path, upstream: Path) -> tuple[subprocess.Popen, str]:
     config = work / "gate.json"
-    config.write_text(json.dumps({"bottle": "bench", "upstream": str(upstream), "protected": ["refs/heads/main"]}))
+    config.write_text(json.dumps({"bottle": "bench", "upstream": str(upstream), "protected": ["refs/heads/main"],
+                                  "push_refs": ["refs/heads/bottle/*"], "fetch_refs": ["HEAD"]}))
     gate = subprocess.Popen(
         [sys.executable, "-m", "bottle.sidecar.gitgate", "--listen-host", "127.0.0.1", "--listen-port", "0",
          "--repo", str(work / "gate.git"), "--config", str(config), "--audit", str(work / "audit.sqlite")],

@@ -27,6 +27,10 @@ class Availability:
 
     ok: bool
     reason: str = ""
+    #: Not ok for a reason of this host (no KVM, no hardware virtualization, no
+    #: permission), rather than a broken install or a failing call: the only
+    #: "no" for which the integration tests may skip, even under CI=true.
+    host_limit: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,3 +138,8 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def exec_interactive(self, slug: str, argv: Sequence[str], *, user: str | None) -> int:
         """``bottle exec``: run *argv* in a running bottle with the user's terminal."""
+
+    def disk_bound(self, image: str, size: str) -> str | None:
+        """How a bottle of *image* is held to *size* of disk on this machine, in a sentence
+        for ``bottle doctor``; None when the backend does not say."""
+        return None

@@ -4,6 +4,8 @@ Images are built with Docker whatever the backend (smolvm runs the same
 image from a ``docker save``), so the core talks to the engine for them.
 """
 
+import os
+
 from bottle.errors import EnvironmentProblem
 
 
@@ -15,11 +17,34 @@ def docker_client(timeout: int = 120):
         client = docker.from_env(timeout=timeout)
         client.ping()
     except DockerException as err:
+        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"  # the SDK's default
         raise EnvironmentProblem(
-            f"No Docker engine answers ({err}). Start one (as root: `dockerd > /var/log/dockerd.log 2>&1 &`) "
+            f"No Docker engine answers at {where} ({err}). Start one (as root: `dockerd > /var/log/dockerd.log 2>&1 &`) "
             "or point DOCKER_HOST at one."
         ) from None
     return client
+
+
+#: How ``bottle image build`` is told which tag to build, for each kind of image.
+BUILD_TAG_FLAG = {"agent": "--tag", "sidecar": "--sidecar-tag"}
+
+
+def require_image(client, ref: str, kind: str):
+    """The local image *ref*, a bottle's *kind* ("agent" or "sidecar") image.
+
+    Every bottle starts from both, whatever the backend; each is checked here
+    before its container (or microVM) is made, so that a missing one is one
+    message, whichever it is, saying how to build exactly that tag.
+    """
+    from docker.errors import ImageNotFound
+
+    try:
+        return client.images.get(ref)
+    except ImageNotFound:
+        raise EnvironmentProblem(
+            f"The {kind} image {ref!r} is not built. Run `bottle image build --only {kind} {BUILD_TAG_FLAG[kind]} {ref}` "
+            "(and `bottle image bootstrap` first where no registry is reachable)."
+        ) from None
 
 
 def remove_container(api, ref: str) -> None:
@@ -59,3 +84,13 @@ def remove_network(api, ref: str, attempts: int = 25) -> None:
             if err.status_code != 409 or attempt == attempts - 1:
                 raise
             time.sleep(0.2)
+
+
+def remove_volume(api, name: str) -> None:
+    """Remove a volume; already gone is fine (teardown races with ``bottle stop`` and ``gc``)."""
+    from docker.errors import NotFound
+
+    try:
+        api.remove_volume(name, force=True)
+    except NotFound:
+        return

@@ -4,11 +4,13 @@ Order: state dir, sandbox (the backend registers each resource on the stack
 the moment it exists), plan files in one stream, the sidecar ready,
 provisioners in the core's order, the agent. SIGTERM is turned into an exception like Ctrl-C so that
 both unwind the stack; while the stack unwinds, further signals are ignored
-so that teardown itself cannot be interrupted half-way.
+so that teardown itself cannot be interrupted half-way. After teardown,
+whatever ended the run, a few lines on stderr say what is left to look at.
 """
 
 import contextlib
 import signal
+import sqlite3
 import sys
 from typing import Iterator
 
@@ -17,6 +19,11 @@ from bottle.hookspecs import PROVISION_ORDER
 from bottle.plan import Plan
 from bottle.plugins import Plugins
 from bottle.prepare import write_state
+from bottle.sidecar.audit import read_events
+from bottle.sidecar_runtime import audit_path
+
+#: What the git gate writes in a ref's ``new`` when a push deletes it.
+DELETED = "0" * 40
 
 
 class Terminated(BaseException):
@@ -56,6 +63,40 @@ def _raise_if_sidecar_died(bottle) -> None:
         raise EnvironmentProblem(f"The bottle's sidecar died ({reason}); the bottle was stopped.")
 
 
+def run_summary(plan: Plan) -> list[str]:
+    """What the user needs once the bottle is gone: its slug, the branches the
+    git gate took upstream, and the command that shows the rest. Read from the
+    audit log, which outlives the bottle; nothing when the bottle never got as
+    far as its sidecar (then there is no log, and the error says it all)."""
+    path = audit_path(plan.state_dir)
+    if not path.is_file():
+        return []
+    try:
+        events = read_events(path)
+    except sqlite3.Error as err:
+        return [f"bottle {plan.slug} stopped; its audit log {path} cannot be read: {err}"]
+    lines = [f"bottle {plan.slug} stopped."]
+    if plan.git is not None:
+        branches: dict[str, None] = {}  # in push order; a ref the agent deleted again is not upstream any more
+        for event in events:
+            if (event["source"], event["decision"], event["method"]) == ("git", "allowed", "push"):
+                if event["detail"]["new"] == DELETED:
+                    branches.pop(event["path"], None)
+                else:
+                    branches[event["path"]] = None
+        pushed = ", ".join(ref.removeprefix("refs/heads/") for ref in branches) or "nothing"
+        lines.append(f"pushed {pushed} to {plan.git.upstream}")
+    blocked = sum(event["decision"] == "blocked" for event in events)
+    more = f" ({blocked} blocked: add --blocked)" if blocked else ""
+    lines.append(f"what it did: bottle audit {plan.slug}{more}")
+    return lines
+
+
+def _print_summary(plan: Plan) -> None:
+    for line in run_summary(plan):
+        print(f"bottle: {line}", file=sys.stderr)
+
+
 def launch(plan: Plan, plugins: Plugins) -> int:
     """Run *plan*; return the agent's exit code. Tears everything down, always."""
     backend = plugins.backend(plan.backend)
@@ -85,4 +126,7 @@ def launch(plan: Plan, plugins: Plugins) -> int:
             raise
         finally:
             with _signals(signal.SIG_IGN, signal.SIG_IGN):
-                stack.close()
+                try:
+                    stack.close()
+                finally:  # on stderr: in a headless run, stdout is the agent's output
+                    _print_summary(plan)

@@ -12,7 +12,7 @@ from typing import Annotated, Mapping
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
 from bottle.manifests.agent import Agent
-from bottle.manifests.profile import GitCredential, GitIdentity, Profile
+from bottle.manifests.profile import GitCredential, GitIdentity, Profile, SecretExempt, SecretMode
 from bottle.settings import Settings
 
 
@@ -62,6 +62,7 @@ class CredentialPlan(Frozen):
     scheme: str
     env: str
     placeholder: str
+    on_secret: SecretMode | None = Field(None, description="this host's mode for secrets; None: egress.on_secret's")
 
 
 class EgressPlan(Frozen):
@@ -69,6 +70,10 @@ class EgressPlan(Frozen):
     secret_patterns: tuple[str, ...]
     credentials: tuple[CredentialPlan, ...]
     trust: tuple[Path, ...] = Field(description="extra CA files the sidecar trusts upstream")
+    on_secret: ReadOnlyMap = Field(
+        default_factory=dict, description='host rule -> "block" or "redact"; the last match decides, none: block'
+    )
+    secret_exempt: SecretExempt = SecretExempt()
 
 
 class GitPlan(Frozen):
@@ -76,10 +81,12 @@ class GitPlan(Frozen):
 
     upstream: str = Field(description="the real remote, as the gate sees it")
     local_upstream: Path | None = Field(None, description="host path of a local upstream, mounted into the sidecar only")
-    push_refs: tuple[str, ...]
+    push_refs: tuple[str, ...] = Field(description="the profile's, {slug} replaced")
+    fetch_refs: tuple[str, ...] = Field(description="what the gate mirrors besides push_refs; HEAD: upstream's default")
     protected: tuple[str, ...] | None = Field(description="None: upstream's default branch")
     allow_force: bool
     max_push_mb: int
+    max_push_refs: int
     identity: GitIdentity
     credential: GitCredential | None = Field(None, description="where the gate's credential is read from")
     known_hosts: str | None = None
@@ -105,6 +112,7 @@ class SidecarPlan(Frozen):
     gate_port: int = 8418
     supervise_port: int = 8765
     ca_cert: Path = Field(description="host path of the bottle CA's certificate (public), written at launch")
+    audit_max_mb: int = Field(description="the audit log's budget in MiB (the `audit_max_mb` setting)")
 
     @property
     def proxy_url(self) -> str:
@@ -123,9 +131,12 @@ class GuestLayout(Frozen):
 
 
 class Resources(Frozen):
+    """The limits the backend applies (``bottle.limits`` decides them); None: none, the profile lifted it."""
+
     cpus: float | None = None
-    memory: str | None = None
+    memory: str | None = Field(None, description="also the most it may swap to: none beyond it")
     pids: int | None = None
+    disk: str | None = Field(None, description="what the agent may write (see Backend.disk_bound)")
 
 
 class PlanContext(Frozen):
@@ -155,6 +166,7 @@ class Plan(Frozen):
     agent_file: Path
     profile: str
     profile_files: tuple[Path, ...]
+    notes: tuple[str, ...] = Field((), description="what the user should know of how this plan was decided")
     backend: str
     image: str
     state_dir: Path

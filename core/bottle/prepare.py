@@ -2,17 +2,16 @@
 
 import fnmatch
 import os
-import re
 import secrets
 import socket
 import subprocess
 from pathlib import Path
 
-from bottle import paths
+from bottle import limits, paths
 from bottle.backend import LABEL_AGENT, LABEL_BACKEND, LABEL_HOST, LABEL_PID, LABEL_SLUG
 from bottle.errors import UsageError
 from bottle.manifests.agent import find_agent
-from bottle.manifests.profile import load_profile
+from bottle.manifests.profile import load_profile, upstream_transport
 from bottle.plan import (
     CredentialPlan,
     EgressPlan,
@@ -21,7 +20,6 @@ from bottle.plan import (
     Plan,
     PlanContext,
     PlanFile,
-    Resources,
     SidecarPlan,
     SupervisePlan,
 )
@@ -55,10 +53,6 @@ def _git_toplevel(path: Path) -> Path | None:
     return Path(done.stdout.strip()) if done.returncode == 0 else None
 
 
-def _is_remote(upstream: str) -> bool:
-    return "://" in upstream or re.match(r"^[\w.-]+@[\w.-]+:", upstream) is not None
-
-
 def plan_git(profile, agent, slug: str, sidecar: SidecarPlan, repo: Path | None, project_dir: Path) -> GitPlan | None:
     """The gate's plan: upstream is the profile's ``[git] upstream``, else the repo under work.
 
@@ -73,21 +67,31 @@ def plan_git(profile, agent, slug: str, sidecar: SidecarPlan, repo: Path | None,
     if upstream is None:
         return None
     local = None
-    if not _is_remote(upstream):
+    if upstream_transport(upstream) == "local":
         local = Path(upstream).expanduser()
         if not local.exists():
             raise UsageError(f"Profile {profile.name!r}: field `git.upstream`: {local} does not exist.")
         local = local.resolve()
+
+    def for_bottle(patterns: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(pattern.replace("{slug}", slug) for pattern in patterns)
+
+    push_refs = for_bottle(git.push_refs)
     own_branch = agent.branch and any(
-        fnmatch.fnmatchcase(f"refs/heads/{agent.branch}", pattern) for pattern in git.push_refs
+        fnmatch.fnmatchcase(f"refs/heads/{agent.branch}", pattern) for pattern in push_refs
     )
+    # By default the agent fetches what it starts from: upstream's default branch, and its `branch`.
+    fetch_refs = git.fetch_refs if git.fetch_refs is not None else (
+        "HEAD", *([f"refs/heads/{agent.branch}"] if agent.branch else []))
     return GitPlan(
         upstream=str(local) if local else upstream,
         local_upstream=local,
-        push_refs=git.push_refs,
+        push_refs=push_refs,
+        fetch_refs=for_bottle(fetch_refs),
         protected=git.protected,
         allow_force=git.allow_force,
         max_push_mb=git.max_push_mb,
+        max_push_refs=git.max_push_refs,
         identity=git.identity,
         credential=git.credential,
         known_hosts=git.known_hosts,
@@ -124,13 +128,17 @@ def build_plan(
         skills_dir=settings.skills_dir,
         prompt_path=f"{settings.guest_home}/.bottle/system-prompt.md",
     )
-    sidecar = SidecarPlan(image=settings.sidecar_image, ca_cert=state_dir / "ca.pem")
+    sidecar = SidecarPlan(
+        image=settings.sidecar_image, ca_cert=state_dir / "ca.pem", audit_max_mb=settings.audit_max_mb
+    )
     egress = EgressPlan(
         allow=profile.egress.allow,
         secret_patterns=profile.egress.secret_patterns,
         trust=profile.egress.trust,
+        on_secret=profile.egress.secret_modes(),
+        secret_exempt=profile.egress.secret_exempt,
         credentials=tuple(
-            CredentialPlan(**route.model_dump(), placeholder=f"bottle-placeholder-{route.env.lower()}")
+            CredentialPlan(**route.model_dump(), placeholder=route.placeholder)
             for route in profile.credentials
         ),
     )
@@ -181,13 +189,14 @@ def build_plan(
         agent_file=agent.path,
         profile=profile.name,
         profile_files=profile.files,
+        notes=profile.notes,
         backend=backend_name,
         image=profile.image or settings.image,
         state_dir=state_dir,
         prompt_file=ctx.prompt_file,
         system_prompt=agent.prompt,
         guest=guest,
-        resources=Resources(cpus=profile.cpus, memory=profile.memory, pids=profile.pids),
+        resources=limits.resources(profile),
         files=tuple(files),
         egress=egress,
         sidecar=sidecar,

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     guest_home: str = Field("/home/agent", description="guest_user's home in the guest")
     guest_workdir: str = Field("/workspace", description="working directory of the agent")
     guest_skills_dir: str | None = Field(None, description="where skills go (default ~/.claude/skills)")
+    audit_max_mb: int = Field(
+        64, ge=1, description="each bottle's audit log keeps to this many MiB of rows, dropping the oldest (counted)"
+    )
     disable_plugins: CommaList = Field(
         default_factory=list, description="plugin names (entry points) not to load, comma separated"
     )

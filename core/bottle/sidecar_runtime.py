@@ -25,7 +25,8 @@ from pathlib import Path
 from docker.errors import APIError, NotFound
 
 from bottle.ca import generate_ca
-from bottle.engine import remove_container
+from bottle.display import terminal_safe
+from bottle.engine import remove_container, require_image
 from bottle.errors import EnvironmentProblem, UsageError
 from bottle.plan import Plan
 from bottle.sidecar.audit import AuditLog
@@ -57,9 +58,13 @@ def policy_document(plan: Plan, allow: tuple[str, ...] | list[str]) -> dict:
         "allow": list(allow),
         "secret_patterns": list(plan.egress.secret_patterns),
         "credentials": [
-            {"host": c.host, "header": c.header, "scheme": c.scheme, "name": c.env, "placeholder": c.placeholder}
+            {"host": c.host, "header": c.header, "scheme": c.scheme, "name": c.env, "placeholder": c.placeholder,
+             "on_secret": c.on_secret or ""}
             for c in plan.egress.credentials
         ],
+        "on_secret": [{"rule": rule, "mode": mode} for rule, mode in plan.egress.on_secret.items()],
+        "secret_exempt": {"detectors": list(plan.egress.secret_exempt.detectors),
+                          "values": list(plan.egress.secret_exempt.values)},
     }
 
 
@@ -146,9 +151,11 @@ def gate_config(plan: Plan) -> dict:
         "bottle": plan.slug,
         "upstream": UPSTREAM_MOUNT if git.local_upstream else git.upstream,
         "push_refs": list(git.push_refs),
+        "fetch_refs": list(git.fetch_refs),
         "protected": protected_refs(git),
         "allow_force": git.allow_force,
         "max_push_mb": git.max_push_mb,
+        "max_push_refs": git.max_push_refs,
         "credential": credential,
     }
     if git.known_hosts:
@@ -166,7 +173,8 @@ def _prepare_mounts(plan: Plan, ca_cert_pem: bytes) -> dict:
     state = sidecar_state(plan.state_dir)
     state.mkdir(mode=0o700)
     write_policy(plan.state_dir, policy_document(plan, plan.egress.allow))
-    AuditLog(audit_path(plan.state_dir), plan.slug).close()  # the schema exists before any reader
+    # The schema exists before any reader, and the budget before any writer.
+    AuditLog(audit_path(plan.state_dir), plan.slug, max_bytes=plan.sidecar.audit_max_mb * 1024 * 1024).close()
     binds = {str(state): {"bind": STATE_MOUNT, "mode": "rw"}}
     if plan.git is not None:
         (state / "gitgate.json").write_text(json.dumps(gate_config(plan), indent=2))
@@ -251,13 +259,24 @@ def _wait_ready(container) -> None:
             *complete, buffer = buffer.split(b"\n")
             for line in complete:
                 text = line.decode(errors="replace")
-                lines.append(text)
+                lines.append(terminal_safe(text))  # shown in the error below (see _last_output)
                 if text.strip() == READY_LINE:
                     return
     finally:
         timer.cancel()
-    tail = "\n".join(lines[-15:]) or "(no output)"
+    # The init's report of a dead service repeats that service's last lines:
+    # from there on, each is said once.
+    died = next((at for at, line in enumerate(lines) if line.startswith(SERVICE_DIED)), None)
+    tail = "\n".join(lines[died:] if died is not None else lines[-15:]) or "(no output)"
     raise EnvironmentProblem(f"The sidecar of bottle {container.name} did not become ready:\n{tail}")
+
+
+def _last_output(container, lines: int) -> str:
+    """The container's last *lines* of output, each escaped: they go to the
+    operator's terminal, and the sidecar's daemons log what the agent sent
+    (a TLS client's server name, a ref name, an exception's message)."""
+    output = container.logs(tail=lines).decode(errors="replace")
+    return "\n".join(map(terminal_safe, output.split("\n")))
 
 
 def _stop_quietly(container) -> None:
@@ -292,7 +311,7 @@ class Sidecar:
                 self.container.reload()
             except (APIError, OSError):  # removed: stopped on purpose, not died
                 return None
-            logs = self.container.logs(tail=30).decode(errors="replace")
+            logs = _last_output(self.container, 30)
             # The init says so the moment a daemon dies, before it stops the rest.
             if self.container.status in ("exited", "dead") or SERVICE_DIED in logs:
                 return logs[logs.find(SERVICE_DIED):] if SERVICE_DIED in logs else logs
@@ -317,7 +336,7 @@ class SidecarWatch:
             result = self.container.wait()
             # Removed (by teardown, `bottle stop` or `bottle gc`) is not "died":
             # those stop the agent themselves.
-            logs = self.container.logs(tail=15).decode(errors="replace")
+            logs = _last_output(self.container, 15)
         except (APIError, OSError):
             return
         if self._stopping:
@@ -331,6 +350,7 @@ class SidecarWatch:
 
 def start_sidecar(client, plan: Plan, internal_network: str, stack: ExitStack) -> Sidecar:
     """Start the sidecar on *internal_network* (not waiting for it); all is registered on *stack*."""
+    require_image(client, plan.sidecar.image, "sidecar")
     credentials = read_credentials(plan)
     ca = generate_ca(plan.slug)
     binds = _prepare_mounts(plan, ca.cert_pem)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from bottle import egress_control
+from bottle.display import terminal_safe
 from bottle.errors import UsageError
 from bottle.sidecar.policy import RuleError, parse_rule
 from bottle.sidecar.proposals import Proposal, ProposalError, Queue
@@ -59,7 +60,8 @@ def answer(state_root: Path, proposal_id: int, decision: str, note: str = "", ho
     try:
         return queue.answer(proposal_id, STATUS[decision], note, value).as_dict()
     except ProposalError as err:  # it expired while the allowlist changed
-        undo = f"; {value} stays allowed (`bottle egress deny {proposal.bottle} {value}` undoes it)" if value else ""
+        shown = value and terminal_safe(value)  # the agent's host, in a message for the operator's terminal
+        undo = f"; {shown} stays allowed (`bottle egress deny {proposal.bottle} {shown}` undoes it)" if shown else ""
         raise UsageError(f"Argument ID: {err}{undo}.") from None
 
 

@@ -7,6 +7,9 @@ of the selected bottle's audit log, so the operator sees what the agent did
 before it asked. Answers go through ``supervise_ops.answer`` in a worker
 thread: approving egress talks to the Docker engine, which must not freeze
 the screen.
+
+What the agent wrote is shown escaped (``display.terminal_safe``: Textual
+passes ESC through to the terminal) and never read as console markup.
 """
 
 from datetime import datetime
@@ -20,6 +23,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, RichLog, Static
 
+from bottle.display import terminal_safe
 from bottle.errors import BottleError
 from bottle.sidecar.audit import read_events
 from bottle.sidecar_runtime import audit_path
@@ -114,14 +118,15 @@ class ProposalsScreen(Screen):
     def refresh_proposals(self) -> None:
         """Rebuild the table from the queue, keeping the selected proposal (or its place) selected.
 
-        Every text is shown as written: an agent's reason holding console
-        markup must neither break the screen nor dress itself up."""
+        Every text is shown as written, escaped: an agent's reason holding
+        console markup must neither break the screen nor dress itself up."""
         table = self.query_one(DataTable)
         current, row = self.selected(), table.cursor_row
         self.proposals = {str(p["id"]): p for p in list_proposals(self.state_root)}
         table.clear()
         for key, p in self.proposals.items():
-            cells = (key, age(p["created"]), p["bottle"], p["agent"], p["kind"], cut(p["what"]), cut(p["reason"]))
+            cells = (key, age(p["created"]), *map(terminal_safe, (p["bottle"], p["agent"], p["kind"])),
+                     cut(p["what"]), cut(p["reason"]))
             table.add_row(*map(Text, cells), key=key)  # Text: what the agent wrote is not markup
         if current is not None and str(current["id"]) in self.proposals:
             row = table.get_row_index(str(current["id"]))
@@ -138,11 +143,9 @@ class ProposalsScreen(Screen):
             details.update("No pending proposals.")
         else:
             note = self.notes.get(proposal["id"])
-            details.update(
-                f"#{proposal['id']} {proposal['kind']} from {proposal['bottle']} ({proposal['agent']}): "
-                f"{proposal['what']}\nreason: {proposal['reason'] or '-'}"
-                + (f"\nnote to send: {note}" if note else "")
-            )
+            lines = [f"#{proposal['id']} {proposal['kind']} from {proposal['bottle']} ({proposal['agent']}): "
+                     f"{proposal['what']}", f"reason: {proposal['reason'] or '-'}"]
+            details.update("\n".join(map(terminal_safe, lines + ([f"note to send: {note}"] if note else []))))
             if proposal["bottle"] != self.tailed:
                 self.tailed, self.last_event = proposal["bottle"], 0
                 self.query_one(RichLog).clear()
@@ -173,8 +176,10 @@ class ProposalsScreen(Screen):
         if proposal["kind"] != "egress":
             self.notify("Only an egress request can be approved for another host.", severity="warning")
             return
+        # Escaped: a host that needed it is no valid rule, so sending it unchanged fails.
+        asked = terminal_safe(proposal["what"])
         self.app.push_screen(
-            Prompt(f"Allow which host instead of {proposal['what']}?", proposal["what"]),
+            Prompt(f"Allow which host instead of {asked}?", asked),
             lambda host: host and self.send("modify", host, proposal),
         )
 
@@ -204,14 +209,15 @@ class ProposalsScreen(Screen):
             self.app.call_from_thread(partial(self.notify, str(err), severity="error", timeout=15, markup=False))
         else:
             self.notes.pop(proposal_id, None)
-            granted = f": {answered['answer_value']}" if answered["answer_value"] else ""
+            granted = f": {terminal_safe(answered['answer_value'])}" if answered["answer_value"] else ""
             self.app.call_from_thread(partial(self.notify, f"Proposal {proposal_id} {answered['status']}{granted}",
                                               markup=False))
         self.app.call_from_thread(self.refresh_proposals)
 
 
 def cut(text: str) -> str:
-    text = " ".join(text.split())
+    """*text* escaped (so on one line), in at most CELL characters."""
+    text = terminal_safe(text)
     return text if len(text) <= CELL else text[: CELL - 1] + "…"
 
 
@@ -219,4 +225,5 @@ def format_event(event: dict) -> str:
     when = datetime.fromtimestamp(event["ts"]).strftime("%H:%M:%S")
     port = f":{event['port']}" if event.get("port") else ""
     where = f"{event.get('method') or ''} {event.get('host') or ''}{port}{event.get('path') or ''}".strip()
-    return f"{when} {event['source']:9} {event['decision']:12} {where} {event.get('reason') or ''}".rstrip()
+    line = f"{when} {event['source']:9} {event['decision']:12} {where} {event.get('reason') or ''}".rstrip()
+    return terminal_safe(line)

@@ -8,7 +8,8 @@ from pydantic import ValidationError
 
 
 def field_path(loc: tuple) -> str:
-    return ".".join(str(part) for part in loc) or "(top level)"
+    """``env.LD_PRELOAD`` for a problem with a mapping's key (pydantic adds ``[key]``)."""
+    return ".".join(str(part) for part in loc if part != "[key]") or "(top level)"
 
 
 def describe_errors(err: ValidationError) -> str:

@@ -1,5 +1,10 @@
 """Integration fixtures: a real engine, real images, an isolated bottle home,
-the fake Messages API, and a check that every test leaves nothing behind."""
+the fake Messages API, and a check that every test leaves nothing behind.
+
+Every test here carries the ``integration`` marker (``tests/conftest.py``).
+Lines a test gives :func:`report` are printed at the end of the run, in
+pytest's summary, whatever ``-q`` or ``-s``: CI's log shows them.
+"""
 
 import json
 import os
@@ -22,6 +27,30 @@ LABEL = "bottle.slug"
 #: The real key lives in the host environment of `bottle run` only.
 REAL_KEY_ENV = KEY_ENV
 REAL_API_KEY = "sk-ant-api03-" + "R3alKeyOnlyTheSidecarHolds" * 3 + "-AA"
+REPORT = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """A cache dir of the session's own (``XDG_CACHE_HOME``), for this process and every
+    ``bottle`` it starts: smolvm's probe answers afresh, and never from or into the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        yield
+
+
+@pytest.fixture
+def report(request):
+    """``report(line)``: a line for the end of the run (see :func:`pytest_terminal_summary`)."""
+    return request.config.stash.setdefault(REPORT, []).append
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    lines = config.stash.get(REPORT, [])
+    if lines:
+        terminalreporter.section("integration report")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
@@ -62,21 +91,24 @@ def _labelled(engine):
     return (
         engine.containers.list(all=True, filters={"label": LABEL}),
         engine.networks.list(filters={"label": LABEL}),
+        engine.volumes.list(filters={"label": LABEL}),
     )
 
 
 @pytest.fixture(autouse=True)
 def nothing_left_behind(request, engine):
-    """Every integration test must leave no labelled container or network."""
+    """Every integration test must leave no labelled container, network or volume."""
     before = _labelled(engine)
-    assert before == ([], []), f"leftovers before the test: {before}"
+    assert before == ([], [], []), f"leftovers before the test: {before}"
     yield
-    containers, networks = _labelled(engine)
+    containers, networks, volumes = _labelled(engine)
     for container in containers:
         container.remove(force=True)
     for network in networks:
         network.remove()
-    assert (containers, networks) == ([], []), "the test left labelled resources behind"
+    for volume in volumes:  # once no container uses them
+        volume.remove(force=True)
+    assert (containers, networks, volumes) == ([], [], []), "the test left labelled resources behind"
 
 
 @dataclass
@@ -132,12 +164,17 @@ class BottleHome:
 
 @pytest.fixture
 def home(tmp_path, agent_image) -> BottleHome:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("BOTTLE_")}
+    # No real credential of the caller's comes in: only the fake key.
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("BOTTLE_") and key != "CLAUDE_CODE_OAUTH_TOKEN"}
     bottle_home = BottleHome(tmp_path)
     env.update(XDG_CONFIG_HOME=str(tmp_path / "config"), XDG_STATE_HOME=str(tmp_path / "state"))
     env[REAL_KEY_ENV] = REAL_API_KEY
     bottle_home.env = env
     bottle_home.project.mkdir(parents=True)
+    # Without a default.toml the built-in profile would allow the real API: a
+    # test that forgets to write its own profile gets one that allows nothing.
+    bottle_home.profile("default", "# the integration fixture's: no host, no credential\n")
     return bottle_home
 
 

@@ -4,6 +4,7 @@ The upstream is a bare repository on the host, mounted into the sidecar only.
 Every refused push must leave upstream exactly as it was.
 """
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -36,11 +37,24 @@ def refs(bare: Path) -> dict[str, str]:
     return dict(line.split() for line in out.splitlines())
 
 
+def _refusal(out: str, ref: str) -> str:
+    """The gate's reason for refusing *ref*, from the agent's ``git push`` output ("" if it gave none).
+    git pads the lines it relays from the remote with spaces."""
+    prefix = f"remote: {ref}: refused: "
+    lines = [line.rstrip() for line in out.splitlines()]
+    return next((line.removeprefix(prefix) for line in lines if line.startswith(prefix)), "")
+
+
 def test_pushes_through_the_gate(home, engine, fake_api, api_profile, upstream):
-    home.profile("default", api_profile(extra="") + f'\n[git]\nupstream = "{upstream}"\nmax_push_mb = 1\n')
+    """Each refused push fails with the gate's own reason and leaves upstream's refs as they were;
+    a push upstream cannot take fails with a non-zero exit and leaves the commit in the agent's clone."""
+    # shared/*: refs the agent may push but did not create, so may not delete.
+    git("update-ref", "refs/heads/shared/seeded", "refs/heads/main", cwd=upstream)
+    home.profile("default", api_profile(extra="") + f'\n[git]\nupstream = "{upstream}"\nmax_push_mb = 1\n'
+                 'push_refs = ["refs/heads/bottle/{slug}", "refs/heads/shared/*"]\n')
     home.agent("pusher", "Hold still.")
     bottle = Bottled(home, engine, fake_api).start("pusher")
-    results = {}
+    results, upstream_after = {}, {}
     try:
         branch = f"bottle/{bottle.slug}"
         code, out = bottle.sh("cd /workspace && git branch --show-current && git remote -v && git config --list")
@@ -49,45 +63,75 @@ def test_pushes_through_the_gate(home, engine, fake_api, api_profile, upstream):
         assert str(upstream) not in out and "http://sidecar:8418/repo.git" in out
         assert bottle.sh(f"test -e {upstream}")[0] != 0, "the upstream path must not exist in the agent's container"
 
+        def push(case: str, script: str) -> None:
+            results[case] = bottle.sh(f"cd /workspace && {script} 2>&1", timeout=30)
+            upstream_after[case] = refs(upstream)
+
         commit = "git -c core.hooksPath=/dev/null commit --quiet -m"
-        results["clean"] = bottle.sh(f"cd /workspace && echo one > one.txt && git add one.txt && {commit} one && git push 2>&1")
-        landed = refs(upstream)
-        results["main"] = bottle.sh("cd /workspace && git push origin HEAD:main 2>&1")
-        results["force"] = bottle.sh(f"cd /workspace && {commit} amended --amend && git push --force 2>&1")
-        results["delete"] = bottle.sh("cd /workspace && git push origin :bottle/other 2>&1")
-        results["size"] = bottle.sh(
-            f"cd /workspace && git reset --quiet --hard origin/{branch} && head -c 3000000 /dev/urandom > big.bin "
-            f"&& git add big.bin && {commit} big && git push 2>&1"
-        )
-        results["secret"] = bottle.sh(
-            f"cd /workspace && git reset --quiet --hard origin/{branch} && printf 'id = {AWS_KEY}\\n' > conf.ini "
-            f"&& git add conf.ini && {commit} conf && git push 2>&1"
-        )
-        after_refusals = refs(upstream)
+        fresh = f"git reset --quiet --hard origin/{branch} &&"
+        push("clean", f"echo one > one.txt && git add one.txt && {commit} one && git push")
+        landed = upstream_after["clean"]
+        push("main", "git push origin HEAD:main")
+        push("force", f"{commit} amended --amend && git push --force")
+        push("foreign", "git push origin HEAD:bottle/other")
+        push("delete", "git push origin :shared/seeded")
+        # Over max_push_mb (1) but under git's own hard limit (twice that): the gate's size check.
+        push("size", f"{fresh} head -c 1500000 /dev/urandom > big.bin && git add big.bin && {commit} big && git push")
+        # Over the hard limit: git refuses the pack before the hook runs.
+        push("hard-limit", f"{fresh} head -c 3000000 /dev/urandom > big.bin && git add big.bin && {commit} big "
+                           "&& git push")
+        push("secret", f"{fresh} printf 'id = {AWS_KEY}\\n' > conf.ini && git add conf.ini && {commit} conf "
+                       "&& git rev-parse HEAD && git push")
         # Upstream unreachable: the gate (no capabilities) can no longer open it.
+        code, out = bottle.sh(f"cd /workspace && {fresh} echo two > two.txt && git add two.txt && {commit} two")
+        assert code == 0, out
         upstream.chmod(0)
         try:
-            results["unreachable"] = bottle.sh(
-                f"cd /workspace && git reset --quiet --hard origin/{branch} && echo two > two.txt && git add two.txt "
-                f"&& {commit} two && git push 2>&1; git log --format=%s -1"
-            )
+            results["unreachable"] = bottle.sh("cd /workspace && git push 2>&1", timeout=30)
         finally:
             upstream.chmod(0o755)
+        upstream_after["unreachable"] = refs(upstream)
+        code, out = bottle.sh("cd /workspace && git log --format=%s -1")
+        results["kept"] = code, out.strip()
     finally:
         bottle.stop()
 
-    assert results["clean"][0] == 0, results["clean"]
+    code, out = results["clean"]
+    assert code == 0 and f"remote: bottle git gate: refs/heads/{branch} forwarded to upstream" in out, out
     assert landed[f"refs/heads/{branch}"] == git("rev-parse", f"refs/heads/{branch}", cwd=upstream)
-    for case in ("main", "force", "delete", "size", "secret"):
+    secret_commit = results["secret"][1].splitlines()[0]
+    expected = {
+        "main": ("refs/heads/main", "refs/heads/main is protected: the gate never updates it"),
+        "force": (f"refs/heads/{branch}", f"refs/heads/{branch} would lose commits (not a fast-forward) "
+                                          "and force pushes are not allowed"),
+        # Another bottle's branch: push_refs name this bottle's own only.
+        "foreign": ("refs/heads/bottle/other", f"refs/heads/bottle/other is not a ref the agent may push (allowed: "
+                                               f"refs/heads/{branch}, refs/heads/shared/*)"),
+        "delete": ("refs/heads/shared/seeded", "refs/heads/shared/seeded was not created through the gate, "
+                                               "so it may not be deleted"),
+        "size": (f"refs/heads/{branch}", re.compile(r"the push adds 1\.[0-9] MB of objects, more than the 1 MB "
+                                                    r"a push may add")),
+        "secret": (f"refs/heads/{branch}", "the push holds what looks like a secret: AWS Access Key in "
+                                           f"conf.ini line 1 (commit {secret_commit[:12]})"),
+        "unreachable": (f"refs/heads/{branch}", re.compile(r"upstream did not take the push: .+")),
+    }
+    for case, (ref, why) in expected.items():
         code, out = results[case]
         assert code != 0, (case, out)
-        assert "remote:" in out or "rejected" in out, (case, out)
-    assert "protected" in results["main"][1] or "refs/heads/main" in results["main"][1]
-    assert "conf.ini" in results["secret"][1] and AWS_KEY not in results["secret"][1]
-    assert after_refusals == landed, "a refused push changed upstream"
-    assert refs(upstream) == landed
-    code, out = results["unreachable"]
-    assert "upstream" in out.lower() and out.splitlines()[-1] == "two", out
+        reason = _refusal(out, ref)
+        assert (why.fullmatch(reason) if isinstance(why, re.Pattern) else reason == why), (case, out)
+        assert "bottle git gate: push refused; nothing reached upstream" in out, (case, out)
+        assert upstream_after[case] == landed, f"the refused {case} push changed upstream"
+    code, out = results["hard-limit"]
+    assert code != 0 and "pack exceeds maximum allowed size" in out, out
+    assert upstream_after["hard-limit"] == landed, "the refused hard-limit push changed upstream"
+    assert AWS_KEY not in results["secret"][1]
+    assert results["kept"] == (0, "two"), "the commit upstream did not take must stay in the agent's clone"
+
+    # Every refusal is in the audit log, in order, with the check that refused it.
+    rows = [e for e in bottle.audit() if e["source"] == "git" and e["decision"] == "blocked"]
+    assert [e["detail"]["check"] for e in rows] == ["protected", "force", "ref", "delete", "size", "size", "secret",
+                                                    "upstream"], rows
     assert AWS_KEY not in (home.state / bottle.slug / "sidecar" / "audit.sqlite").read_bytes().decode(errors="replace")
 
 

@@ -29,13 +29,22 @@ def _wait_screen(tmux: list[str], needle: str, timeout: float = 90) -> str:
 
 
 def test_interactive_session_opens_at_the_prompt(home, fake_api, api_profile, tmp_path, engine):
-    require(subprocess.run(["which", "tmux"], capture_output=True).returncode == 0, "tmux is not installed")
     home.profile("default", api_profile())
     home.agent("talk", "Be brief.")
     fake_api.enqueue(text(REPLY))
+    screen = say_hello_interactively(home, tmp_path, engine, "talk")
+    assert "API key" not in screen and "text style" not in screen.lower()
+    main = fake_api.message_requests(main_only=True)
+    assert main and "Say hello" in fake_api.all_text(main[0])
+
+
+def say_hello_interactively(home, tmp_path, engine, agent: str) -> str:
+    """``bottle run AGENT`` in a tmux terminal: wait for the prompt (no dialog before it), say
+    hello, wait for :data:`REPLY`, /exit, wait for the teardown; the screen that showed the reply."""
+    require(subprocess.run(["which", "tmux"], capture_output=True).returncode == 0, "tmux is not installed")
     script = tmp_path / "session.sh"
     exports = "".join(f"export {key}={shlex.quote(value)}\n" for key, value in home.env.items())
-    script.write_text(f"{exports}cd {shlex.quote(str(home.project))}\nexec {shlex.join(home.command('run', 'talk'))}\n")
+    script.write_text(f"{exports}cd {shlex.quote(str(home.project))}\nexec {shlex.join(home.command('run', agent))}\n")
     tmux = ["tmux", "-L", f"bottle-test-{os.getpid()}"]
     subprocess.run([*tmux, "new-session", "-d", "-s", "bottle", "-x", "140", "-y", "45", f"bash {script}"], check=True)
     try:
@@ -52,6 +61,4 @@ def test_interactive_session_opens_at_the_prompt(home, fake_api, api_profile, tm
         deadline = time.monotonic() + 60  # a hung-up bottle tears down too
         while engine.containers.list(all=True, filters={"label": "bottle.slug"}) and time.monotonic() < deadline:
             time.sleep(0.5)
-    assert "API key" not in screen and "text style" not in screen.lower()
-    main = fake_api.message_requests(main_only=True)
-    assert main and "Say hello" in fake_api.all_text(main[0])
+    return screen

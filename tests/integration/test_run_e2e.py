@@ -79,17 +79,23 @@ def test_real_key_never_enters_the_agent_container(home, fake_api, api_profile, 
     try:
         fake_api.wait_for(lambda r: r.main, timeout=120)
         assert fake_api.message_requests(main_only=True)[0].headers["x-api-key"] == REAL_API_KEY
-        (agent,) = [c for c in engine.containers.list(filters={"label": "bottle.slug"})
-                    if c.labels.get("bottle.role") != "sidecar"]
-        key = REAL_API_KEY.encode()
-        assert key not in json.dumps(agent.attrs).encode(), "docker inspect shows the key"
-        processes = agent.exec_run(["sh", "-c", "cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline"], user="root").output
-        assert b"bottle-placeholder-" in processes  # the search sees the agent's environment...
-        assert key not in processes  # ...and the real key is not in it
-        assert not _stream_contains(agent.export(), key), "a file in the agent container holds the key"
+        assert_guest_holds_only_the_placeholder(engine, REAL_API_KEY, "sk-ant-api03-bottle-placeholder-")
     finally:
         release.set()
         process.communicate(timeout=120)
+
+
+def assert_guest_holds_only_the_placeholder(engine, secret: str, placeholder: str) -> None:
+    """Search the one running agent container for *secret*: inspect, every process's
+    environment and command line, the whole file system; its environment holds *placeholder*."""
+    (agent,) = [c for c in engine.containers.list(filters={"label": "bottle.slug"})
+                if c.labels.get("bottle.role") != "sidecar"]
+    key = secret.encode()
+    assert key not in json.dumps(agent.attrs).encode(), "docker inspect shows the secret"
+    processes = agent.exec_run(["sh", "-c", "cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline"], user="root").output
+    assert placeholder.encode() in processes  # the search sees the agent's environment...
+    assert key not in processes  # ...and the real secret is not in it
+    assert not _stream_contains(agent.export(), key), "a file in the agent container holds the secret"
 
 
 def _stream_contains(chunks, needle: bytes) -> bool:

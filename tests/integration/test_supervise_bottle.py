@@ -75,4 +75,4 @@ def test_deny_rule_stops_a_tool_call(home, fake_api, api_profile):
     assert "No such file" in fake_api.all_text(main[2]), "the denied command ran"
     (slug,) = [p.name for p in home.state.iterdir() if p.name.startswith("denied-")]
     events = json.loads(home.run("audit", slug, "--json").stdout)
-    assert any(e["source"] == "supervise" and e["decision"] == "tool-denied" for e in events)
+    assert any(e["source"] == "guest" and e["decision"] == "tool-denied" for e in events)

@@ -16,6 +16,13 @@ auto mode's permission classifier). Those never consume the script, so a
 script describes only the conversation the test cares about; they get an
 answer in the shape they ask for (see :func:`_side_text`).
 
+It behaves like the real API in time and failure too: deltas are paced (a gap
+before each, as a model generates them), a step can fail the way the real API
+does (:func:`rate_limited`, :func:`overloaded`, :func:`stream_error`) or stop
+mid-stream until the test lets it go on (:func:`paused`), and :attr:`sent`
+records when each event left, so a test can order what a client saw against
+what the API had sent.
+
 Run ``python -m tests.support.fake_anthropic --port 8080`` for a manual demo
 server that logs one line per request.
 """
@@ -41,13 +48,33 @@ from urllib.parse import urlsplit
 DEFAULT_TEXT = "OK."
 
 
+RATE_LIMIT_MESSAGE = "This request would exceed your organization's rate limit. Please try again later."
+OVERLOADED_MESSAGE = "Overloaded"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An error as the real API sends it: an HTTP status with the error body (and
+    ``retry-after`` if given), or, with *after_deltas* and a streaming request, an
+    ``error`` event once that many deltas of the reply have gone out."""
+
+    status: int
+    kind: str  # the error's "type", e.g. "overloaded_error"
+    message: str
+    retry_after: int | None = None
+    after_deltas: int | None = None
+
+
 @dataclass(frozen=True)
 class Step:
-    """One scripted assistant turn: its content blocks and why it stopped."""
+    """One scripted assistant turn: its content blocks and why it stopped; when and how it is sent."""
 
     content: tuple[dict[str, Any], ...]
     stop_reason: str
-    release: threading.Event | None = None  # answer only once this is set
+    release: threading.Event | None = None  # answer only once this is set...
+    hold_after: int | None = None  # ...or, streaming, send this many deltas first
+    gap: float | None = None  # seconds before each delta (None: the server's gap)
+    failure: Failure | None = None
 
 
 def text(reply: str) -> Step:
@@ -74,6 +101,42 @@ def held(release: threading.Event, then: Step | None = None) -> Step:
     return dataclasses.replace(then or text(DEFAULT_TEXT), release=release)
 
 
+def paused(release: threading.Event, then: Step, after: int = 1) -> Step:
+    """*then* streamed up to *after* deltas, the rest only once *release* is set.
+
+    For ordering tests: what the client shows before *release* can only be
+    what the API had sent by then.
+    """
+    _check_delta_count(then, after)
+    return dataclasses.replace(then, release=release, hold_after=after)
+
+
+def rate_limited(retry_after: int = 1) -> Step:
+    """A 429 ``rate_limit_error`` with ``retry-after``, as the real API refuses a request over the rate limit."""
+    return Step((), "", failure=Failure(429, "rate_limit_error", RATE_LIMIT_MESSAGE, retry_after))
+
+
+def overloaded(retry_after: int = 1) -> Step:
+    """A 529 ``overloaded_error`` with ``retry-after``, as the real API answers when it is overloaded."""
+    return Step((), "", failure=Failure(529, "overloaded_error", OVERLOADED_MESSAGE, retry_after))
+
+
+def stream_error(then: Step | None = None, after: int = 1) -> Step:
+    """*then* (default: a text of a few words) streamed for *after* deltas, then an
+    ``overloaded_error`` event that ends the stream, as the real API breaks off a reply.
+    A request that does not stream gets the 529 instead."""
+    then = then or text("This reply breaks off after its first words.")
+    _check_delta_count(then, after)
+    return dataclasses.replace(then, failure=Failure(529, "overloaded_error", OVERLOADED_MESSAGE, after_deltas=after))
+
+
+def _check_delta_count(step: Step, after: int) -> None:
+    """A step that acts after *after* deltas must have more than that, or it would never act."""
+    count = sum(len(_deltas(block)) for block in step.content)
+    if not 0 <= after < count:
+        raise ValueError(f"the step streams {count} deltas: nothing happens after {after} of them")
+
+
 @dataclass
 class RecordedRequest:
     """What one HTTP request carried; ``body`` is the parsed JSON or None."""
@@ -85,13 +148,25 @@ class RecordedRequest:
     main: bool = False  # a /v1/messages request of the agent conversation
 
 
+@dataclass(frozen=True)
+class SentEvent:
+    """One server-sent event as it left: for which request, its name and data, and when
+    (``time.monotonic()`` just before the write, so that whatever a client has read is recorded)."""
+
+    request: RecordedRequest
+    name: str
+    data: dict[str, Any]
+    at: float
+
+
 class FakeMessagesAPI:
     """A scripted Messages API in a background thread; a context manager.
 
     *script* is the list of :class:`Step` answers for main-conversation
-    requests, in order; after it runs out they get *default_text*. If
-    *api_key* is given, requests must carry it as ``x-api-key`` or
-    ``Authorization: Bearer`` or they get 401 like the real API.
+    requests, in order; after it runs out they get *default_text*. Like the
+    real API, a request must carry *api_key* as ``x-api-key``, or *oauth_token*
+    as ``Authorization: Bearer``, when either is given, or it gets a 401.
+    Streamed deltas leave *gap* seconds apart (a step may choose its own).
     Port 0 picks a free port (see :attr:`port`).
     """
 
@@ -100,6 +175,8 @@ class FakeMessagesAPI:
         script: Sequence[Step] = (),
         *,
         api_key: str | None = None,
+        oauth_token: str | None = None,
+        gap: float = 0.005,
         host: str = "127.0.0.1",
         port: int = 0,
         default_text: str = DEFAULT_TEXT,
@@ -108,11 +185,14 @@ class FakeMessagesAPI:
     ):
         """*tls* = (certificate file, key file) serves HTTPS, as the real API does."""
         self.api_key = api_key
+        self.oauth_token = oauth_token
+        self.gap = gap
         self.scheme = "https" if tls else "http"
         self.default_text = default_text
         self._log = log
         self._script = list(script)
         self._requests: list[RecordedRequest] = []
+        self._sent: list[SentEvent] = []
         self._changed = threading.Condition()
         self._server = _Server((host, port), _Handler)
         self._server.api = self
@@ -157,6 +237,12 @@ class FakeMessagesAPI:
         with self._changed:
             return list(self._requests)
 
+    @property
+    def sent(self) -> list[SentEvent]:
+        """A snapshot of every server-sent event so far, in the order they left."""
+        with self._changed:
+            return list(self._sent)
+
     def message_requests(self, main_only: bool = False) -> list[RecordedRequest]:
         """POST /v1/messages requests; *main_only* drops the side requests."""
         return [
@@ -195,6 +281,10 @@ class FakeMessagesAPI:
         with self._changed:
             self._requests.append(request)
             self._changed.notify_all()
+
+    def _record_sent(self, event: SentEvent) -> None:
+        with self._changed:
+            self._sent.append(event)
 
     def _reply(self, request: RecordedRequest) -> Step:
         """The script's next step for main requests, else a default answer."""
@@ -252,7 +342,8 @@ def _stop_at(step: Step, stop_sequences: list[str]) -> tuple[Step, str | None]:
     if not hits:
         return step, None
     position, sequence = hits[0]
-    return Step(({"type": "text", "text": reply[:position]},), "stop_sequence"), sequence
+    return dataclasses.replace(step, content=({"type": "text", "text": reply[:position]},),
+                               stop_reason="stop_sequence"), sequence
 
 
 class _Server(ThreadingHTTPServer):
@@ -293,7 +384,8 @@ class _Handler(BaseHTTPRequestHandler):
         if route == "/api/hello":  # Claude Code's unauthenticated preconnect probe
             status = self._json(200, {})
         elif not self._authorized():
-            status = self._error(401, "authentication_error", "invalid x-api-key")
+            bearer = "authorization" in self.headers and "x-api-key" not in self.headers
+            status = self._error(401, "authentication_error", "Invalid bearer token" if bearer else "invalid x-api-key")
         elif route in ("/v1/messages", "/v1/messages/count_tokens") and not isinstance(body, dict):
             status = self._error(400, "invalid_request_error", "request body must be a JSON object")
         elif is_messages:
@@ -310,17 +402,23 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
     def _authorized(self) -> bool:
-        expected = self.api.api_key
-        return expected is None or expected in (
-            self.headers.get("x-api-key"),
-            (self.headers.get("authorization") or "").removeprefix("Bearer "),
+        """An API key counts only in ``x-api-key``, an OAuth token only as a bearer token."""
+        key, token = self.api.api_key, self.api.oauth_token
+        if key is None and token is None:
+            return True
+        return (key is not None and self.headers.get("x-api-key") == key) or (
+            token is not None and self.headers.get("authorization") == f"Bearer {token}"
         )
 
     def _messages(self, request: RecordedRequest) -> int:
         body = request.body
         step = self.api._reply(request)
-        if step.release is not None:
-            step.release.wait(timeout=600)
+        if step.release is not None and (step.hold_after is None or not body.get("stream")):
+            step.release.wait(timeout=600)  # an answer that does not stream cannot be sent in part
+        failure = step.failure
+        if failure is not None and (failure.after_deltas is None or not body.get("stream")):
+            retry = {} if failure.retry_after is None else {"retry-after": str(failure.retry_after)}
+            return self._error(failure.status, failure.kind, failure.message, retry)
         step, stop_sequence = _stop_at(step, body.get("stop_sequences") or [])
         message = {
             "id": _new_id("msg_01"),
@@ -334,45 +432,59 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if not body.get("stream"):
             return self._json(200, message)
-        self._stream(message)
+        self._stream(request, message, step)
         return 200
 
-    def _stream(self, message: dict[str, Any]) -> None:
-        """Send *message* as the real event sequence, one chunk per event."""
+    def _stream(self, request: RecordedRequest, message: dict[str, Any], step: Step) -> None:
+        """Send *message* as the real event sequence, one chunk per event, deltas *gap* apart;
+        hold or break off where *step* says."""
         framing = {"Transfer-Encoding": "chunked", "Cache-Control": "no-cache"}
         self._start(200, "text/event-stream; charset=utf-8", framing)
+        event = functools.partial(self._event, request)
+        gap = self.api.gap if step.gap is None else step.gap
+        failure = step.failure
         usage = message["usage"]
         start = dict(message, content=[], stop_reason=None, stop_sequence=None)
         start["usage"] = dict(usage, output_tokens=1)
-        self._event("message_start", {"message": start})
+        event("message_start", {"message": start})
+        sent = 0
         for index, block in enumerate(message["content"]):
             empty = {"type": "text", "text": ""} if block["type"] == "text" else dict(block, input={})
-            self._event("content_block_start", {"index": index, "content_block": empty})
+            event("content_block_start", {"index": index, "content_block": empty})
             if index == 0:
-                self._event("ping", {})
+                event("ping", {})
             for delta in _deltas(block):
-                self._event("content_block_delta", {"index": index, "delta": delta})
-            self._event("content_block_stop", {"index": index})
+                if failure is not None and sent == failure.after_deltas:
+                    event("error", {"error": {"type": failure.kind, "message": failure.message}})
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
+                if sent == step.hold_after:
+                    step.release.wait(timeout=600)
+                time.sleep(gap)
+                event("content_block_delta", {"index": index, "delta": delta})
+                sent += 1
+            event("content_block_stop", {"index": index})
         stop = {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]}
-        self._event("message_delta", {"delta": stop, "usage": usage})
-        self._event("message_stop", {})
+        event("message_delta", {"delta": stop, "usage": usage})
+        event("message_stop", {})
         self.wfile.write(b"0\r\n\r\n")
 
-    def _event(self, name: str, data: dict[str, Any]) -> None:
-        """One SSE event as one HTTP chunk (``wfile`` is unbuffered: it leaves now)."""
+    def _event(self, request: RecordedRequest, name: str, data: dict[str, Any]) -> None:
+        """One SSE event as one HTTP chunk (``wfile`` is unbuffered: it leaves now), recorded as sent."""
         payload = f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n".encode()
+        self.api._record_sent(SentEvent(request, name, data, time.monotonic()))
         self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
 
-    def _json(self, status: int, payload: dict[str, Any]) -> int:
+    def _json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> int:
         data = json.dumps(payload).encode()
-        self._start(status, "application/json", {"Content-Length": str(len(data))})
+        self._start(status, "application/json", {"Content-Length": str(len(data)), **(headers or {})})
         if self.command != "HEAD":
             self.wfile.write(data)
         return status
 
-    def _error(self, status: int, kind: str, message: str) -> int:
+    def _error(self, status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> int:
         error = {"type": "error", "error": {"type": kind, "message": message}, "request_id": self.request_id}
-        return self._json(status, error)
+        return self._json(status, error, headers)
 
     def _start(self, status: int, content_type: str, extra: dict[str, str]) -> None:
         """Status line and the headers the real API sends on every answer."""

@@ -2,26 +2,33 @@
 
 The agent reaches the API only through its sidecar: the API's host:port is
 the one egress rule, the sidecar trusts the API's test CA upstream, and the
-sidecar injects the key from the host's ``ANTHROPIC_API_KEY`` (the agent
-holds a placeholder). Used by the tests, the benchmarks and the offline demo.
+sidecar injects the credential from the host's ``ANTHROPIC_API_KEY`` (or, on
+request, ``CLAUDE_CODE_OAUTH_TOKEN``) exactly as the built-in default profile
+does for the real API (the agent holds a placeholder). Used by the tests, the
+benchmarks and the offline demo.
 """
 
 import json
 from pathlib import Path
 
+from bottle.manifests.profile import BUILTIN_CREDENTIALS, CredentialRoute
 from tests.support.fake_anthropic import FakeMessagesAPI
 
-KEY_ENV = "ANTHROPIC_API_KEY"
+API_KEY_ROUTE, OAUTH_TOKEN_ROUTE = BUILTIN_CREDENTIALS
+KEY_ENV = API_KEY_ROUTE.env
 
 
 def fake_api_profile(
-    api: FakeMessagesAPI, gateway: str, upstream_ca_file: Path, *, extra: str = "", allow: tuple[str, ...] = ()
+    api: FakeMessagesAPI, gateway: str, upstream_ca_file: Path, *, extra: str = "", allow: tuple[str, ...] = (),
+    credential: CredentialRoute = API_KEY_ROUTE,
 ) -> str:
-    """*extra* goes at the profile's top level; *allow* adds egress rules."""
+    """*extra* goes at the profile's top level; *allow* adds egress rules; *credential* is one of
+    the built-in default's routes, sent to the fake API's host instead of the real one's."""
     rules = ", ".join(json.dumps(rule) for rule in (f"{gateway}:{api.port}", *allow))
     return (
         f"{extra}\n"
         f'[env]\nANTHROPIC_BASE_URL = "{api.url_for(gateway)}"\nCLAUDE_CODE_MAX_RETRIES = "0"\n\n'
         f'[egress]\nallow = [{rules}]\ntrust = ["{upstream_ca_file}"]\n\n'
-        f'[[credentials]]\nhost = "{gateway}"\nheader = "x-api-key"\nenv = "{KEY_ENV}"\n'
+        f'[[credentials]]\nhost = "{gateway}"\nheader = "{credential.header}"\nscheme = "{credential.scheme}"\n'
+        f'env = "{credential.env}"\n'
     )

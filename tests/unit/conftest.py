@@ -1,9 +1,10 @@
 """Fixtures for the unit tests: an isolated home, manifest writers, the real CLI.
 
-Every unit test runs in an isolated home (autouse): ``HOME``, ``XDG_CONFIG_HOME``
-and ``XDG_STATE_HOME`` point into a tmp dir, the working directory is a fresh
+Every unit test runs in an isolated home (autouse): ``HOME``, ``XDG_CONFIG_HOME``,
+``XDG_STATE_HOME`` and ``XDG_CACHE_HOME`` point into a tmp dir, the working directory is a fresh
 project dir and no ``BOTTLE_*`` variable leaks in from the caller's shell, so
-nothing here ever reads or writes the real user's configuration.
+nothing here ever reads or writes the real user's configuration. The host's
+``ANTHROPIC_API_KEY`` is a test value and ``CLAUDE_CODE_OAUTH_TOKEN`` is unset.
 """
 
 import os
@@ -17,6 +18,9 @@ import pytest
 import yaml
 
 from bottle.errors import UsageError
+
+#: The host's ANTHROPIC_API_KEY in every unit test (a plan never holds it).
+UNIT_API_KEY = "sk-ant-api03-unit-test-key-never-in-a-plan"
 
 
 @dataclass
@@ -97,9 +101,14 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
         directory.mkdir()
     for var in [v for v in os.environ if v.startswith("BOTTLE_")]:
         monkeypatch.delenv(var)
+    # The built-in default profile needs a credential: the caller's own must
+    # neither leak in nor decide which one a plan uses.
+    monkeypatch.delenv("CLAUDE_CODE_OAUTH_TOKEN", raising=False)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", UNIT_API_KEY)
     monkeypatch.setenv("HOME", str(world.home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(world.config_home))
     monkeypatch.setenv("XDG_STATE_HOME", str(world.state_home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(base / "cache"))  # smolvm's probe answers, image archives
     monkeypatch.chdir(world.project)
     return world
 

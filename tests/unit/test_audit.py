@@ -3,7 +3,9 @@
 import sqlite3
 import threading
 
-from bottle.sidecar.audit import AuditLog, read_events
+import pytest
+
+from bottle.sidecar.audit import MAX_DETAIL, MAX_FIELD, SCHEMA, AuditLog, _row_bytes, cut, read_events
 
 
 def test_a_recorded_decision_reads_back(tmp_path):
@@ -74,3 +76,71 @@ def test_several_writers_and_threads_lose_nothing(tmp_path):
     events = read_events(path)
     assert len(events) == 150
     assert {event["source"] for event in events} == {"operator", "egress", "git"}
+
+
+def test_cut_keeps_what_fits_and_says_how_much_it_cut():
+    assert cut("short", 10) == "short"
+    assert cut("x" * 11, 10) == "x" * 10 + "…[cut 1 bytes]"
+    assert cut("é" * 6, 5) == "éé…[cut 8 bytes]"  # never half a character
+    assert cut("a\ud800b", 100) == "a\\ud800b"  # storable, and visibly so
+
+
+def test_a_row_is_bounded_whatever_it_is_given(tmp_path):
+    path = tmp_path / "audit.sqlite"
+    log = AuditLog(path, "slug")
+    huge = "h" * (MAX_FIELD * 4)
+
+    log.record("egress", "blocked", method=huge, host=huge, path=huge, reason=huge,
+               detail={"url": huge, "nested": [{"deep": huge}]})
+
+    (event,) = read_events(path)
+    for column in ("method", "host", "path", "reason"):
+        assert event[column] == "h" * MAX_FIELD + f"…[cut {MAX_FIELD * 3} bytes]"
+    assert set(event["detail"]) == {"cut"} and event["detail"]["cut"].endswith(" bytes]")
+    assert len(event["detail"]["cut"]) < MAX_DETAIL + 30
+    assert len(sqlite3.connect(path).execute("SELECT detail FROM events").fetchone()[0]) < MAX_DETAIL + 100
+
+
+def _stored_bytes(path) -> int:
+    return sqlite3.connect(path).execute("SELECT value FROM log_meta WHERE key = 'bytes'").fetchone()[0]
+
+
+def test_the_log_keeps_to_its_budget_dropping_the_oldest_and_saying_so(tmp_path):
+    path = tmp_path / "audit.sqlite"
+    budget = 200_000
+    host_side = AuditLog(path, "slug", max_bytes=budget)  # the host creates the log with its budget
+    sidecar_side = AuditLog(path, "slug")  # a daemon opens it after: the same budget
+
+    assert sidecar_side.max_bytes == budget
+    ids = [(host_side if n % 2 else sidecar_side).record("guest", "tool-call", reason=f"{n:04} " + "r" * 1000)
+           for n in range(1000)]
+
+    events = read_events(path)
+    assert _stored_bytes(path) <= budget
+    total = sqlite3.connect(path).execute(f"SELECT sum({_row_bytes('events')}) FROM events").fetchone()[0]
+    assert total == _stored_bytes(path)  # the triggers' running total is the truth
+    dropped = [e for e in events if e["decision"] == "dropped"]
+    assert dropped and all(e["source"] == "audit" for e in dropped)
+    kept = [e for e in events if e["decision"] != "dropped"]
+    assert kept[-1]["id"] == ids[-1]
+    assert [e["reason"][:4] for e in kept] == [f"{n:04}" for n in range(1000 - len(kept), 1000)]  # the newest stay
+    assert dropped[-1]["detail"]["dropped_total"] >= 1000 - len(kept)  # the older markers were dropped too
+    assert f"to keep this log under {budget} bytes" in dropped[-1]["reason"]
+    assert [e["id"] for e in events] == sorted(e["id"] for e in events)
+
+
+def test_a_log_made_without_totals_is_summed_when_opened(tmp_path):
+    path = tmp_path / "audit.sqlite"
+    old = sqlite3.connect(path)
+    old.execute(SCHEMA[0])
+    old.execute("INSERT INTO events (ts, bottle, source, decision, reason) VALUES (1, 'slug', 'egress', 'allowed', 'x')")
+    old.commit()
+
+    AuditLog(path, "slug").close()
+
+    assert _stored_bytes(path) == len("slugegressallowedx") + 24
+
+
+def test_a_budget_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="must be positive"):
+        AuditLog(tmp_path / "audit.sqlite", "slug", max_bytes=0)

@@ -41,6 +41,7 @@ PLACEHOLDER = "sk-ant-api03-bottle-placeholder-0000000000000000000000"
 GITHUB_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
 AWS_KEY = "AKIA" + "IOSFODNN7EXAMPLQ"
 TIMEOUT = 10
+MiB = 1024 * 1024
 
 
 class Upstream(BaseHTTPRequestHandler):
@@ -65,6 +66,58 @@ class Upstream(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+class Scripted(BaseHTTPRequestHandler):
+    """Answers by path: a body in two parts, the second sent only once the test sets
+    ``server.go_on`` (``/sse``, ``/chunked``, ``/until-close``, ``/large``), or ``/status/CODE``.
+
+    A client reads the first part before it sets ``go_on``: through a proxy that
+    holds responses until they are complete, it never gets it.
+    """
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def do_GET(self):
+        if self.path.startswith("/status/"):
+            body = b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'
+            self.send_response(int(self.path.removeprefix("/status/")))
+            self.send_header("retry-after", "7")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        first, second = TWO_PARTS[self.path]
+        self.send_response(200)
+        if self.path == "/sse":
+            self.send_header("content-type", "text/event-stream")
+        if self.path == "/large":
+            self.send_header("content-length", str(len(first) + len(second)))
+        elif self.path == "/until-close":
+            self.close_connection = True
+        else:
+            self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        chunked = self.path in ("/sse", "/chunked")
+        for part in (first, second):
+            if part is second:
+                self.server.go_on.wait(TIMEOUT)
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+    def log_message(self, *args):
+        pass
+
+
+TWO_PARTS = {
+    "/sse": (b'event: message_start\ndata: {"type": "message_start"}\n\n',
+             b'event: message_stop\ndata: {"type": "message_stop"}\n\n'),
+    "/chunked": (b"the first chunk;", b"the second chunk"),
+    "/until-close": (b"no length: ", b"read until the connection closes"),
+    "/large": (b"a" * egress.STREAM_ABOVE, b"b" * egress.STREAM_ABOVE),
+}
 
 
 class RawListener(socketserver.ThreadingTCPServer):
@@ -97,6 +150,7 @@ class World:
     https: ThreadingHTTPServer
     plain: ThreadingHTTPServer
     raw: RawListener
+    scripted: ThreadingHTTPServer
     proxy_port: int = 0
     last_event: int = 0
 
@@ -116,10 +170,10 @@ class World:
     def plain_port(self) -> int:
         return self.plain.server_address[1]
 
-    def policy(self, allow, credentials=(), secret_patterns=()):
-        """Write the policy; the proxy picks it up on its next request."""
+    def policy(self, allow, credentials=(), secret_patterns=(), **fields):
+        """Write the policy (*fields*: its other top-level fields); the proxy picks it up on its next request."""
         document = {"bottle": SLUG, "allow": list(allow), "credentials": list(credentials),
-                    "secret_patterns": list(secret_patterns)}
+                    "secret_patterns": list(secret_patterns), **fields}
         staging = self.dir / "policy.json.new"
         staging.write_text(json.dumps(document))
         os.replace(staging, self.dir / "policy.json")
@@ -131,11 +185,16 @@ class World:
             self.last_event = events[-1]["id"]
         return events
 
-    def https_request(self, path="/", *, host="localhost", port=None, method="GET", headers=None, body=None):
-        """A request through a CONNECT tunnel, trusting the bottle's CA: (status, body)."""
+    def https_connection(self, port: int, host="localhost") -> http.client.HTTPSConnection:
+        """A connection to host:port through a CONNECT tunnel, trusting the bottle's CA."""
         context = ssl.create_default_context(cafile=str(self.bottle_ca))
         conn = http.client.HTTPSConnection("127.0.0.1", self.proxy_port, context=context, timeout=TIMEOUT)
-        conn.set_tunnel(host, port or self.https_port)
+        conn.set_tunnel(host, port)
+        return conn
+
+    def https_request(self, path="/", *, host="localhost", port=None, method="GET", headers=None, body=None):
+        """A request through a CONNECT tunnel, trusting the bottle's CA: (status, body)."""
+        conn = self.https_connection(port or self.https_port, host)
         try:
             conn.request(method, path, body=body, headers=headers or {})
             response = conn.getresponse()
@@ -177,13 +236,14 @@ class World:
             return answer
 
 
-def _https_server(directory: Path, ca) -> ThreadingHTTPServer:
+def _https_server(directory: Path, ca, handler=Upstream) -> ThreadingHTTPServer:
     cert, key = ca.issue(directory, ["localhost", "127.0.0.1"])
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     server.seen = []
+    server.go_on = threading.Event()
     return serve(server)
 
 
@@ -234,16 +294,18 @@ def world(tmp_path_factory):
     (directory / "confdir" / "mitmproxy-ca.pem").write_bytes(bottle_ca.key_pem + bottle_ca.cert_pem)
     (directory / "bottle-ca.pem").write_bytes(bottle_ca.cert_pem)
     write_credentials(directory, {"TEST_API_KEY": REAL_KEY})
-    world = World(directory, _https_server(directory / "upstream", upstream_ca), _plain_server(), serve(RawListener()))
+    world = World(directory, _https_server(directory / "upstream", upstream_ca), _plain_server(), serve(RawListener()),
+                  _https_server(directory / "scripted", upstream_ca, Scripted))
     world.policy([])
-    process, stderr = start_proxy(directory, "--upstream-extra-ca", str(directory / "upstream-ca.pem"))
+    process, stderr = start_proxy(directory, "--upstream-extra-ca", str(directory / "upstream-ca.pem"),
+                                  "--request-body-limit", "1m")
     try:
         world.proxy_port = _listening_port(process, stderr)
         yield world
     finally:
         process.terminate()
         process.wait(TIMEOUT)
-        for server in (world.https, world.plain, world.raw):
+        for server in (world.https, world.plain, world.raw, world.scripted):
             server.shutdown()
 
 
@@ -488,6 +550,150 @@ def test_the_proxy_refuses_to_start_with_a_bad_policy(tmp_path):
     assert process.wait(30) == 2
     [line] = stderr.read_text().splitlines()
     assert "allow[0]" in line and "'example.com/path'" in line
+
+
+@pytest.mark.parametrize("path", list(TWO_PARTS))
+def test_a_response_streams_through_as_it_arrives(world, path):
+    """Server-sent events, a chunked body, a body read until the connection closes and one
+    known to be large reach the client part by part: the upstream sends its second part
+    only once the client has read the first through the proxy."""
+    world.policy(loopback(world.scripted.server_address[1]))
+    world.scripted.go_on = threading.Event()
+    first, second = TWO_PARTS[path]
+    conn = world.https_connection(world.scripted.server_address[1])
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.read(len(first)) == first  # the upstream is still holding the second part
+        world.scripted.go_on.set()
+        assert response.read() == second
+    finally:
+        world.scripted.go_on.set()
+        conn.close()
+
+
+@pytest.mark.parametrize("status", [503, 529, 429])
+def test_a_failure_status_from_upstream_passes_unchanged_and_is_audited(world, status):
+    port = world.scripted.server_address[1]
+    world.policy(loopback(port))
+    world.events()
+    conn = world.https_connection(port)
+    try:
+        conn.request("GET", f"/status/{status}")
+        response = conn.getresponse()
+        body = response.read()
+    finally:
+        conn.close()
+
+    assert (response.status, response.getheader("retry-after")) == (status, "7")
+    assert json.loads(body)["error"]["type"] == "overloaded_error"
+    [row] = [e for e in world.events() if e["decision"] == "upstream-status"]
+    assert (row["method"], row["host"], row["port"], row["path"]) == ("GET", "localhost", port, f"/status/{status}")
+    assert row["detail"] == {"status": status, "retry_after": "7"}
+    assert row["reason"].startswith(f"upstream answered {status}")
+
+
+def _refused_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_upstream_that_refuses_the_connection_is_audited(world):
+    port = _refused_port()
+    world.policy(loopback(port))
+    world.events()
+
+    status, _ = world.https_request("/v1/messages", port=port)
+
+    assert status == 502
+    [row] = [e for e in world.events() if e["decision"] == "upstream-error"]
+    assert (row["method"], row["host"], row["port"], row["path"]) == ("GET", "localhost", port, "/v1/messages")
+    assert "the upstream connection failed: " in row["reason"] and "Connect call failed" in row["detail"]["error"]
+
+
+def test_an_upstream_whose_certificate_does_not_verify_is_audited(world):
+    stranger = _https_server(world.dir / "stranger", certs.TestCA.create("a CA the proxy does not trust"))
+    port = stranger.server_address[1]
+    world.policy(loopback(port))
+    world.events()
+    try:
+        status, _ = world.https_request("/", port=port)
+    finally:
+        stranger.shutdown()
+        stranger.server_close()
+
+    assert status == 502
+    assert stranger.seen == []
+    [row] = [e for e in world.events() if e["decision"] == "upstream-error"]
+    assert row["port"] == port and "Certificate verify failed" in row["detail"]["error"]
+
+
+def _too_large_answer(world, body: str, upstream_seen: int) -> None:
+    assert "bottle egress: blocked POST https://localhost" in body
+    assert "over the egress proxy's limit of 1 MiB (1048576 bytes)" in body
+    assert len(world.https.seen) == upstream_seen
+    [row] = [e for e in world.events() if e["decision"] == "blocked"]
+    assert (row["method"], row["path"], row["detail"]) == ("POST", "/upload", {"check": "size", "limit": MiB})
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_request_body_over_the_limit_gets_413_naming_it(world, framing):
+    """Known by its length before the body, or found while it arrives: either way the client
+    reads the 413 (the rest of its body is taken and dropped, not answered with a reset)."""
+    world.policy(loopback(world.https_port))
+    seen = len(world.https.seen)
+    world.events()
+    body = b"x" * (MiB + 1)
+    conn = world.https_connection(world.https_port)
+    try:
+        if framing == "chunked":
+            conn.request("POST", "/upload", body=iter([body[:MiB // 2]] * 3), encode_chunked=True)
+        else:
+            conn.request("POST", "/upload", body=body)
+        response = conn.getresponse()
+        answer = response.read().decode()
+    finally:
+        conn.close()
+
+    assert response.status == 413
+    assert response.getheader("connection") == "close"
+    _too_large_answer(world, answer, seen)
+
+
+def test_a_client_waiting_to_send_a_body_over_the_limit_gets_413_first(world):
+    """curl sends "Expect: 100-continue" before large bodies: the 413 comes instead of the 100."""
+    world.policy(loopback(world.https_port))
+    seen = len(world.https.seen)
+    world.events()
+    status, _, sock = world.open_tunnel(f"localhost:{world.https_port}")
+    assert status == 200
+    context = ssl.create_default_context(cafile=str(world.bottle_ca))
+    with context.wrap_socket(sock, server_hostname="localhost") as tls:
+        tls.sendall(f"POST /upload HTTP/1.1\r\nHost: localhost:{world.https_port}\r\n"
+                    f"Content-Length: {2 * MiB}\r\nExpect: 100-continue\r\n\r\n".encode())
+        response = http.client.HTTPResponse(tls)
+        response.begin()
+        answer = response.read().decode()
+
+    assert response.status == 413
+    _too_large_answer(world, answer, seen)
+
+
+def test_a_request_body_at_the_limit_is_scanned_and_sent(world):
+    world.policy(loopback(world.https_port))
+
+    assert world.https_request("/upload", method="POST", body=b"x" * MiB) == (200, "hello from upstream")
+    assert len(world.https.seen[-1]["body"]) == MiB
+
+
+def test_the_request_body_limit_must_be_a_size():
+    with pytest.raises(SystemExit):
+        egress.parse_args(["--confdir", "c", "--policy", "p", "--audit", "a", "--request-body-limit", "lots"])
+    defaults = egress.parse_args(["--confdir", "c", "--policy", "p", "--audit", "a"])
+    assert defaults.request_body_limit == "64m"
 
 
 # The addon's parts, without a proxy around them.

@@ -3,7 +3,9 @@
 The fake is only useful if the real Claude Code accepts it, so these tests
 pin what the SDK relies on: the SSE event order and framing, tool input
 streamed as ``input_json_delta`` fragments, error shapes, and that side
-requests leave the script alone.
+requests leave the script alone; and that it behaves like the real API in
+time and failure: paced deltas, a stream held where a test says, 429/529 with
+``retry-after``, an ``error`` event mid-stream, credentials only in their header.
 """
 
 import http.client
@@ -12,9 +14,13 @@ import threading
 
 import pytest
 
-from tests.support.fake_anthropic import FakeMessagesAPI, text, tool_use
+from tests.support.fake_anthropic import (
+    OVERLOADED_MESSAGE, RATE_LIMIT_MESSAGE, FakeMessagesAPI, Step, overloaded, paused, rate_limited, stream_error,
+    text, tool_use,
+)
 
 KEY = "sk-ant-test"
+OAUTH_TOKEN = "sk-ant-oat01-test"
 TOOLS = [{"name": "Bash", "description": "Run a command", "input_schema": {"type": "object"}}]
 
 
@@ -163,12 +169,115 @@ def test_wrong_or_missing_key_is_an_authentication_error(key):
     assert error["request_id"] == response.getheader("request-id")
 
 
-def test_bearer_token_is_accepted():
-    with FakeMessagesAPI([text("hi")], api_key=KEY) as api:
+@pytest.mark.parametrize("headers, status, message", [
+    ({"x-api-key": KEY}, 200, None),
+    ({"authorization": f"Bearer {OAUTH_TOKEN}"}, 200, None),
+    ({"authorization": f"Bearer {KEY}"}, 401, "Invalid bearer token"),  # an API key is no bearer token
+    ({"x-api-key": OAUTH_TOKEN}, 401, "invalid x-api-key"),  # nor an OAuth token an API key
+    ({"authorization": "Bearer sk-ant-oat01-wrong"}, 401, "Invalid bearer token"),
+])
+def test_each_credential_counts_only_in_its_own_header(headers, status, message):
+    with FakeMessagesAPI([text("hi")], api_key=KEY, oauth_token=OAUTH_TOKEN) as api:
         conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)
-        conn.request("POST", "/v1/messages", json.dumps(conversation()), {"authorization": f"Bearer {KEY}"})
-        assert conn.getresponse().status == 200
+        conn.request("POST", "/v1/messages", json.dumps(conversation()), headers)
+        response = conn.getresponse()
+        raw = response.read()
         conn.close()
+    assert response.status == status
+    if message:
+        assert json.loads(raw)["error"] == {"type": "authentication_error", "message": message}
+
+
+def stream(api, **extra):
+    """A streaming request; the response, its headers read, its body not yet."""
+    conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)
+    conn.request("POST", "/v1/messages", json.dumps(conversation(stream=True, **extra)),
+                 {"content-type": "application/json", "x-api-key": KEY})
+    return conn.getresponse()
+
+
+def next_event(response):
+    """The data of the next SSE event on *response*, read line by line as it arrives."""
+    fields = {}
+    while line := response.readline().decode().rstrip("\n"):
+        name, _, value = line.partition(": ")
+        fields[name] = value
+    return json.loads(fields["data"])
+
+
+def test_deltas_are_paced_by_the_servers_gap_or_the_steps():
+    """Each delta leaves at least its gap after the one before (a sleep's lower bound, not a race)."""
+    with FakeMessagesAPI([text("one two three"), Step(text("four five six").content, "end_turn", gap=0.12)],
+                         api_key=KEY, gap=0.04) as api:
+        for _ in range(2):
+            call(api, "POST", "/v1/messages", conversation(stream=True))
+        sent = api.sent
+    deltas = [e for e in sent if e.name == "content_block_delta"]
+    assert [d.data["delta"]["text"] for d in deltas] == ["one ", "two ", "three", "four ", "five ", "six"]
+    gaps = [later.at - earlier.at for earlier, later in zip(deltas, deltas[1:])]
+    assert min(gaps[:2]) >= 0.04 and min(gaps[3:]) >= 0.12
+
+
+def test_the_timeline_records_every_event_sent_for_its_request():
+    with FakeMessagesAPI([text("Hello there")], api_key=KEY) as api:
+        _, raw = call(api, "POST", "/v1/messages", conversation(stream=True))
+        (request,) = api.message_requests()
+        sent = api.sent
+    assert [(e.name, e.data) for e in sent] == [(e["type"], {k: v for k, v in e.items() if k != "type"})
+                                               for e in sse_events(raw)]
+    assert all(e.request is request for e in sent)
+    assert [e.at for e in sent] == sorted(e.at for e in sent)
+
+
+def test_a_paused_stream_sends_the_rest_only_once_released():
+    release = threading.Event()
+    with FakeMessagesAPI([paused(release, text("first second third"), after=1)], api_key=KEY) as api:
+        response = stream(api)
+        events = [next_event(response) for _ in range(4)]  # message_start, content_block_start, ping, a delta
+        assert events[3]["delta"]["text"] == "first "
+        assert [e.name for e in api.sent].count("content_block_delta") == 1  # and no more while held
+        release.set()
+        rest = sse_events(response.read())
+    assert [e["delta"]["text"] for e in rest if e["type"] == "content_block_delta"] == ["second ", "third"]
+    assert rest[-1]["type"] == "message_stop"
+
+
+def test_a_step_cannot_pause_or_fail_after_more_deltas_than_it_has():
+    with pytest.raises(ValueError, match="streams 2 deltas"):
+        paused(threading.Event(), text("two words"), after=2)
+    with pytest.raises(ValueError, match="streams 2 deltas"):
+        stream_error(text("two words"), after=2)
+
+
+@pytest.mark.parametrize("step, status, kind, message", [
+    (rate_limited(retry_after=7), 429, "rate_limit_error", RATE_LIMIT_MESSAGE),
+    (overloaded(retry_after=7), 529, "overloaded_error", OVERLOADED_MESSAGE),
+])
+def test_a_failure_is_answered_like_the_real_api_and_the_script_goes_on(step, status, kind, message):
+    with FakeMessagesAPI([step, text("after the retry")], api_key=KEY) as api:
+        response, raw = call(api, "POST", "/v1/messages", conversation(stream=True))
+        _, retried = call(api, "POST", "/v1/messages", conversation())
+    assert (response.status, response.getheader("retry-after")) == (status, "7")
+    assert response.getheader("content-type") == "application/json"
+    assert json.loads(raw) == {"type": "error", "error": {"type": kind, "message": message},
+                               "request_id": response.getheader("request-id")}
+    assert json.loads(retried)["content"][0]["text"] == "after the retry"
+
+
+def test_a_stream_error_breaks_off_the_reply_with_an_error_event():
+    with FakeMessagesAPI([stream_error(text("one two three four"), after=2)], api_key=KEY) as api:
+        response, raw = call(api, "POST", "/v1/messages", conversation(stream=True))
+    assert response.status == 200
+    events = sse_events(raw)
+    assert [e["delta"]["text"] for e in events if e["type"] == "content_block_delta"] == ["one ", "two "]
+    assert events[-1] == {"type": "error", "error": {"type": "overloaded_error", "message": OVERLOADED_MESSAGE}}
+
+
+def test_a_stream_error_is_a_529_for_a_request_that_does_not_stream():
+    with FakeMessagesAPI([stream_error()], api_key=KEY) as api:
+        response, raw = call(api, "POST", "/v1/messages", conversation())
+    assert response.status == 529
+    assert json.loads(raw)["error"]["type"] == "overloaded_error"
 
 
 def test_unknown_path_is_a_not_found_error():

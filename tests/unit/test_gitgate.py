@@ -23,10 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from bottle.sidecar import gitgate
+from bottle.sidecar import gitgate, gitgate_check
 from bottle.sidecar.audit import read_events
 from bottle.sidecar.gitgate import Config, StartupError, Upstream, git_env, load_config
 from bottle.sidecar.gitgate_check import GitError, Rules
+from bottle.sidecar.secrets_scan import Scanner
 
 AWS_KEY = "AKIA" + "IOSFODNN7EXAMPLQ"
 OLD_AWS_KEY = "AKIA" + "J2MBQ7XNOVWE3KRT"  # committed upstream long ago
@@ -137,8 +138,9 @@ def world(tmp_path_factory) -> World:
     git("commit", "--quiet", "-m", "settings", cwd=seed)
     git("tag", "v1", cwd=seed)
     git("push", "--quiet", str(upstream), "HEAD:refs/heads/main", "refs/tags/v1", cwd=seed)
-    gate = start_gate(directory, {"bottle": "gate-test", "upstream": str(upstream),
-                                  "protected": ["refs/heads/main"], "max_push_mb": 1})
+    gate = start_gate(directory, {"bottle": "gate-test", "upstream": str(upstream), "protected": ["refs/heads/main"],
+                                  "push_refs": ["refs/heads/bottle/*", "refs/tags/bottle/*"],
+                                  "fetch_refs": ["HEAD", "refs/tags/*"], "max_push_mb": 1})
     assert isinstance(gate, Gate), gate.stdout
     clone = directory / "clone"
     git("clone", "--quiet", gate.url, str(clone), cwd=directory)
@@ -195,7 +197,7 @@ def test_a_push_outside_push_refs_is_refused(world):
     world.branch("feature")
     world.commit({"feature.txt": "x\n"})
     refused(world.push("HEAD:refs/heads/feature", "HEAD:refs/tags/mine"),
-            "refs/heads/feature is not a ref the agent may push (allowed: refs/heads/bottle/*)",
+            "refs/heads/feature is not a ref the agent may push (allowed: refs/heads/bottle/*, refs/tags/bottle/*)",
             "refs/tags/mine is not a ref the agent may push")
     assert world.upstream_refs() == before
 
@@ -259,7 +261,7 @@ def test_a_secret_in_a_new_commit_is_refused_by_file_line_and_detector(world, fi
     world.commit({"clean.txt": "fine\n"}, "clean first")
     commit = world.commit(files, "then the leak")
     world.commit({"clean.txt": "fine again\n"}, "and clean after")
-    message = refused(world.push("HEAD:bottle/leak"), "the new commits hold what looks like a secret",
+    message = refused(world.push("HEAD:bottle/leak"), "the push holds what looks like a secret",
                       f"{where} (commit {commit[:12]})", "take it out of every new commit")
     assert not any(secret in message for secret in SECRETS)
     assert world.upstream_refs() == before
@@ -268,7 +270,8 @@ def test_a_secret_in_a_new_commit_is_refused_by_file_line_and_detector(world, fi
 def test_a_secret_in_a_commit_message_is_refused(world):
     world.branch("bottle/message")
     world.commit({"ok.txt": "ok\n"}, f"use {AWS_KEY} for the demo")
-    message = refused(world.push("HEAD:bottle/message"), "AWS Access Key in the commit message")
+    commit = ref(world.clone, "HEAD")
+    message = refused(world.push("HEAD:bottle/message"), f"AWS Access Key in the message (commit {commit[:12]})")
     assert AWS_KEY not in message
     assert ref(world.upstream, "refs/heads/bottle/message") is None
 
@@ -368,7 +371,7 @@ def test_every_push_is_audited_without_the_secret(world):
     assert rows[2:] == [("git", "allowed", "push", "refs/heads/bottle/audited", None)]
     leak = next(e for e in events if e["detail"].get("check") == "secret")
     assert leak["detail"]["findings"] == [
-        {"detector": "AWS Access Key", "path": "leak.txt", "line": 1, "commit": leak["detail"]["new"]}]
+        {"detector": "AWS Access Key", "where": "leak.txt line 1", "object": leak["detail"]["new"], "kind": "commit"}]
     assert events[0]["detail"]["push"] == events[1]["detail"]["push"] != events[2]["detail"]["push"]
     stored = b"".join(path.read_bytes() for path in world.dir.glob("audit.sqlite*"))
     assert not any(secret.encode() in stored for secret in SECRETS)
@@ -416,7 +419,8 @@ def test_the_gate_runs_as_the_top_level_package_of_the_sidecar_image(tmp_path, w
     shutil.copytree(Path(gitgate.__file__).parent, tmp_path / "lib" / "bottle_sidecar",
                     ignore=shutil.ignore_patterns("__pycache__"))
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "lib")}
-    gate = start_gate(tmp_path, {"bottle": "t", "upstream": str(world.upstream)}, "bottle_sidecar.gitgate", env,
+    gate = start_gate(tmp_path, {"bottle": "t", "upstream": str(world.upstream), "fetch_refs": ["HEAD"],
+                                 "push_refs": ["refs/heads/bottle/*"]}, "bottle_sidecar.gitgate", env,
                       credentials={})
     assert isinstance(gate, Gate), gate.stdout
     try:
@@ -432,6 +436,265 @@ def test_the_gate_runs_as_the_top_level_package_of_the_sidecar_image(tmp_path, w
         gate.stop()
     assert gate.process.returncode == 0
     assert not list((tmp_path / "secrets").glob("bottle-gitgate-*"))  # removed at exit
+
+
+# Everything a push carries is scanned, and names are checked: a token hidden
+# anywhere but a file's added lines must not reach upstream either.
+
+GITHUB_TOKEN = "ghp_" + "Gate7scan" * 4  # GitHub's token shape, not a documented example
+
+
+def literal_object(world: World, kind: str, text: str) -> str:
+    """Write *text* as a raw object of *kind* into the clone, as git would not: its id."""
+    done = subprocess.run(["git", "hash-object", "-t", kind, "-w", "--stdin", "--literally"], cwd=world.clone,
+                          env=CLIENT_ENV, input=text.encode(), capture_output=True, check=True)
+    return done.stdout.decode().strip()
+
+
+def crafted_commit(world: World, headers: str, message: str = "crafted") -> str:
+    """A commit on upstream's main with extra *headers* (raw lines) after the committer."""
+    parent = ref(world.clone, "origin/main")
+    tree = ref(world.clone, "origin/main^{tree}")
+    identity = "Agent <agent@example.com> 1700000000 +0000"
+    return literal_object(world, "commit", f"tree {tree}\nparent {parent}\nauthor {identity}\n"
+                                           f"committer {identity}\n{headers}\n{message}\n")
+
+
+def gate_lines(stderr: str) -> str:
+    """What the gate said, without git's own report of the refs (which names them as the agent did)."""
+    return "\n".join(line for line in stderr.splitlines() if line.startswith("remote:"))
+
+
+def refused_secret(world: World, refspecs: tuple[str, ...], *fragments: str) -> str:
+    """The push is refused for a secret, which neither the gate's answer nor the audit log repeats;
+    upstream is as it was."""
+    before = world.upstream_refs()
+    message = refused(world.push(*refspecs), "what looks like a secret", *fragments)
+    assert GITHUB_TOKEN not in gate_lines(message)
+    assert world.upstream_refs() == before
+    stored = b"".join(path.read_bytes() for path in world.dir.glob("audit.sqlite*"))
+    assert GITHUB_TOKEN.encode() not in stored
+    return message
+
+
+def test_a_secret_in_a_file_name_is_refused_and_the_name_is_cut_where_it_starts(world):
+    world.branch("bottle/named")
+    world.commit({f"notes/{GITHUB_TOKEN}.txt": "nothing to see\n"})
+    tree = ref(world.clone, "HEAD^{tree}:notes")
+    refused_secret(world, ("HEAD:bottle/named",), f"GitHub Token in a file or directory name (tree {tree[:12]})")
+    world.branch("bottle/named-too")
+    commit = world.commit({f"{GITHUB_TOKEN}.ini": f"key = {AWS_KEY}\n"})
+    refused_secret(world, ("HEAD:bottle/named-too",),
+                   f"AWS Access Key in [GitHub Token cut] line 1 (commit {commit[:12]})")
+
+
+@pytest.mark.parametrize("who", ["AUTHOR", "COMMITTER"])
+def test_a_secret_in_an_identity_is_refused(world, who):
+    world.branch("bottle/identity")
+    git("-c", f"user.email={GITHUB_TOKEN}@example.com", "commit", "--quiet", "--allow-empty", "-m", "who am I",
+        cwd=world.clone)  # user.email: the identity where CLIENT_ENV does not set it
+    env = {**CLIENT_ENV, f"GIT_{who}_EMAIL": f"{GITHUB_TOKEN}@example.com"}
+    git("reset", "--quiet", "--hard", "origin/main", cwd=world.clone)
+    subprocess.run(["git", "commit", "--quiet", "--allow-empty", "-m", "who am I"], cwd=world.clone, env=env,
+                   check=True, capture_output=True)
+    commit = ref(world.clone, "HEAD")
+    refused_secret(world, ("HEAD:bottle/identity",), f"GitHub Token in the {who.lower()} (commit {commit[:12]})")
+
+
+@pytest.mark.parametrize(("headers", "where"), [
+    (f"x-smuggled {GITHUB_TOKEN}", "an extra header"),
+    (f"{GITHUB_TOKEN} named-by-the-secret", "an extra header"),
+    (f"gpgsig -----BEGIN PGP SIGNATURE-----\n {GITHUB_TOKEN}\n -----END PGP SIGNATURE-----", "the gpgsig header"),
+], ids=["value", "name", "signature"])
+def test_a_secret_in_a_commit_header_is_refused(world, headers, where):
+    commit = crafted_commit(world, headers)
+    refused_secret(world, (f"{commit}:refs/heads/bottle/header",), f"GitHub Token in {where} (commit {commit[:12]})")
+
+
+def test_a_secret_in_an_annotated_tag_is_refused(world):
+    world.branch("bottle/tagged")
+    world.commit({"tagged.txt": "fine\n"})
+    git("tag", "--force", "-a", "-m", f"release notes: {GITHUB_TOKEN}", "bottle/v9", cwd=world.clone)
+    tag = ref(world.clone, "refs/tags/bottle/v9")
+    refused_secret(world, ("refs/tags/bottle/v9",), f"GitHub Token in the message (tag {tag[:12]})")
+    env = {**CLIENT_ENV, "GIT_COMMITTER_NAME": GITHUB_TOKEN}  # a tag's tagger is the committer's identity
+    subprocess.run(["git", "tag", "--force", "-a", "-m", "clean", "bottle/v9"], cwd=world.clone, env=env, check=True)
+    tag = ref(world.clone, "refs/tags/bottle/v9")
+    refused_secret(world, ("refs/tags/bottle/v9",), f"GitHub Token in the tagger (tag {tag[:12]})")
+
+
+@pytest.mark.parametrize("target", ["refs/tags/bottle/blob", "refs/heads/bottle/blob"])
+def test_a_ref_straight_at_a_blob_has_the_blob_scanned_whole(world, target):
+    blob = literal_object(world, "blob", f"token = {GITHUB_TOKEN}\n")
+    refused_secret(world, (f"{blob}:{target}",), f"GitHub Token in the content (blob {blob[:12]})")
+
+
+def test_a_tag_at_a_tree_has_its_blobs_scanned_whole(world):
+    world.branch("bottle/treed")
+    world.commit({"conf/token.txt": f"{GITHUB_TOKEN}\n"})
+    blob, tree = ref(world.clone, "HEAD:conf/token.txt"), ref(world.clone, "HEAD^{tree}")
+    refused_secret(world, (f"{tree}:refs/tags/bottle/tree",), f"GitHub Token in the content (blob {blob[:12]})")
+
+
+def test_a_secret_in_a_ref_name_is_refused_and_cut_from_the_answer_and_the_audit(world):
+    since = max((event["id"] for event in read_events(world.audit)), default=0)
+    world.branch("bottle/fine")
+    refused_secret(world, (f"HEAD:refs/heads/bottle/{GITHUB_TOKEN}",),
+                   "refs/heads/bottle/[GitHub Token cut]: refused: the ref name holds what looks like a secret: "
+                   "GitHub Token")
+    [event] = read_events(world.audit, since_id=since)
+    assert (event["path"], event["detail"]["check"]) == ("refs/heads/bottle/[GitHub Token cut]", "secret")
+
+
+@pytest.mark.parametrize(("char", "named"), [
+    ("\u202e", "U+202E RIGHT-TO-LEFT OVERRIDE"), ("\u2067", "U+2067 RIGHT-TO-LEFT ISOLATE"),
+    ("\u009b", "U+009B (a control character)"), ("\u200b", "U+200B ZERO WIDTH SPACE"),
+])
+def test_a_ref_name_with_a_control_or_bidi_character_is_refused_and_shown_escaped(world, char, named):
+    before = world.upstream_refs()
+    world.branch("bottle/fine")
+    message = refused(world.push(f"HEAD:refs/heads/bottle/x{char}y"), f"the ref name holds {named}",
+                      f"refs/heads/bottle/x{ascii(char)[1:-1]}y: refused")
+    assert char not in gate_lines(message)
+    assert world.upstream_refs() == before
+
+
+def test_a_push_of_too_many_refs_is_refused_with_one_audit_row(world):
+    before = world.upstream_refs()
+    since = max((event["id"] for event in read_events(world.audit)), default=0)
+    world.branch("bottle/many")
+    world.commit({"many.txt": "many\n"})
+    refused(world.push(*(f"HEAD:bottle/many-{n}" for n in range(21))),
+            "the push updates 21 refs, more than the 20 a push may update", "instead: push at most 20 refs")
+    assert world.upstream_refs() == before
+    [event] = read_events(world.audit, since_id=since)
+    assert (event["decision"], event["path"], event["detail"]["refs"]) == ("blocked", None, 21)
+    assert world.push(*(f"HEAD:bottle/many-{n}" for n in range(20))).returncode == 0
+
+
+# The checks themselves, without git.
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    ("refs/heads/bottle/x\x1by", "U+001B (a control character)"),
+    ("refs/heads/bottle/\u0085", "U+0085 (a control character)"),
+    ("refs/heads/bottle/\u2028", "U+2028 LINE SEPARATOR"),
+    ("refs/heads/bottle/\u061c", "U+061C ARABIC LETTER MARK"),
+    ("refs/heads/bottle/" + b"\xff".decode("utf-8", "surrogateescape"), "the byte 0xFF, which is not UTF-8"),
+    ("refs/heads/bottle/caf\u00e9-\u65e5\u672c", None),
+])
+def test_unsafe_characters_are_named(text, found):
+    assert gitgate_check.unsafe_character(text) == found
+
+
+def test_shown_names_are_escaped_and_cut_where_a_secret_starts():
+    scanner = Scanner()
+    assert gitgate_check.shown(scanner, "refs/heads/bottle/a\x1b[2J\u202eb") == "refs/heads/bottle/a\\x1b[2J\\u202eb"
+    assert gitgate_check.shown(scanner, f"bottle/{GITHUB_TOKEN}/\x1b") == "bottle/[GitHub Token cut]"
+    assert gitgate_check.shown(scanner, "plain/name.txt line 3") == "plain/name.txt line 3"
+
+
+@pytest.mark.parametrize(("count", "refused_"), [(1, False), (5, False), (6, True)])
+def test_the_number_of_refs_is_capped(count, refused_):
+    problem = gitgate_check.count_problem(Rules(("refs/*",), (), False, 50, 5), count)
+    assert (problem is not None) == refused_
+    if refused_:
+        assert problem.check == "refs" and problem.detail == {"refs": count}
+
+
+def test_a_ref_name_is_refused_for_unsafe_characters_before_secrets():
+    scanner = Scanner()
+    update = lambda name: gitgate_check.Update("0" * 40, "1" * 40, name)  # noqa: E731
+    assert gitgate_check.name_problem(scanner, update("refs/heads/bottle/fine")) is None
+    assert gitgate_check.name_problem(scanner, update(f"refs/heads/\u202e{GITHUB_TOKEN}")).check == "ref-name"
+    problem = gitgate_check.name_problem(scanner, update(f"refs/heads/{GITHUB_TOKEN}"))
+    assert problem.check == "secret" and GITHUB_TOKEN not in problem.why + str(problem.detail)
+
+
+def test_tree_names_lose_no_name_whatever_bytes_the_binary_ids_hold():
+    tricky_id = b" \0\n" + b"\0" * 17  # 20 bytes: a space, a NUL and a newline among them
+    looks_like_an_entry = b"1" * 19 + b" "  # digits and a space, as an entry begins: the next name stays whole
+    tree = (b"100644 a.txt\0" + tricky_id + b"40000 dir name\0" + looks_like_an_entry + b"100644 secret.txt\0"
+            + bytes(range(20)) + b"160000 mod\0" + tricky_id)
+    names = gitgate_check.tree_names(tree).split(b"\n")
+    assert names[:2] == [b"a.txt", b"dir name"] and names[-1] == b"mod"
+    assert names[2].endswith(b" secret.txt")
+
+
+def test_object_findings_name_the_header_or_the_message_never_the_secret():
+    identity = "A <a@example.com> 1 +0000"
+    commit = (f"tree {'1' * 40}\nauthor {GITHUB_TOKEN} {identity}\ncommitter {identity}\n"
+              f"mergetag object {'2' * 40}\n type commit\n tag {GITHUB_TOKEN}\n"
+              f"{GITHUB_TOKEN} x\n\nsubject\n\nbody {GITHUB_TOKEN}\n").encode()
+    tag = f"object {'3' * 40}\ntype commit\ntag {GITHUB_TOKEN}\ntagger {identity}\n\nclean\n".encode()
+    tree = b"100644 " + GITHUB_TOKEN.encode() + b"\0" + b"\1" * 20
+    findings = gitgate_check.object_findings(Scanner(), [("commit", "c" * 40, commit), ("tag", "d" * 40, tag),
+                                                         ("tree", "e" * 40, tree)])
+    assert [str(f) for f in findings] == [
+        f"GitHub Token in the author (commit {'c' * 12})",
+        f"GitHub Token in the mergetag header (commit {'c' * 12})",
+        f"GitHub Token in an extra header (commit {'c' * 12})",
+        f"GitHub Token in the message (commit {'c' * 12})",
+        f"GitHub Token in the tag name (tag {'d' * 12})",
+        f"GitHub Token in a file or directory name (tree {'e' * 12})",
+    ]
+    assert gitgate_check.object_findings(Scanner(), [("commit", "c" * 40, commit.replace(GITHUB_TOKEN.encode(),
+                                                                                        b"clean"))]) == []
+
+
+# Fetching: the gate holds only the refs the bottle may fetch or push, and the objects they reach.
+
+
+@pytest.fixture
+def others(tmp_path) -> Path:
+    """An upstream where, besides main and a tag, another bottle and a person have branches of their own."""
+    upstream, seed = tmp_path / "others.git", tmp_path / "others-seed"
+    git("init", "--quiet", "--bare", "-b", "main", str(upstream), cwd=tmp_path)
+    git("init", "--quiet", "-b", "main", str(seed), cwd=tmp_path)
+    git("commit", "--quiet", "--allow-empty", "-m", "start", cwd=seed)
+    git("tag", "-a", "-m", "the release", "v1", cwd=seed)  # a tag object: not in main's history
+    for branch in ("bottle/other-bottle", "unrelated"):
+        git("checkout", "--quiet", "-b", branch, "main", cwd=seed)
+        (seed / f"{branch.replace('/', '-')}.txt").write_text(f"{branch}'s own work\n")
+        git("add", ".", cwd=seed)
+        git("commit", "--quiet", "-m", f"{branch}'s work", cwd=seed)
+    git("push", "--quiet", str(upstream), "main", "v1", "bottle/other-bottle", "unrelated", cwd=seed)
+    return upstream
+
+
+def test_a_gate_serves_only_the_refs_the_bottle_may_fetch_or_push(tmp_path, others):
+    gate = start_gate(tmp_path, {"bottle": "mine", "upstream": str(others), "fetch_refs": ["HEAD"],
+                                 "push_refs": ["refs/heads/bottle/mine", "refs/heads/bottle/mine/*"]})
+    assert isinstance(gate, Gate), gate.stdout
+    try:
+        clone = tmp_path / "clone"
+        git("clone", "--quiet", gate.url, str(clone), cwd=tmp_path)
+        git("commit", "--quiet", "--allow-empty", "-m", "mine", cwd=clone)
+        assert git("push", "origin", "HEAD:bottle/mine", cwd=clone, check=False).returncode == 0
+        listed = git("ls-remote", "origin", cwd=clone).stdout
+        assert sorted(line.split("\t")[1] for line in listed.splitlines()) == [
+            "HEAD", "refs/heads/bottle/mine", "refs/heads/main"]
+        for name in ("bottle/other-bottle", "unrelated", "v1"):
+            done = git("fetch", "origin", name, cwd=clone, check=False)
+            assert done.returncode != 0 and "couldn't find remote ref" in done.stderr, done.stderr
+            # Not by id either, whichever protocol: the gate's repository does not hold it.
+            oid = ref(others, name)
+            for version in ("2", "0"):
+                done = git("-c", f"protocol.version={version}", "fetch", "origin", oid, cwd=clone, check=False)
+                assert done.returncode != 0, (name, version, done.stderr)
+            assert subprocess.run(["git", "cat-file", "-e", oid], cwd=tmp_path / "gate.git").returncode != 0
+        # The mirror follows upstream: main moves, the bottle's branch goes, and nothing else comes in.
+        seed = tmp_path / "seed"
+        git("clone", "--quiet", str(others), str(seed), cwd=tmp_path)
+        git("commit", "--quiet", "--allow-empty", "-m", "later", cwd=seed)
+        git("push", "--quiet", "origin", "HEAD:main", ":bottle/mine", "+HEAD:bottle/other-bottle", cwd=seed)
+        git("fetch", "--quiet", "--prune", "origin", cwd=clone)
+        assert ref(clone, "origin/main") == ref(seed, "HEAD")
+        assert ref(clone, "origin/bottle/mine") is None
+        assert git("ls-remote", "origin", cwd=clone).stdout.count("\t") == 2  # HEAD and main
+    finally:
+        gate.stop()
+
 
 
 # The credential, in process: how it reaches git, and that it reaches nothing else.
@@ -460,7 +723,7 @@ def test_a_token_goes_to_upstream_in_a_basic_auth_header_only(tmp_path):
         runtime.mkdir(mode=0o700)
         upstream = Upstream(config, {"GITHUB_TOKEN": TOKEN}, str(runtime))
         with pytest.raises(GitError) as info:
-            upstream.head(git_env())
+            upstream.listing(git_env())
     finally:
         server.shutdown()
     assert server.seen[0] == "Basic " + base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
@@ -481,7 +744,7 @@ def test_an_ssh_key_goes_to_ssh_as_a_private_file_never_in_argv(tmp_path):
                     gitgate.Credential("ssh_key", "DEPLOY_KEY"), known_hosts="git.example.com ssh-ed25519 AAAAC3")
     upstream = Upstream(config, {"DEPLOY_KEY": key}, str(runtime))
     with pytest.raises(GitError):
-        upstream.head(git_env(PATH=f"{fake}:{os.environ['PATH']}"))
+        upstream.listing(git_env(PATH=f"{fake}:{os.environ['PATH']}"))
     argv = (tmp_path / "argv").read_text()
     assert f"-i\n{runtime}/key\n" in argv and "StrictHostKeyChecking=yes" in argv and "BEGIN" not in argv
     assert (tmp_path / "mode").read_text().strip() == "600"
@@ -497,7 +760,10 @@ def test_an_ssh_key_goes_to_ssh_as_a_private_file_never_in_argv(tmp_path):
     ({"upstream": "/srv/r.git", "credential": {"kind": "password", "name": "P"}}, "must be \"token\" or \"ssh_key\""),
     ({"upstream": "--upload-pack=evil"}, "'upstream' must be a git URL or path"),
     ({"upstream": "/srv/r.git", "push_refs": ["bottle/*"]}, "'push_refs' must be a list of ref patterns"),
+    ({"upstream": "/srv/r.git", "push_refs": ["HEAD"]}, "'push_refs' must be a list of ref patterns"),
+    ({"upstream": "/srv/r.git", "fetch_refs": ["main"]}, "'fetch_refs' must be a list of ref patterns"),
     ({"upstream": "/srv/r.git", "max_push_mb": 0}, "'max_push_mb' must be a positive number"),
+    ({"upstream": "/srv/r.git", "max_push_refs": 2.5}, "'max_push_refs' must be a positive whole number"),
     ({"upstream": "/srv/r.git", "allow_forc": True}, "unknown field(s) allow_forc"),
 ])
 def test_a_config_that_would_leak_or_misbehave_is_refused(tmp_path, config, complaint):
@@ -512,5 +778,5 @@ def test_a_config_takes_defaults(tmp_path):
     path.write_text(json.dumps({"bottle": "t", "upstream": "git@github.com:org/repo.git",
                                 "credential": {"kind": "ssh_key", "name": "K"}}))
     config = load_config(str(path))
-    assert config.rules == Rules(("refs/heads/bottle/*",), (), False, 50)
-    assert config.credential == gitgate.Credential("ssh_key", "K")
+    assert config.rules == Rules((), (), False, 50, 20)  # the host names the refs; without them, none
+    assert (config.fetch_refs, config.credential) == ((), gitgate.Credential("ssh_key", "K"))

@@ -1,10 +1,13 @@
-"""Every hook is documented where it is declared and exercised by some test.
+"""Every hook is documented where it is declared, implemented as declared, and exercised.
 
-"Exercised" means a plugin the tests run implements it: a built-in plugin
-(plugins/) or the probe plugin that the integration tests install. A hook
-nobody implements is a promise nobody checks.
+"Exercised" means a built-in plugin (plugins/) implements it, so every run
+calls it; or, for the hooks no built-in needs, a named integration test runs a
+real bottle with the probe plugin, which implements them all. Those hooks are
+listed below with the reason no built-in implements them: a hook nobody
+implements and no test runs is a promise nobody checks.
 """
 
+import ast
 import importlib.util
 import inspect
 from pathlib import Path
@@ -14,18 +17,43 @@ import pytest
 from bottle import hookspecs
 from bottle.plugins import load_plugins
 
-PROBE = Path(__file__).parents[1] / "support/probe_plugin/bottle_probe_plugin.py"
+REPO = Path(__file__).parents[2]
+PROBE = REPO / "tests/support/probe_plugin/bottle_probe_plugin.py"
 HOOKS = [name for name, value in vars(hookspecs).items() if name.startswith("bottle_") and callable(value)]
+LIFECYCLE = "tests/integration/test_lifecycle.py::test_provisioners_run_in_core_order_after_plan_files"
+
+#: Hooks no built-in plugin implements: why not, and the test that runs each through the probe plugin.
+NOT_BUILT_IN = {
+    "bottle_provision_ca": ("the ca provisioner's certificate and proxy settings are plan files and plan env, "
+                            "in place before any provision hook", LIFECYCLE),
+    "bottle_provision_prompt": ("the prompt is a plan file plus a claude argument", LIFECYCLE),
+    "bottle_provision_skills": ("skills are plan files", LIFECYCLE),
+    "bottle_provision": ("it is the third parties' provisioning hook", LIFECYCLE),
+    "bottle_started": ("a lifecycle observer for third parties; the core starts the agent itself", LIFECYCLE),
+    "bottle_stopping": ("a lifecycle observer for third parties; the core tears down itself",
+                        "tests/integration/test_lifecycle.py::test_raising_provisioner_leaves_nothing"),
+}
 
 
-def _implemented() -> set[str]:
-    """Hooks with an implementation among the installed plugins plus the probe."""
+@pytest.fixture(scope="module")
+def builtin_plugins():
+    """The loaded plugin modules that come from this repository's plugins/ directory, by entry-point name."""
     plugins = load_plugins()
-    spec = importlib.util.spec_from_file_location("bottle_probe_plugin", PROBE)
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
-    plugins.manager.register(probe, name="probe")
-    return {hook for hook in HOOKS if getattr(plugins.hook, hook).get_hookimpls()}
+    found = {name: module for name, module in plugins.manager.list_name_plugin()
+             if (REPO / "plugins") in Path(inspect.getfile(module)).parents}
+    assert found, "no built-in plugin is installed (pip install -e plugins/*)"
+    return plugins, found
+
+
+def _impls(module) -> dict[str, list]:
+    """The module's hook implementations by the hook they name (``specname`` or their own name)."""
+    impls: dict[str, list] = {}
+    for attr in dir(module):
+        function = getattr(module, attr)
+        options = getattr(function, f"{hookspecs.PROJECT}_impl", None)
+        if callable(function) and options is not None:
+            impls.setdefault(options.get("specname") or function.__name__, []).append(function)
+    return impls
 
 
 def test_there_are_hooks():
@@ -38,9 +66,56 @@ def test_hook_is_documented(hook):
     assert len(doc.split()) >= 8, f"{hook} needs a docstring saying when it runs and what it may do"
 
 
-@pytest.mark.parametrize("hook", HOOKS)
-def test_hook_is_implemented_by_a_tested_plugin(hook):
-    assert hook in _implemented(), f"no built-in or probe plugin implements {hook}: nothing tests it"
+def test_every_builtin_plugin_loads(builtin_plugins):
+    """A built-in whose implementation takes an argument its hook does not declare fails
+    pluggy's check at registration, and would only show as a load failure."""
+    plugins, _ = builtin_plugins
+    assert plugins.failures == {}
+
+
+def test_builtin_implementations_match_their_hookspec(builtin_plugins):
+    """Each implementation names a declared hook (pluggy calls a misspelt one never) and takes
+    only arguments that hook passes, by the names the spec gives them."""
+    _, modules = builtin_plugins
+    wrong = []
+    for name, module in modules.items():
+        for hook, functions in _impls(module).items():
+            if hook not in HOOKS:
+                wrong.append(f"{name}: {hook} is not a hook in bottle.hookspecs")
+                continue
+            declared = list(inspect.signature(getattr(hookspecs, hook)).parameters)
+            for function in functions:
+                taken = list(inspect.signature(function).parameters)
+                if not set(taken) <= set(declared):
+                    wrong.append(f"{name}.{function.__name__}{tuple(taken)}: {hook} declares {tuple(declared)}")
+    assert wrong == []
+
+
+def test_hooks_no_builtin_implements_are_exactly_the_listed_ones(builtin_plugins):
+    """Adding a built-in implementation (or dropping one) means updating NOT_BUILT_IN, with a reason."""
+    _, modules = builtin_plugins
+    implemented = {hook for module in modules.values() for hook in _impls(module)}
+    assert set(HOOKS) - implemented == set(NOT_BUILT_IN)
+
+
+def _probe_hooks() -> set[str]:
+    spec = importlib.util.spec_from_file_location("bottle_probe_plugin", PROBE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return set(_impls(module))
+
+
+@pytest.mark.parametrize("hook", sorted(NOT_BUILT_IN))
+def test_a_hook_no_builtin_implements_is_run_by_a_named_test(hook):
+    """The named test exists, runs a bottle with the probe plugin installed, and the probe implements the hook."""
+    reason, test = NOT_BUILT_IN[hook]
+    assert reason
+    assert hook in _probe_hooks(), f"the probe plugin does not implement {hook}"
+    path, _, function = test.partition("::")
+    tree = ast.parse((REPO / path).read_text())
+    defined = {node.name: node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+    assert function in defined, f"{test} does not exist"
+    assert "probe" in [arg.arg for arg in defined[function].args.args], f"{test} does not install the probe plugin"
 
 
 def test_provision_order_names_every_provision_hook():

@@ -69,6 +69,24 @@ def test_invalid_front_matter_names_file_and_field(home, find, usage_error, fron
     usage_error(lambda: find("bad"), path, f"`{field}")
 
 
+@pytest.mark.parametrize("name", ["CURL_HOME", "LD_PRELOAD", "ld_library_path", "HOME", "PATH", "BASH_ENV",
+                                  "NODE_OPTIONS", "https_proxy", "NO_PROXY", "SSL_CERT_FILE", "XDG_CONFIG_HOME",
+                                  "CLAUDE_CONFIG_DIR"])
+def test_env_may_not_set_what_decides_how_the_guests_tools_behave(home, find, profile, usage_error, name):
+    """A variable that steers the guest's own programs (the supervise hooks' curl, the
+    proxy, the loader) is refused in an agent file and in a profile, naming the field."""
+    agent = home.agent("steer", env={"LANG": "C.UTF-8", name: "/workspace/evil"})
+    usage_error(lambda: find("steer"), agent, f"field `env.{name}`: may not be set", "bottle decides it")
+    path = home.profile("steer", f'[env]\n{name} = "/workspace/evil"\n')
+    usage_error(lambda: profile("steer"), path, f"field `env.{name}`: may not be set")
+
+
+def test_env_keeps_what_configures_the_agent(home, find):
+    home.agent("fine", env={"ANTHROPIC_BASE_URL": "https://x", "CLAUDE_CODE_MAX_RETRIES": "0", "TZ": "UTC",
+                            "LANG": "C.UTF-8", "HOMEPAGE": "x", "MY_PATH": "y"})
+    assert set(find("fine").env) == {"ANTHROPIC_BASE_URL", "CLAUDE_CODE_MAX_RETRIES", "TZ", "LANG", "HOMEPAGE", "MY_PATH"}
+
+
 def test_missing_name_is_reported(home, find, usage_error):
     path = home.agent("anon", text="---\ndescription: no name\n---\nbody\n")
     usage_error(lambda: find("anon"), path, "`name`", "missing")
@@ -235,10 +253,6 @@ def test_missing_default_parent_is_an_error(home, profile, usage_error):
     # only a *top-level* absent `default` is fine; extending a missing one is a mistake
     child = home.profile("child", 'extends = "default"\n')
     usage_error(lambda: profile("child"), child, "`extends`", "'default'")
-
-
-def test_absent_default_profile_is_fine(profile):
-    assert profile("default") == Profile(name="default")
 
 
 def test_present_default_profile_is_read(home, profile):

@@ -9,6 +9,7 @@ from bottle_provisioners.ca import CA_VARIABLES
 from pydantic import ValidationError
 
 from bottle.backend import LABEL_AGENT, LABEL_BACKEND, LABEL_SLUG
+from bottle.limits import Host, built_in
 from bottle.plan import Plan, Resources
 from bottle.prepare import AGENT_BASE_ENV, build_plan, write_state
 from bottle.settings import load_settings
@@ -123,11 +124,11 @@ def test_user_claude_args_come_last(home, plan_for):
 
 
 def test_env_precedence(home, plan_for):
-    home.profile("strict", '[env]\nFROM_PROFILE = "profile"\nSHARED = "profile"\nHOME = "/profile-home"\n')
+    home.profile("strict", '[env]\nFROM_PROFILE = "profile"\nSHARED = "profile"\n')
     home.agent(
         "agent",
         bottle="strict",
-        env={"FROM_AGENT": "agent", "SHARED": "agent", "DISABLE_AUTOUPDATER": "agent", "HOME": "/agent-home"},
+        env={"FROM_AGENT": "agent", "SHARED": "agent", "DISABLE_AUTOUPDATER": "agent"},
     )
     env = plan_for(settings={"guest_home": "/home/bob"}).env
     proxy_and_ca = {key for key in env if "PROXY" in key.upper() or key in CA_VARIABLES}
@@ -144,10 +145,10 @@ def test_env_precedence(home, plan_for):
 def test_plugin_env_and_placeholders_override_the_profile(home, plan_for, monkeypatch):
     home.profile(
         "routed",
-        '[env]\nHTTPS_PROXY = "http://evil:1"\nANTHROPIC_API_KEY = "sk-ant-real-in-profile"\n'
+        '[env]\nANTHROPIC_API_KEY = "sk-ant-real-in-profile"\n'
         '[[credentials]]\nhost = "api.anthropic.com"\nheader = "x-api-key"\nenv = "ANTHROPIC_API_KEY"\n',
     )
-    home.agent("agent", bottle="routed", env={"HTTPS_PROXY": "http://evil:2"})
+    home.agent("agent", bottle="routed")
     plan = plan_for()
     assert plan.env["HTTPS_PROXY"] == plan.sidecar.proxy_url
     assert plan.env["ANTHROPIC_API_KEY"] == plan.egress.credentials[0].placeholder
@@ -162,20 +163,20 @@ def test_base_env_quiets_claude(home, plan_for):
 
 
 def test_resources_and_image_from_the_profile(home, plan_for):
-    home.profile("base", 'image = "img:profile"\nmemory = "2g"\npids = 100\n')
-    home.profile("big", 'extends = "base"\ncpus = 2.5\n')
+    home.profile("base", 'image = "img:profile"\nmemory = "2g"\npids = 100\ndisk = "5g"\n')
+    home.profile("big", 'extends = "base"\ncpus = 2.5\ndisk = "unlimited"\n')
     home.agent("agent", bottle="big")
     plan = plan_for()
-    assert plan.resources == Resources(cpus=2.5, memory="2g", pids=100)
+    assert plan.resources == Resources(cpus=2.5, memory="2g", pids=100, disk=None)
     assert plan.image == "img:profile"
     assert plan.profile == "big"
     assert plan.profile_files == (home.config_dir / "bottles" / "big.toml", home.config_dir / "bottles" / "base.toml")
 
 
-def test_no_profile_no_limits_and_settings_image(home, plan_for):
+def test_no_profile_the_built_in_limits_and_settings_image(home, plan_for):
     home.agent("agent")
     plan = plan_for(settings={"image": "img:settings"})
-    assert plan.resources == Resources()
+    assert plan.resources == built_in(Host.this_one())
     assert (plan.image, plan.profile, plan.profile_files) == ("img:settings", "default", ())
 
 
@@ -303,3 +304,34 @@ def test_write_state_refuses_an_existing_state_dir(written):
     with pytest.raises(FileExistsError):
         write_state(plan)
     assert plan.prompt_file.read_text() == "Be brief.\n\nReally."
+
+
+# -- the git gate's refs ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("git", "front", "work", "start_refs", "push_refs"), [
+    ("", {}, "bottle/{slug}", ("HEAD",), ("refs/heads/bottle/{slug}", "refs/heads/bottle/{slug}/*")),
+    ("", {"branch": "feature/x"}, "bottle/{slug}", ("HEAD", "refs/heads/feature/x"),
+     ("refs/heads/bottle/{slug}", "refs/heads/bottle/{slug}/*")),
+    ('push_refs = ["refs/heads/bottle/*"]', {"branch": "bottle/shared"}, "bottle/shared",
+     ("HEAD", "refs/heads/bottle/shared"), ("refs/heads/bottle/*",)),
+    ('fetch_refs = ["refs/heads/release", "refs/tags/{slug}-*"]', {}, "bottle/{slug}",
+     ("refs/heads/release", "refs/tags/{slug}-*"), ("refs/heads/bottle/{slug}", "refs/heads/bottle/{slug}/*")),
+], ids=["default", "agent-branch-outside", "agent-branch-allowed", "fetch-refs"])
+def test_the_gate_gets_the_bottles_own_refs_and_what_it_starts_from(home, plan_for, tmp_path, git, front, work,
+                                                                     start_refs, push_refs):
+    """``{slug}`` becomes the bottle's slug in the plan; an agent's `branch` it may not push is where it starts."""
+    (tmp_path / "up.git").mkdir()
+    home.profile("default", f'[git]\nupstream = "{tmp_path / "up.git"}"\n{git}\n')
+    home.agent("agent", **front)
+    plan = plan_for()
+    slugged = lambda patterns: tuple(p.replace("{slug}", plan.slug) for p in patterns)  # noqa: E731
+    assert (plan.git.work_branch, plan.git.start_from) == (work.replace("{slug}", plan.slug), front.get("branch"))
+    assert (plan.git.fetch_refs, plan.git.push_refs) == (slugged(start_refs), slugged(push_refs))
+    assert plan.git.max_push_refs == 20
+
+
+def test_fetch_refs_must_be_full_ref_names_or_head(home, plan_for, tmp_path, usage_error):
+    home.profile("default", f'[git]\nupstream = "{tmp_path}"\nfetch_refs = ["main"]\n')
+    home.agent("agent")
+    usage_error(plan_for, "git.fetch_refs", "'main' is not a full ref name", "or are HEAD")

@@ -7,16 +7,17 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from bottle import egress_control
-from bottle.cli import supervise as cli
+from bottle.cli import manage, supervise as cli
 from bottle.errors import UsageError
 from bottle.sidecar import deny_rules, proposals
-from bottle.sidecar.proposals import ProposalError, Queue
+from bottle.sidecar.proposals import ProposalError, Queue, TooManyPending
 from bottle.supervise_ops import answer, list_proposals, prepare_queue
 from tests.unit.test_sidecar_init import absolute_imports
 
@@ -70,6 +71,25 @@ def test_answers_are_refused_for_unknown_or_answered_proposals(queue):
     with pytest.raises(ProposalError, match="unknown proposal kind"):
         queue.propose("b", "a", "root", "everything", "")
     assert queue.get(proposal_id).status == "rejected"
+
+
+def test_a_bottle_may_have_only_so_many_proposals_waiting(queue):
+    first = queue.propose("b", "a", "capability", "gcc", "build", max_pending=2)
+    queue.propose("b", "a", "capability", "jq", "parse", max_pending=2)
+
+    with pytest.raises(TooManyPending, match="bottle b has 2 proposals waiting"):
+        queue.propose("b", "a", "capability", "make", "build", max_pending=2)
+    queue.propose("other", "a", "capability", "make", "build", max_pending=2)  # another bottle's count
+    queue.answer(first, "rejected")
+    queue.propose("b", "a", "capability", "make", "build", max_pending=2)  # a place came free
+    assert [p.what for p in queue.pending() if p.bottle == "b"] == ["jq", "make"]
+
+
+def test_what_a_proposal_says_is_cut(queue):
+    proposal = queue.get(queue.propose("b", "a", "blocked", "w" * 10_000, "r" * 9000))
+
+    assert proposal.what == "w" * 8192 + f"…[cut {10_000 - 8192} bytes]"
+    assert proposal.reason == "r" * 8192 + f"…[cut {9000 - 8192} bytes]"
 
 
 def test_waiting_returns_the_answer_written_by_another_connection(queue, tmp_path):
@@ -183,7 +203,16 @@ def test_an_egress_request_that_expires_while_approved_says_the_host_stays_allow
                 "already answered: expired", "pypi.org stays allowed", "bottle egress deny slug-1 pypi.org")
 
 
-def test_the_cli_lists_and_answers(home):
+@pytest.fixture
+def existing(monkeypatch):
+    """The bottles the backends list, as `bottle proposals` asks them (the real listing: test_cli_errors)."""
+    slugs: list[str] = []
+    monkeypatch.setattr(manage, "all_bottles", lambda: [(None, SimpleNamespace(slug=slug)) for slug in slugs])
+    return slugs
+
+
+def test_the_cli_lists_and_answers(home, existing):
+    existing.append("slug-1")
     queue = Queue(prepare_queue(home.state_root) / "queue.sqlite")
     proposal_id = queue.propose("slug-1", "coder", "capability", "jq", "parse JSON")
     app = typer.Typer()
@@ -211,3 +240,19 @@ def test_the_cli_lists_and_answers(home):
 
     result = runner.invoke(app, ["proposals"])
     assert result.output.strip() == "no pending proposals"
+
+
+def test_the_cli_leaves_out_the_proposals_of_bottles_that_are_gone(home, existing):
+    """A sidecar that died never expired its proposals: nobody would read an answer."""
+    existing.append("alive-1")
+    queue = Queue(prepare_queue(home.state_root) / "queue.sqlite")
+    queue.propose("alive-1", "coder", "capability", "jq", "parse JSON")
+    queue.propose("crashed-2", "coder", "egress", "pypi.org", "pip")
+    app = typer.Typer()
+    app.command()(cli.proposals)
+
+    result = CliRunner().invoke(app, ["--json"])
+
+    assert result.exit_code == 0, result.output
+    assert [p["bottle"] for p in json.loads(result.stdout)] == ["alive-1"]
+    assert "1 pending proposal(s) of bottles no backend lists are not shown" in result.stderr

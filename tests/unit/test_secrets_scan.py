@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from bottle.sidecar import secrets_scan
-from bottle.sidecar.secrets_scan import Hit, Scanner
+from bottle.sidecar.policy import DETECTORS
+from bottle.sidecar.secrets_scan import Hit, Markers, Scanner
 
 
 def b64url(data: dict) -> str:
@@ -83,10 +84,10 @@ def test_the_credential_placeholders_are_not_secrets():
     body = f'{{"env": "ANTHROPIC_API_KEY={placeholder}"}}'.encode()
 
     assert Scanner().scan(body).detector == "Anthropic API Key"
-    assert Scanner(placeholders=[placeholder]).scan(body) is None
+    assert Scanner(exempt_values=[placeholder]).scan(body) is None
     # the placeholder does not hide a real key next to it
     real = TOKENS["Anthropic API Key"]
-    assert Scanner(placeholders=[placeholder]).scan(body + real.encode()).detector == "Anthropic API Key"
+    assert Scanner(exempt_values=[placeholder]).scan(body + real.encode()).detector == "Anthropic API Key"
 
 
 def test_the_profiles_own_patterns_are_named_by_their_index():
@@ -119,3 +120,126 @@ def test_a_long_one_line_body_is_scanned_in_linear_time():
     started = time.perf_counter()
     assert Scanner().scan(body) is None
     assert time.perf_counter() - started < 5  # linear: well under a second; quadratic: hours
+
+
+def test_the_policy_lists_the_detectors_the_scanner_has():
+    # the host checks a profile's secret_exempt.detectors against policy.DETECTORS
+    assert set(DETECTORS) == {detector.name for detector in secrets_scan.BUILTIN}
+
+
+def test_markers_are_numbered_per_detector_and_stable_per_secret():
+    markers = Markers()
+
+    assert markers("GitHub Token", b"first") == b"[bottle:redacted:github-token:1]"
+    assert markers("GitHub Token", b"second") == b"[bottle:redacted:github-token:2]"
+    assert markers("AWS Access Key", b"third") == b"[bottle:redacted:aws-access-key:1]"
+    assert markers("GitHub Token", b"first") == b"[bottle:redacted:github-token:1]"
+
+
+def test_redact_replaces_every_secret_and_the_same_secret_by_the_same_marker():
+    github, aws, other = TOKENS["GitHub Token"], TOKENS["AWS Access Key"], "ghp_" + "Z9y8" * 9
+    body = f"{github} then {aws}, {github} again, then {other}".encode()
+    markers = Markers()
+
+    redacted, hits = Scanner().redact(body, "body", markers)
+
+    assert redacted == (b"[bottle:redacted:github-token:1] then [bottle:redacted:aws-access-key:1], "
+                        b"[bottle:redacted:github-token:1] again, then [bottle:redacted:github-token:2]")
+    assert [(hit.detector, hit.offset) for hit in hits] == [
+        ("GitHub Token", 0), ("AWS Access Key", body.index(aws.encode())),
+        ("GitHub Token", body.index(github.encode(), 1)), ("GitHub Token", body.index(other.encode())),
+    ]
+    # a later request that carries them again (the whole conversation, resent) reads the same
+    assert Scanner().redact(f"{other} {github}".encode(), "body", markers)[0] == (
+        b"[bottle:redacted:github-token:2] [bottle:redacted:github-token:1]")
+
+
+def test_redact_leaves_data_without_secrets_as_it_is():
+    body = b'{"content": "nothing to see"}'
+    assert Scanner().redact(body, "body", Markers()) == (body, [])
+
+
+def test_secrets_that_overlap_are_replaced_as_one():
+    token = TOKENS["GitHub Token"]  # ghp_A1b2A1b2...
+    scanner = Scanner([("secret_patterns[0]", re.compile(rb"A1b2 tail")), ("secret_patterns[1]", re.compile(rb"b2A1b2"))])
+
+    redacted, hits = scanner.redact(f"x {token} tail y".encode(), "body", Markers())
+
+    assert redacted == b"x [bottle:redacted:github-token:1] y"
+    assert [hit.detector for hit in hits] == ["GitHub Token"]
+
+
+def test_in_a_keyword_pattern_only_the_secret_is_replaced():
+    key = "Q" * 20 + "q/+" * 6 + "QQ"  # 40 characters, shaped like an AWS secret access key
+    body = json.dumps({"aws_secret_key": key}).encode()
+
+    redacted, [hit] = Scanner().redact(body, "body", Markers())
+
+    assert json.loads(redacted) == {"aws_secret_key": "[bottle:redacted:aws-access-key:1]"}
+    assert hit.offset == body.index(key.encode())
+
+
+@pytest.mark.parametrize(
+    "text, pattern",
+    [  # each secret ends or begins inside an escape: replaced as found, the string would break
+        # Square's alphabet has the backslash: the span ends between the two JSON writes for one
+        ("sq0" + "csp-" + "c" * 42 + "\\", None),
+        ("\n-corp-12345", rb"n-corp-[0-9]+"),  # the span begins at the n of a JSON \n
+        ("\u00C0" + "123456", rb"C0[0-9]{6}"),  # the span begins among the digits of a JSON \u00C0
+    ],
+    ids=["ends-inside-an-escape", "begins-at-an-escaped-letter", "begins-inside-a-unicode-escape"],
+)
+def test_a_redacted_json_body_stays_json(text, pattern):
+    body = json.dumps({"content": text}).replace("\\u00c0", "\\u00C0").encode()
+    scanner = Scanner([("secret_patterns[0]", re.compile(pattern))] if pattern else [])
+
+    redacted, hits = scanner.redact(body, "body", Markers())
+
+    assert hits
+    content = json.loads(redacted)["content"]
+    assert "[bottle:redacted:" in content and text not in content
+
+
+def test_redact_request_covers_url_headers_and_body():
+    token, aws = TOKENS["GitHub Token"].encode(), TOKENS["AWS Access Key"].encode()
+    headers = [(b"Host", b"api.example.com"), (b"X-Debug", b"Bearer " + token)]
+    url = b"https://api.example.com/search?q=" + aws
+
+    redacted = Scanner().redact_request(url, headers, b'{"t": "' + token + b'"}', Markers())
+
+    assert redacted.url == b"https://api.example.com/search?q=[bottle:redacted:aws-access-key:1]"
+    assert redacted.headers == [(b"Host", b"api.example.com"), (b"X-Debug", b"Bearer [bottle:redacted:github-token:1]")]
+    assert redacted.body == b'{"t": "[bottle:redacted:github-token:1]"}'
+    assert [(hit.detector, hit.location) for hit in redacted.hits] == [
+        ("AWS Access Key", "url"), ("GitHub Token", "header x-debug"), ("GitHub Token", "body")]
+
+
+def test_the_vendors_example_keys_are_not_secrets():
+    access_key, secret_key = secrets_scan.EXAMPLE_KEYS[:2]
+    fixture = f'[default]\naws_access_key_id = {access_key}\naws_secret_access_key = "{secret_key}"\n'
+    assert Scanner().scan(fixture.encode()) is None
+    # the same shapes, one letter off, are found: the key, and the secret by its keyword
+    assert Scanner().scan(fixture.replace(access_key, access_key[:-1] + "Q").encode()).detector == "AWS Access Key"
+    assert Scanner().scan(fixture.replace(secret_key, secret_key[:-1] + "Q").encode()).detector == "AWS Access Key"
+
+
+def test_the_azurite_connection_string_is_not_a_secret():
+    connection = f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;{secrets_scan.EXAMPLE_KEYS[-1]};"
+    assert Scanner().scan(connection.encode()) is None
+    assert Scanner().scan(connection.replace("Eby8", "Fby8").encode()) is not None
+
+
+def test_detectors_may_be_exempted_by_name_or_marker_spelling():
+    body = f"{TOKENS['GitHub Token']} {TOKENS['AWS Access Key']}".encode()
+
+    for name in ("GitHub Token", "github-token"):
+        assert Scanner(exempt_detectors=[name]).scan(body).detector == "AWS Access Key"
+    assert Scanner(exempt_detectors=["GitHub Token", "AWS Access Key"]).scan(body) is None
+
+
+def test_a_value_exempted_is_no_secret_but_others_of_its_shape_are():
+    fixture, real = TOKENS["GitHub Token"], "ghp_" + "Z9y8" * 9
+    scanner = Scanner(exempt_values=[fixture])
+
+    assert scanner.scan(f"fixture: {fixture}".encode()) is None
+    assert scanner.scan(f"fixture: {fixture}, real: {real}".encode()).offset == len(f"fixture: {fixture}, real: ")

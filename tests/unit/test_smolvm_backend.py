@@ -68,7 +68,7 @@ def make_plan(tmp_path: Path, **overrides) -> Plan:
         resources=Resources(cpus=1.5, memory="768m", pids=300),
         files=(),
         egress=EgressPlan(allow=(), secret_patterns=(), credentials=(), trust=()),
-        sidecar=SidecarPlan(image="bottle/sidecar:latest", ca_cert=tmp_path / "ca.pem"),
+        sidecar=SidecarPlan(image="bottle/sidecar:latest", ca_cert=tmp_path / "ca.pem", audit_max_mb=64),
         claude_argv=("claude", "-p", "hi"),
         env=ENV,
         headless=True,
@@ -518,9 +518,11 @@ def test_availability_is_the_probe_then_docker(world, monkeypatch):
     assert asked == [(world.tmp / "cache", "/x/smol-vmm")]
 
 
-def test_availability_says_why_not(world, monkeypatch):
-    monkeypatch.setattr(probe, "probe", lambda cache, *, binary: probe.ProbeResult(False, "no /dev/kvm: ...", "host"))
-    assert world.backend.availability() == Availability(False, "no /dev/kvm: ...")
+@pytest.mark.parametrize("host_limit", [True, False])
+def test_availability_says_why_not_and_whose_fault(world, monkeypatch, host_limit):
+    result = probe.ProbeResult(False, "no /dev/kvm: ...", "host", host_limit=host_limit)
+    monkeypatch.setattr(probe, "probe", lambda cache, *, binary: result)
+    assert world.backend.availability() == Availability(False, "no /dev/kvm: ...", host_limit=host_limit)
 
 
 def test_availability_needs_docker_for_the_sidecar(tmp_path, monkeypatch):
@@ -532,6 +534,7 @@ def test_availability_needs_docker_for_the_sidecar(tmp_path, monkeypatch):
     monkeypatch.setattr(bottle.engine, "docker_client", no_engine)
     result = SmolvmBackend(smolvm=FakeSmolvm(), cache=tmp_path).availability()
     assert not result.ok and result.reason == "a microVM boots, but the sidecar needs Docker: No Docker engine answers."
+    assert not result.host_limit, "a missing engine is a broken setup, not a limit of the host"
 
 
 def test_cache_dir_follows_xdg(monkeypatch, tmp_path):

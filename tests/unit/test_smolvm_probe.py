@@ -136,41 +136,47 @@ def test_uid_drop_follows_smolvm_rule():
 # -- the boot's error texts ---------------------------------------------------------------
 
 
+# Each of these is a fact of the host (host_limit): where the tests may skip.
+
+
 def test_uid_drop_permission_as_root():
-    reason = probe.classify_boot_failure("SMOLVM_ERROR", UID_DROP_EACCES, uid_drop=True)
-    assert reason.startswith("permission denied on /dev/kvm for the VM process")
+    reason, host_limit = probe.classify_boot_failure("SMOLVM_ERROR", UID_DROP_EACCES, uid_drop=True)
+    assert reason.startswith("permission denied on /dev/kvm for the VM process") and host_limit
     assert "SMOLVM_VM_UID_DROP=off" in reason and "KvmOpen(Error(13))" in reason
 
 
 def test_uid_drop_permission_from_the_startup_log_needs_no_hint():
-    assert "for the VM process" in probe.classify_boot_failure(None, UID_DROP_LOG)
+    reason, host_limit = probe.classify_boot_failure(None, UID_DROP_LOG)
+    assert "for the VM process" in reason and host_limit
 
 
 def test_user_permission():
-    reason = probe.classify_boot_failure("SMOLVM_ERROR", USER_EACCES, uid_drop=False)
-    assert reason.startswith("permission denied on /dev/kvm: add this user to the group")
+    reason, host_limit = probe.classify_boot_failure("SMOLVM_ERROR", USER_EACCES, uid_drop=False)
+    assert reason.startswith("permission denied on /dev/kvm: add this user to the group") and host_limit
 
 
 @pytest.mark.parametrize("code, message", [("SMOLVM_ERROR", NO_KVM_CLI), NO_KVM_SDK])
 def test_missing_kvm(code, message):
-    assert probe.classify_boot_failure(code, message).startswith("no usable /dev/kvm: ")
+    reason, host_limit = probe.classify_boot_failure(code, message)
+    assert reason.startswith("no usable /dev/kvm: ") and host_limit
 
 
 def test_no_boot_progress_is_the_kvm_without_hardware_virtualization():
-    reason = probe.classify_boot_failure("SMOLVM_ERROR", NO_PROGRESS)
-    assert reason.startswith("the microVM started but the guest made no boot progress")
+    reason, host_limit = probe.classify_boot_failure("SMOLVM_ERROR", NO_PROGRESS)
+    assert reason.startswith("the microVM started but the guest made no boot progress") and host_limit
     assert "without hardware virtualization extensions" in reason and "no boot progress for 30 seconds" in reason
 
 
 def test_hypervisor_unavailable():
-    assert probe.classify_boot_failure("HYPERVISOR_UNAVAILABLE", "Hypervisor.framework refused").startswith(
-        "no hypervisor available"
-    )
+    reason, host_limit = probe.classify_boot_failure("HYPERVISOR_UNAVAILABLE", "Hypervisor.framework refused")
+    assert reason.startswith("no hypervisor available") and host_limit
 
 
-def test_any_other_boot_failure_is_reported_with_its_message():
-    reason = probe.classify_boot_failure("STORAGE_ERROR", "disk full\n  while formatting overlay")
+def test_any_other_boot_failure_is_reported_with_its_message_and_is_not_the_hosts():
+    """An error smolvm does not explain by the host may be bottle's call or smolvm's bug: a test must fail on it."""
+    reason, host_limit = probe.classify_boot_failure("STORAGE_ERROR", "disk full\n  while formatting overlay")
     assert reason == "a tiny microVM boot failed: [STORAGE_ERROR] disk full while formatting overlay"
+    assert host_limit is False
 
 
 def test_parse_cli_error_finds_the_json_line_after_the_noise():
@@ -229,7 +235,15 @@ def test_tiny_boot_failure_is_classified():
     stderr = f"{NOTE}\n" + json.dumps({"error": {"code": "SMOLVM_ERROR", "message": NO_PROGRESS}})
     run, _ = popen(returncode=1, output=stderr.encode())
     result = probe.tiny_boot("/x/smol-vmm", run=run)
-    assert not result.ok and "no boot progress" in result.reason
+    assert not result.ok and "no boot progress" in result.reason and result.host_limit
+
+
+def test_tiny_boot_with_an_unexplained_error_is_not_the_hosts():
+    stderr = json.dumps({"error": {"code": "SMOLVM_ERROR", "message": "unknown flag --error-format"}})
+    run, _ = popen(returncode=2, output=stderr.encode())
+    result = probe.tiny_boot("/x/smol-vmm", run=run)
+    assert (result.ok, result.host_limit) == (False, False)
+    assert result.reason == "a tiny microVM boot failed: unknown flag --error-format"
 
 
 def test_tiny_boot_that_hangs_is_killed_with_its_group(monkeypatch):
@@ -238,7 +252,7 @@ def test_tiny_boot_that_hangs_is_killed_with_its_group(monkeypatch):
     run, _ = popen(hang=True, output=b"Starting ephemeral machine (vm-55fd3453)...\n")
     result = probe.tiny_boot("/x/smol-vmm", run=run, timeout=3)
     assert killed == [(4242, probe.signal.SIGKILL)]
-    assert not result.ok
+    assert not result.ok and not result.host_limit  # a boot that hangs is not explained by the host
     assert result.reason.startswith("a tiny microVM boot did not finish within 3 s and was killed")
     assert "Starting ephemeral machine" in result.reason
 
@@ -260,7 +274,8 @@ class Recorder:
         return self._sdk
 
 
-def run_probe(tmp_path, recorder, host=None, environ=None):
+def run_probe(tmp_path, recorder, host=None, environ=None, now=1_000_000.0):
+    """One probe with its cache in *tmp_path*, at time *now* (seconds since the epoch)."""
     return probe.probe(
         tmp_path / "cache",
         binary=lambda: "/x/smol-vmm",
@@ -268,6 +283,7 @@ def run_probe(tmp_path, recorder, host=None, environ=None):
         environ=environ or {},
         sdk=recorder.sdk,
         boot=recorder.boot,
+        clock=lambda: now,
     )
 
 
@@ -282,12 +298,40 @@ def test_the_answer_is_cached_and_not_probed_again(tmp_path):
     assert json.loads(cached.read_text())["key"]["smolmachines"] == probe.smolmachines_version()
 
 
-def test_a_failure_is_cached_with_its_reason(tmp_path):
-    recorder = Recorder(boot=ProbeResult(False, "a tiny microVM boot failed: x", "boot"))
+@pytest.mark.parametrize("host_limit", [True, False])
+def test_a_failure_is_cached_with_its_reason_and_whose_it_is(tmp_path, host_limit):
+    recorder = Recorder(boot=ProbeResult(False, "a tiny microVM boot failed: x", "boot", host_limit=host_limit))
     run_probe(tmp_path, recorder)
     again = run_probe(tmp_path, recorder)
-    assert (again.ok, again.reason) == (False, "a tiny microVM boot failed: x")
+    assert (again.ok, again.reason, again.stage, again.host_limit) == (
+        False, "a tiny microVM boot failed: x", "cache", host_limit)
     assert len(recorder.boots) == 1
+
+
+def test_a_cached_answer_expires(tmp_path):
+    """A user added to the kvm group changes nothing in the key: only the TTL brings the new answer."""
+    recorder = Recorder()
+    run_probe(tmp_path, recorder, now=1_000_000.0)
+    assert run_probe(tmp_path, recorder, now=1_000_000.0 + probe.CACHE_TTL - 1).stage == "cache"
+    assert run_probe(tmp_path, recorder, now=1_000_000.0 + probe.CACHE_TTL).stage == "boot"
+    assert len(recorder.boots) == 2
+
+
+def test_an_answer_dated_in_the_future_is_not_trusted(tmp_path):
+    recorder = Recorder()
+    run_probe(tmp_path, recorder, now=2_000_000.0)
+    assert run_probe(tmp_path, recorder, now=1_000_000.0).stage == "boot"
+
+
+def test_an_answer_cached_before_host_limit_existed_is_probed_again(tmp_path):
+    """Such an answer cannot say whether a test may skip on it."""
+    recorder = Recorder()
+    run_probe(tmp_path, recorder)
+    (cached,) = (tmp_path / "cache").glob("probe-*.json")
+    data = json.loads(cached.read_text())
+    del data["host_limit"]
+    cached.write_text(json.dumps(data))
+    assert run_probe(tmp_path, recorder).stage == "boot" and len(recorder.boots) == 2
 
 
 def test_what_changes_the_answer_changes_the_key(tmp_path):
@@ -315,15 +359,29 @@ def test_an_unwritable_cache_still_answers(tmp_path):
 def test_a_host_that_cannot_boot_is_never_booted(tmp_path):
     recorder = Recorder()
     result = run_probe(tmp_path, recorder, host=facts(cpu_flags=PVM_FLAGS, kvm_modules=frozenset({"kvm_pvm"})))
-    assert (result.ok, result.stage) == (False, "host")
+    assert (result.ok, result.stage, result.host_limit) == (False, "host", True)
     assert recorder.boots == [] and recorder.sdks == 0
 
 
-def test_the_sdk_check_stops_before_the_boot(tmp_path):
-    recorder = Recorder(sdk="the local engine needs glibc >= 2.34; this host has 2.31 [UNSUPPORTED_PLATFORM]")
+@pytest.mark.parametrize("host_limit", [True, False], ids=["old-glibc", "engine-missing"])
+def test_the_sdk_check_stops_before_the_boot(tmp_path, host_limit):
+    objection = probe.BootFailure("the local engine needs glibc >= 2.34 [UNSUPPORTED_PLATFORM]", host_limit)
+    recorder = Recorder(sdk=objection)
     result = run_probe(tmp_path, recorder)
-    assert (result.ok, result.stage) == (False, "sdk") and "glibc" in result.reason
+    assert (result.ok, result.stage, result.reason, result.host_limit) == (False, "sdk", objection.reason, host_limit)
     assert recorder.boots == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "host_limit"),
+    [((False, "UNSUPPORTED_PLATFORM", "needs glibc"), True), ((False, "KVM_UNAVAILABLE", "no kvm"), True),
+     ((False, "HYPERVISOR_UNAVAILABLE", "no hv"), True), ((False, "RUNTIME_NOT_INSTALLED", "no engine"), False)],
+)
+def test_sdk_check_says_whose_objection_it_is(monkeypatch, answer, host_limit):
+    import smol
+
+    monkeypatch.setattr(smol, "local_availability", lambda: answer)
+    assert probe.sdk_check() == (f"{answer[2]} [{answer[1]}]", host_limit)
 
 
 def test_cache_key_names_version_and_kernel():

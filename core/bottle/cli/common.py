@@ -23,4 +23,6 @@ def print_json(data: Any) -> None:
             return asdict(value)
         return str(value)
 
-    print(json.dumps(data, indent=2, default=default))
+    # ASCII only: values stay exact, and what an agent wrote (escape sequences,
+    # bidi overrides) reaches the terminal as \u escapes, never raw.
+    print(json.dumps(data, indent=2, default=default, ensure_ascii=True))

@@ -37,6 +37,7 @@ def audit(
     """Show a bottle's audit log (kept after the bottle stops)."""
     from bottle import paths
     from bottle.cli.common import print_json
+    from bottle.display import terminal_safe
     from bottle.errors import UsageError
     from bottle.sidecar.audit import read_events
     from bottle.sidecar_runtime import audit_path
@@ -53,4 +54,5 @@ def audit(
     for event in events:
         when = datetime.fromtimestamp(event["ts"]).isoformat(sep=" ", timespec="milliseconds")
         where = f"{event.get('method') or ''} {event.get('host') or ''}{':' + str(event['port']) if event.get('port') else ''}{event.get('path') or ''}"
-        print(f"{when} {event['source']:9} {event['decision']:8} {where.strip()}  {event.get('reason') or ''}")
+        line = f"{when} {event['source']:9} {event['decision']:8} {where.strip()}  {event.get('reason') or ''}"
+        print(terminal_safe(line))  # hosts, paths and reasons hold what the agent sent

@@ -31,9 +31,13 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")
 
 
 def doctor(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
-    """Check this machine: each backend (available or why not), images, config files found."""
+    """Check this machine: each backend (available or why not), images, config files found.
+
+    Exits 1 when no backend can run here, after the whole report.
+    """
     from bottle import paths
     from bottle.cli.common import print_json, settings_and_plugins
+    from bottle.errors import EnvironmentProblem
     from bottle.images.build import image_status
 
     settings, loaded = settings_and_plugins()
@@ -60,9 +64,27 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
         "state root": paths.state_root(),
     }.items():
         report["config"][label] = {"path": str(path), "exists": path.exists()}
+    report["limits"] = _limits(settings.image, loaded.backends(), report["backends"])
     if as_json:
         print_json(report)
-        return
+    else:
+        _print_report(report)
+    if not any(result["available"] for result in report["backends"].values()):
+        names = ", ".join(report["backends"]) or "none is installed"
+        raise EnvironmentProblem(f"No backend can run here ({names}); the report says why.")
+
+
+def _limits(image: str, backends: dict, availability: dict) -> dict:
+    """Bottle's default limits on this machine, and how each backend that runs here bounds disk."""
+    from bottle.limits import Host, built_in
+
+    defaults = built_in(Host.this_one())
+    disk = {name: backend.disk_bound(image, defaults.disk) for name, backend in sorted(backends.items())
+            if availability[name]["available"]}
+    return {"defaults": defaults.model_dump(), "disk": {name: how for name, how in disk.items() if how}}
+
+
+def _print_report(report: dict) -> None:
     for name, result in report["backends"].items():
         mark = "ok " if result["available"] else "NO "
         print(f"backend {name:10} {mark} {result['reason']}")
@@ -72,3 +94,7 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
         print(f"config  {label:12} {'found  ' if result['exists'] else 'absent '} {result['path']}")
     for name, error in report["plugin_failures"].items():
         print(f"plugin  {name:12} FAILED: {error}")
+    defaults = " ".join(f"{name}={value}" for name, value in report["limits"]["defaults"].items())
+    print(f'limits  {"defaults":12} {defaults} (a profile sets each, or lifts it with "unlimited")')
+    for name, how in report["limits"]["disk"].items():
+        print(f"limits  {name:12} disk: {how}")

@@ -2,23 +2,45 @@
 
 import os
 import socket
+import sys
 from typing import List
 
 import typer
 
 
-def _all_bottles():
+def all_bottles():
+    """Every bottle of every backend that answers, as (backend, info).
+
+    "No bottles" must mean there are none, not that bottle could not look: with
+    no backend answering this fails, naming each one and why; with some
+    answering, it warns on stderr about the others, whose bottles it cannot see.
+    """
     from bottle.cli.common import settings_and_plugins
+    from bottle.errors import EnvironmentProblem
 
     _, loaded = settings_and_plugins()
-    backends = [b for b in loaded.backends().values() if b.availability().ok]
-    return [(backend, info) for backend in backends for info in backend.list()]
+    available, unavailable = [], {}
+    for name, backend in sorted(loaded.backends().items()):
+        availability = backend.availability()
+        if availability.ok:
+            available.append(backend)
+        else:
+            unavailable[name] = availability.reason
+    if not available:
+        reasons = "".join(f"\n  {name}: {reason}" for name, reason in unavailable.items())
+        raise EnvironmentProblem(
+            f"No backend answers, so bottle cannot see any bottle:{reasons or ' none is installed (see `bottle plugins`).'}"
+        )
+    for name in unavailable:
+        print(f"bottle: backend {name!r} cannot run here, so its bottles are not seen (`bottle doctor` says why).",
+              file=sys.stderr)
+    return [(backend, info) for backend in available for info in backend.list()]
 
 
 def _find(slug: str):
     from bottle.errors import UsageError
 
-    for backend, info in _all_bottles():
+    for backend, info in all_bottles():
         if info.slug == slug:
             return backend, info
     raise UsageError(f"No bottle {slug!r}: `bottle ls` lists the running ones.")
@@ -28,7 +50,7 @@ def ls(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> 
     """List bottles on this machine (any backend), including leftovers of crashed runs."""
     from bottle.cli.common import print_json
 
-    infos = [info for _, info in _all_bottles()]
+    infos = [info for _, info in all_bottles()]
     if as_json:
         print_json(infos)
         return
@@ -67,7 +89,7 @@ def gc(
     from bottle.cli.common import print_json
 
     removed = []
-    for backend, info in _all_bottles():
+    for backend, info in all_bottles():
         if everything or _launcher_gone(info):
             backend.remove(info.slug)
             removed.append(info.slug)

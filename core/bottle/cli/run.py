@@ -1,5 +1,6 @@
 """``bottle run``: plan, then launch (or print the plan with --dry-run)."""
 
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -37,6 +38,8 @@ def run(
 
             print_plan(plan)
         return
+    for note in plan.notes:
+        print(f"bottle: {note}", file=sys.stderr)
     try:
         code = launch(plan, plugins)
     except KeyboardInterrupt:

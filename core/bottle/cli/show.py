@@ -15,9 +15,15 @@ def print_plan(plan: Plan) -> None:
     table.add_column(overflow="fold")
     table.add_row("agent", f"{plan.agent} ({plan.agent_file})")
     table.add_row("profile", f"{plan.profile} ({', '.join(map(str, plan.profile_files)) or 'built-in default'})")
+    for note in plan.notes:
+        table.add_row("note", note)
+    table.add_row("egress allow", ", ".join(plan.egress.allow) or "nothing")
+    for c in plan.egress.credentials:
+        value = f"{c.scheme} ${c.env}" if c.scheme else f"${c.env}"
+        table.add_row("credential", f"{c.host}: {c.header}: {value} (the agent's {c.env} is a placeholder)")
     table.add_row("backend / image", f"{plan.backend} / {plan.image}")
-    limits = plan.resources
-    table.add_row("limits", f"cpus={limits.cpus or '-'} memory={limits.memory or '-'} pids={limits.pids or '-'}")
+    limits = plan.resources.model_dump()
+    table.add_row("limits", " ".join(f"{name}={value or 'unlimited'}" for name, value in limits.items()))
     table.add_row("state dir", str(plan.state_dir))
     table.add_row("guest", f"user {plan.guest.user} (uid {plan.guest.uid}), workdir {plan.guest.workdir}")
     for f in plan.files:

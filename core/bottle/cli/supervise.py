@@ -7,11 +7,24 @@ import typer
 
 def proposals(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """List the pending proposals of every running bottle: hosts, tools and help the agents ask for."""
+    import sys
+
     from bottle import paths
     from bottle.cli.common import print_json
+    from bottle.cli.manage import all_bottles
+    from bottle.display import terminal_safe
     from bottle.supervise_ops import age, list_proposals
 
-    pending = list_proposals(paths.state_root())
+    # The queue is a file on the host, readable without an engine; but a
+    # proposal waits for an answer only while its bottle exists (a sidecar that
+    # died never expired its own), so the backends are asked which bottles do,
+    # and this fails like `bottle ls` when none answers.
+    existing = {info.slug for _, info in all_bottles()}
+    queued = list_proposals(paths.state_root())
+    pending = [proposal for proposal in queued if proposal["bottle"] in existing]
+    if len(pending) < len(queued):
+        print(f"bottle: {len(queued) - len(pending)} pending proposal(s) of bottles no backend lists are not shown: "
+              "nobody waits for the answers of a bottle that is gone.", file=sys.stderr)
     if as_json:
         print_json(pending)
         return
@@ -19,10 +32,10 @@ def proposals(as_json: bool = typer.Option(False, "--json", help="Print as JSON.
         print("no pending proposals")
         return
     print(f"{'ID':>5} {'AGE':>5} {'BOTTLE':28} {'AGENT':16} {'KIND':10} WHAT  (REASON)")
-    for proposal in pending:
+    for proposal in pending:  # one line each, whatever the agent wrote
         reason = f"  ({proposal['reason']})" if proposal["reason"] else ""
-        print(f"{proposal['id']:>5} {age(proposal['created']):>5} {proposal['bottle']:28} {proposal['agent']:16} "
-              f"{proposal['kind']:10} {proposal['what']}{reason}")
+        print(terminal_safe(f"{proposal['id']:>5} {age(proposal['created']):>5} {proposal['bottle']:28} "
+                            f"{proposal['agent']:16} {proposal['kind']:10} {proposal['what']}{reason}"))
 
 
 def answer(
@@ -34,6 +47,7 @@ def answer(
 ) -> None:
     """Answer a proposal; the agent's waiting tool call returns the answer at once."""
     from bottle import paths
+    from bottle.display import terminal_safe
     from bottle.errors import UsageError
     from bottle.supervise_ops import answer as answer_proposal
 
@@ -44,7 +58,7 @@ def answer(
     decision = "reject" if reject else "approve" if host is None else "modify"
     answered = answer_proposal(paths.state_root(), proposal_id, decision, note, host)
     granted = f": {answered['bottle']} may now reach {answered['answer_value']}" if answered["answer_value"] else ""
-    print(f"proposal {proposal_id} {answered['status']}{granted}")
+    print(terminal_safe(f"proposal {proposal_id} {answered['status']}{granted}"))
 
 
 def supervise() -> None:

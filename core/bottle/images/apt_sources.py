@@ -37,18 +37,30 @@ class Source:
 
 def debian_mirrors(suite: str, root: Path = Path("/")) -> list[str]:
     """One-line ``deb`` entries of the Debian archive for ``suite`` and its
-    ``suite-*`` companions (updates, security), in the order apt lists them."""
+    ``suite-*`` companions (updates, security), in the order apt lists them.
+
+    A host lists its own release only, yet a Debian mirror serves every
+    release: when no entry names ``suite``, the host's entries for its release
+    are used with the suite's name put in (``bookworm-security`` becomes
+    ``trixie-security``), so a bookworm host bootstraps trixie from its mirrors.
+    """
+    archive = [source for source in read_sources(root) if _is_debian_archive(source)]
+    listed = [source for source in archive if _release(source.suite) == suite]
+    if not listed:
+        listed = [Source(source.uri, suite + source.suite[len(_release(source.suite)):], source.components)
+                  for source in archive]
     lines: list[str] = []
-    for source in read_sources(root):
-        if source.suite != suite and not source.suite.startswith(suite + "-"):
-            continue
+    for source in listed:
         components = tuple(c for c in source.components if c in DEBIAN_COMPONENTS)
-        if not components or not _is_debian_archive(source):
-            continue
         line = Source(source.uri, source.suite, components).line()
-        if line not in lines:
+        if components and line not in lines:
             lines.append(line)
     return lines
+
+
+def _release(suite: str) -> str:
+    """The release a suite belongs to: ``bookworm`` for ``bookworm-updates``."""
+    return suite.partition("-")[0]
 
 
 def read_sources(root: Path = Path("/")) -> list[Source]:

@@ -6,18 +6,90 @@ config dir only (``bottles/NAME.toml``), never from the repository under work.
 tables merge key by key, and a cycle is an error naming every file in it.
 """
 
+import os
 import re
 import tomllib
 from pathlib import Path
 
-from typing import Literal
+from typing import Annotated, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo, field_validator, model_validator
 
 from bottle.errors import UsageError
 from bottle.manifests.common import NAME_PATTERN, EnvMap, check_name, read_text, validate
 
-MEMORY_PATTERN = r"^[0-9]+[bkmgBKMG]?$"
+SIZE_PATTERN = re.compile(r"^[0-9]+[bkmgBKMG]?$")
+
+#: How a profile lifts one of bottle's default limits (``bottle.limits``): ``pids = "unlimited"``.
+UNLIMITED = "unlimited"
+
+
+def _limit(expected: str, accept: Callable[[object], object | None]) -> PlainValidator:
+    """A limit field's check: what *accept* takes (it returns the value, converted, or None), or "unlimited"."""
+
+    def check(value: object) -> object:
+        if value == UNLIMITED:
+            return value
+        accepted = accept(value)
+        if accepted is None:
+            raise ValueError(f'expected {expected}, or "{UNLIMITED}" to lift bottle\'s default limit')
+        return accepted
+
+    return PlainValidator(check)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+Cpus = Annotated[float | Literal["unlimited"], _limit(
+    "a number of CPUs above 0 and at most 1024 (2, 0.5)",
+    lambda value: float(value) if _number(value) and 0 < value <= 1024 else None,
+)]
+Size = Annotated[str, _limit(
+    'a size above 0 such as "512m" or "4g" (b, k, m, g; no unit: bytes)',
+    lambda value: value if isinstance(value, str) and SIZE_PATTERN.match(value) and int(value.rstrip("bkmgBKMG"))
+    else None,
+)]
+Pids = Annotated[int | Literal["unlimited"], _limit(
+    "a number of processes above 0 (512)",
+    lambda value: value if _number(value) and isinstance(value, int) and value > 0 else None,
+)]
+
+#: What a secret found in a request does: "block" answers 403 (nothing leaves),
+#: "redact" replaces the secret by a marker and sends the request on.
+SecretMode = Literal["block", "redact"]
+
+
+class SecretExempt(BaseModel):
+    """``[egress] secret_exempt``: what the sidecar's secret scanner does not report."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    detectors: tuple[str, ...] = Field(
+        (), description='detectors turned off, by the name a block or the audit log gives ("JSON Web Token") '
+        'or as a marker spells it ("json-web-token")'
+    )
+    values: tuple[str, ...] = Field(
+        (), description="exact strings that look like secrets and are none (a test fixture's fake key): "
+        "nothing found inside one is reported. The vendors' documented example keys are exempt already"
+    )
+
+    @field_validator("detectors")
+    @classmethod
+    def _known(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        from bottle.sidecar.policy import parse_detector
+
+        for name in names:
+            parse_detector(name)  # its ValueError names the detectors there are
+        return names
+
+    @field_validator("values")
+    @classmethod
+    def _not_empty(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        if not all(values):
+            raise ValueError("an exempt value must not be empty")
+        return values
 
 
 class EgressConfig(BaseModel):
@@ -26,10 +98,27 @@ class EgressConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     allow: tuple[str, ...] = Field((), description='host rules: "host", "*.suffix", "host:port", "http://host", IP or CIDR')
-    secret_patterns: tuple[str, ...] = Field((), description="extra regexes; a request matching one is blocked")
+    secret_patterns: tuple[str, ...] = Field(
+        (), description="extra regexes; what one matches is a secret, handled as `on_secret` says"
+    )
     trust: tuple[Path, ...] = Field(
         (), description="PEM CA files the sidecar trusts upstream besides its system store (internal services)"
     )
+    on_secret: dict[str, SecretMode] = Field(
+        default_factory=dict,
+        description='what a secret found in a request does, by host rule (written as in `allow`): "block" answers '
+        '403; "redact" replaces each secret by a marker naming its detector, such as '
+        "[bottle:redacted:github-token:1] (the same for that secret as long as the bottle runs), and sends the "
+        "request on. The last rule that matches decides, a child profile's after its parents'. Where none "
+        "matches: block, except api.anthropic.com, which redacts (the Messages API is sent the whole "
+        "conversation again each time: one secret blocked would end the session). A [[credentials]] route's "
+        "own `on_secret` comes before all of these",
+    )
+    secret_exempt: SecretExempt = SecretExempt()
+
+    def secret_modes(self) -> dict[str, str]:
+        """``on_secret`` after the built-in entry, which any of the profile's overrides: the Anthropic API redacts."""
+        return _then({ANTHROPIC_API_HOST: "redact"}, self.on_secret)
 
     @field_validator("trust")
     @classmethod
@@ -43,9 +132,9 @@ class EgressConfig(BaseModel):
                 raise ValueError(f"{path} holds no PEM certificate")
         return tuple(path.expanduser() for path in files)
 
-    @field_validator("allow")
+    @field_validator("allow", "on_secret")
     @classmethod
-    def _rules(cls, rules: tuple[str, ...]) -> tuple[str, ...]:
+    def _rules(cls, rules: tuple[str, ...] | dict[str, str]) -> tuple[str, ...] | dict[str, str]:
         from bottle.sidecar.policy import RuleError, parse_rule
 
         for rule in rules:
@@ -66,6 +155,18 @@ class EgressConfig(BaseModel):
         return patterns
 
 
+def _then(modes: dict[str, str], entries: dict[str, str]) -> dict[str, str]:
+    """*modes* followed by *entries*; a rule given again moves to the end, since the last match decides."""
+    return {**{rule: mode for rule, mode in modes.items() if rule not in entries}, **entries}
+
+
+#: Credentials whose shape clients know: the placeholder keeps the prefix (and
+#: the length, 108, and the "AA" end) of Anthropic's API keys and of the Claude
+#: subscription tokens `claude setup-token` makes.
+PLACEHOLDER_PREFIXES = {"ANTHROPIC_API_KEY": "sk-ant-api03-", "CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-"}
+SHAPED_PLACEHOLDER_LENGTH = 108
+
+
 class CredentialRoute(BaseModel):
     """``[[credentials]]``: the sidecar injects a host secret into requests to one host.
 
@@ -80,6 +181,24 @@ class CredentialRoute(BaseModel):
     header: str = Field("authorization", pattern=r"^[A-Za-z0-9-]+$")
     scheme: str = Field("", pattern=r"^[A-Za-z]*$", description='e.g. "Bearer"; empty sends the bare value')
     env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="host environment variable holding the value")
+    on_secret: SecretMode | None = Field(
+        None, description='what a secret in a request to this host does, "block" or "redact"; '
+        "unset, [egress] on_secret decides"
+    )
+
+    @property
+    def placeholder(self) -> str:
+        """What the agent's ``env`` holds instead of the value: marked as bottle's, never secret.
+
+        Shaped like the real value where its shape is known, so that a client
+        which checks the format (prefix, length) accepts it; the sidecar's
+        secret scanner lets placeholders through.
+        """
+        marker = f"bottle-placeholder-{self.env.lower()}"
+        prefix = PLACEHOLDER_PREFIXES.get(self.env)
+        if prefix is None:
+            return marker
+        return f"{prefix}{marker.replace('_', '-')}-".ljust(SHAPED_PLACEHOLDER_LENGTH - 2, "x") + "AA"
 
 
 class GitIdentity(BaseModel):
@@ -111,19 +230,85 @@ class GitCredential(BaseModel):
         return self
 
 
+def upstream_transport(upstream: str) -> str:
+    """How the gate reaches *upstream*: "local" (a path), "ssh" (``user@host:path``) or the URL's scheme."""
+    if "://" in upstream:
+        return upstream.split("://", 1)[0].lower()
+    return "ssh" if re.match(r"^[\w.-]+@[\w.-]+:", upstream) else "local"
+
+
 class GitConfig(BaseModel):
     """``[git]``: the gate between the agent's commits and the real remote."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     upstream: str | None = Field(None, description="the real remote: ssh or https URL, or a local path")
-    push_refs: tuple[str, ...] = ("refs/heads/bottle/*",)
+    push_refs: tuple[str, ...] = Field(
+        ("refs/heads/bottle/{slug}", "refs/heads/bottle/{slug}/*"),
+        description="refs the agent may push: fnmatch globs over full ref names, {slug} replaced by the bottle's "
+        "slug. The default is the bottle's own branch and those below it, so that no bottle moves another's; "
+        'refs/heads/bottle/* lets bottles share. An agent\'s `branch` is its work branch when these allow it, '
+        "else it starts from that branch and works on bottle/<slug>",
+    )
+    fetch_refs: tuple[str, ...] | None = Field(
+        None,
+        description="refs the agent may fetch besides push_refs (globs, {slug} replaced; HEAD: upstream's default "
+        "branch); nothing else of upstream enters the gate. Default: HEAD and the agent's `branch`",
+    )
     protected: tuple[str, ...] | None = Field(None, description="refs never updated; default: upstream's default branch")
     allow_force: bool = False
     identity: GitIdentity = GitIdentity()
     max_push_mb: int = Field(50, gt=0)
+    max_push_refs: int = Field(20, gt=0, description="refs one push may update (each is checked and audited)")
     credential: GitCredential | None = None
     known_hosts: str | None = Field(None, description="upstream's SSH host key line(s), pinned")
+
+    def pairing_problem(self) -> tuple[str, str] | None:
+        """The field and why, if upstream, credential and known_hosts cannot work together.
+
+        These are the gate's own rules (``bottle.sidecar.gitgate``), checked
+        when the profile is read instead of once the sidecar has started: a
+        token goes in an HTTPS header only, a key goes to ssh, the gate reads a
+        local upstream directly, and it pins ``known_hosts`` only for the ssh
+        it runs with the key (without one, the sidecar's ssh has no way in).
+        Only the merged profile is checked: a child may set what its parent lacks.
+        """
+        upstream = self.upstream or "the repository under work (`git.upstream` is not set)"
+        transport = upstream_transport(self.upstream) if self.upstream else "local"
+        kind = self.credential.kind if self.credential else None
+        if kind and transport == "local":
+            return "git.credential", f"upstream is {upstream}, a local path, which the gate reads with no credential"
+        if kind == "token" and transport != "https":
+            return "git.credential.kind", (
+                f'"token" is sent in an HTTPS header, but upstream {upstream} is not https://; '
+                'an ssh upstream takes { kind = "ssh_key", file = "~/.ssh/KEY" }'
+            )
+        if kind == "ssh_key" and transport != "ssh":
+            return "git.credential.kind", (
+                f'"ssh_key" needs an ssh upstream (ssh://... or user@host:path), but upstream is {upstream}; '
+                'an https:// upstream takes { kind = "token", env = "VARIABLE" }'
+            )
+        if transport == "ssh" and kind is None:
+            return "git.credential", (
+                f'the ssh upstream {upstream} needs credential = {{ kind = "ssh_key", file = "~/.ssh/KEY" }}: '
+                "the sidecar holds no other SSH key"
+            )
+        if self.known_hosts is not None and kind != "ssh_key":
+            return "git.known_hosts", (
+                f"it pins the SSH host key of an ssh upstream reached with an ssh_key credential; upstream is {upstream}"
+            )
+        return None
+
+    @field_validator("push_refs", "fetch_refs", "protected")
+    @classmethod
+    def _full_ref_names(cls, patterns: tuple[str, ...] | None, info: ValidationInfo) -> tuple[str, ...] | None:
+        # The gate matches full ref names; it would refuse "bottle/*" only once the sidecar starts.
+        head = info.field_name == "fetch_refs"  # where HEAD (upstream's default branch) may stand too
+        for pattern in patterns or ():
+            if not pattern.startswith("refs/") and not (head and pattern == "HEAD"):
+                raise ValueError(f"{pattern!r} is not a full ref name: patterns start with refs/ (refs/heads/bottle/*)"
+                                 + (", or are HEAD" if head else ""))
+        return patterns
 
 
 class SuperviseConfig(BaseModel):
@@ -155,14 +340,26 @@ class ProfileFile(BaseModel):
     extends: str | None = Field(None, pattern=NAME_PATTERN)
     backend: str | None = Field(None, pattern=NAME_PATTERN)
     image: str | None = None
-    cpus: float | None = Field(None, gt=0, le=1024)
-    memory: str | None = Field(None, pattern=MEMORY_PATTERN, description="e.g. 512m, 4g")
-    pids: int | None = Field(None, gt=0)
+    # Limits: unset, bottle's defaults for the host apply (bottle.limits); "unlimited" lifts one.
+    cpus: Cpus | None = None
+    memory: Size | None = Field(None, description="RAM, swap included, and files kept in memory (tmpfs)")
+    pids: Pids | None = Field(None, description="processes and threads")
+    disk: Size | None = Field(None, description="what the agent may write")
     env: EnvMap = Field(default_factory=dict)
     egress: EgressConfig = EgressConfig()
     credentials: tuple[CredentialRoute, ...] = ()
     git: GitConfig | None = None
     supervise: SuperviseConfig | None = None
+
+    @field_validator("credentials")
+    @classmethod
+    def _one_route_per_host(cls, routes: tuple[CredentialRoute, ...]) -> tuple[CredentialRoute, ...]:
+        # The sidecar strips the client's credential headers and injects one; two would fail it at start.
+        hosts = [route.host.lower() for route in routes]
+        twice = sorted({host for host in hosts if hosts.count(host) > 1})
+        if twice:
+            raise ValueError(f"more than one route for {', '.join(twice)}: the sidecar injects one credential per host")
+        return routes
 
 
 class Profile(BaseModel):
@@ -174,14 +371,52 @@ class Profile(BaseModel):
     files: tuple[Path, ...] = ()
     backend: str | None = None
     image: str | None = None
-    cpus: float | None = None
-    memory: str | None = None
-    pids: int | None = None
+    cpus: Cpus | None = None
+    memory: Size | None = None
+    pids: Pids | None = None
+    disk: Size | None = None
     env: dict[str, str] = Field(default_factory=dict)
     egress: EgressConfig = EgressConfig()
     credentials: tuple[CredentialRoute, ...] = ()
     git: GitConfig = GitConfig()
     supervise: SuperviseConfig = SuperviseConfig()
+    notes: tuple[str, ...] = Field((), description="how the profile was resolved, for the plan to show")
+
+
+ANTHROPIC_API_HOST = "api.anthropic.com"
+
+#: What the built-in ``default`` profile injects into the Anthropic API's
+#: requests: the first of these whose variable is set on the host. Claude Code
+#: sends a subscription token (``claude setup-token``) found in its own
+#: ``CLAUDE_CODE_OAUTH_TOKEN`` as a bearer token.
+BUILTIN_CREDENTIALS = (
+    CredentialRoute(host=ANTHROPIC_API_HOST, header="x-api-key", env="ANTHROPIC_API_KEY"),
+    CredentialRoute(host=ANTHROPIC_API_HOST, header="authorization", scheme="Bearer", env="CLAUDE_CODE_OAUTH_TOKEN"),
+)
+
+
+def builtin_default(path: Path) -> Profile:
+    """The profile ``default`` when *path* (its file) does not exist: Claude Code, reaching
+    the Anthropic API with the credential the user has, and nothing else.
+
+    Which credential is decided now, at plan time, so that a run that could
+    only end in Claude Code's "Not logged in" stops before anything starts.
+    """
+    names = [route.env for route in BUILTIN_CREDENTIALS]
+    found = [route for route in BUILTIN_CREDENTIALS if os.environ.get(route.env)]
+    if not found:
+        raise UsageError(
+            f"No credential for the Anthropic API: the built-in bottle profile 'default' (there is no {path}) "
+            f"injects {names[0]} (an API key) or {names[1]} (a Claude subscription token, made by "
+            f"`claude setup-token`), and neither is set in this environment. Set one, or write {path} "
+            "with a `[[credentials]]` route for the credential to use."
+        )
+    chosen, *unused = found
+    notes = [f"built-in profile 'default': {ANTHROPIC_API_HOST} with {chosen.env}"]
+    notes += [f"{route.env} is set too and not used ({chosen.env} comes first)" for route in unused]
+    return Profile(
+        name="default", egress=EgressConfig(allow=(ANTHROPIC_API_HOST,)), credentials=(chosen,), notes=tuple(notes)
+    )
 
 
 def profiles_dir(config_dir: Path) -> Path:
@@ -199,8 +434,8 @@ def _read_profile(path: Path) -> ProfileFile:
 def load_profile(name: str, config_dir: Path, referrer: str = "") -> Profile:
     """Load profile *name* and its ``extends`` chain.
 
-    The profile ``default`` may be absent: it then means "no restrictions
-    beyond the settings". Any other missing profile is an error, prefixed by
+    The profile ``default`` may be absent: it is then :func:`builtin_default`.
+    Any other missing profile is an error, prefixed by
     *referrer* (where the name came from) or by the file whose ``extends``
     names it.
     """
@@ -217,7 +452,7 @@ def load_profile(name: str, config_dir: Path, referrer: str = "") -> Profile:
         seen.append(current)
         if not path.is_file():
             if current == "default" and not chain:
-                return Profile(name=name)
+                return builtin_default(path)
             if chain:
                 referrer = f"{chain[-1][0]}: field `extends`: "
             known = sorted(p.stem for p in directory.glob("*.toml")) if directory.is_dir() else []
@@ -231,7 +466,10 @@ def load_profile(name: str, config_dir: Path, referrer: str = "") -> Profile:
     allow: dict[str, None] = {}  # ordered set: a child adds to its parents' rules
     patterns: dict[str, None] = {}
     trust: dict[Path, None] = {}
-    routes: dict[tuple[str, str], CredentialRoute] = {}
+    on_secret: dict[str, str] = {}
+    exempt_detectors: dict[str, None] = {}
+    exempt_values: dict[str, None] = {}
+    routes: dict[str, CredentialRoute] = {}  # by host: a child's route replaces its parent's
     git: dict = {}
     supervise: dict = {}
     for _, layer in reversed(chain):  # parents first, children override
@@ -247,13 +485,24 @@ def load_profile(name: str, config_dir: Path, referrer: str = "") -> Profile:
         allow.update(dict.fromkeys(layer.egress.allow))
         patterns.update(dict.fromkeys(layer.egress.secret_patterns))
         trust.update(dict.fromkeys(layer.egress.trust))
-        routes.update({(route.host, route.header.lower()): route for route in layer.credentials})
+        on_secret = _then(on_secret, layer.egress.on_secret)
+        exempt_detectors.update(dict.fromkeys(layer.egress.secret_exempt.detectors))
+        exempt_values.update(dict.fromkeys(layer.egress.secret_exempt.values))
+        routes.update({route.host.lower(): route for route in layer.credentials})
+    git_config = GitConfig(**git)
+    problem = git_config.pairing_problem()
+    if problem is not None:
+        files = ", ".join(str(path) for path, layer in chain if layer.git is not None)
+        raise UsageError(f"{files}: field `{problem[0]}`: {problem[1]}.")
     return Profile(
         name=name,
         files=tuple(path for path, _ in chain),
-        egress=EgressConfig(allow=tuple(allow), secret_patterns=tuple(patterns), trust=tuple(trust)),
+        egress=EgressConfig(
+            allow=tuple(allow), secret_patterns=tuple(patterns), trust=tuple(trust), on_secret=on_secret,
+            secret_exempt=SecretExempt(detectors=tuple(exempt_detectors), values=tuple(exempt_values)),
+        ),
         credentials=tuple(routes.values()),
-        git=GitConfig(**git),
+        git=git_config,
         supervise=SuperviseConfig(**supervise),
         **merged,
     )

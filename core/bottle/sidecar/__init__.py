@@ -9,7 +9,7 @@ modules import each other only relatively and nothing from the rest of
 - ``egress``: the egress proxy (a mitmproxy addon and its command line).
 - ``policy``: the egress policy file, its rule syntax and the address classes
   no rule reaches by name (stdlib only: the host validates profiles with it).
-- ``secrets_scan``: finds token-shaped secrets in outgoing requests.
+- ``secrets_scan``: finds token-shaped secrets in outgoing requests, or replaces them by markers.
 - ``audit``: the log every daemon writes and ``bottle audit`` reads (stdlib only).
 - ``startup``: what every daemon checks at start (the credentials file).
 - ``gitgate`` and ``gitgate_check``: the git gate (smart HTTP, pre-receive checks,

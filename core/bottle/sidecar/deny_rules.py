@@ -27,7 +27,8 @@ closes the agent's way to ask.
 
 These rules stop an agent's honest mistakes and record its attempts; they are
 not the sandbox: a determined agent can phrase a command so that no pattern
-sees it. The sandbox and the sidecar are the boundary.
+sees it, or stop the hook that asks (it runs as the agent's user). The
+sandbox and the sidecar are the boundary.
 
 Stdlib only: the host imports this module.
 """

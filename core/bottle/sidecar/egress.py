@@ -10,8 +10,10 @@ certificate, made by the host) and denies by default. A CONNECT passes when a
 rule allows its host and port, the host is no DNS-over-HTTPS resolver, and
 every address the name resolves to is public (or named by a rule literally).
 A request then passes when its Host header and SNI name where it goes,
-does not look like DNS over HTTPS, and carries no secret; for a credential
-route's host the client's own credentials are stripped and the real one put in.
+does not look like DNS over HTTPS, and carries no secret (where the policy's
+mode for its host is "redact", each secret is replaced by a marker instead); for
+a credential route's host the client's own credentials are stripped and the real
+one put in.
 Anything else gets a 403 saying what blocked it and how an operator allows it,
 and every decision is a row in the audit log.
 
@@ -19,6 +21,14 @@ The policy file is reloaded when it changes, so ``bottle egress allow`` takes
 effect on the next request. Only HTTP leaves: a tunnel that carries anything
 else is not relayed (mitmproxy's raw TCP mode is off), and WebSocket messages
 from the client are scanned for secrets like requests.
+
+A request is scanned whole, so its body is held until it is complete, up to
+``--request-body-limit`` (a 413 beyond). Responses are not inspected: server-sent
+events, and bodies that are large or of unknown length, stream through as they
+arrive, so the model's reply reaches the agent token by token and a download
+costs the sidecar no more memory than a few buffers. An upstream that fails (no
+connection, a TLS verification error, a 5xx or a 429) leaves an audit row
+saying so: that is what the agent's retries are waiting on.
 """
 
 import argparse
@@ -39,11 +49,18 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from mitmproxy import ctx, http, options
-from mitmproxy.net.http.url import parse_authority
+from mitmproxy.flow import Error
+from mitmproxy.net.http.http1 import expected_http_body_size
+from mitmproxy.net.http.url import parse_authority, unparse
+from mitmproxy.proxy.layers import http as http_layers
+from mitmproxy.utils import human
 
 from .audit import AuditLog
-from .policy import Policy, PolicyError, PolicyFile, Rule, doh_reason, forbidden_address, normalize_host, rule_for
-from .secrets_scan import Hit, Scanner
+from .policy import (
+    DETECTORS, CredentialRoute, Policy, PolicyError, PolicyFile, Rule, doh_reason, forbidden_address, normalize_host,
+    rule_for,
+)
+from .secrets_scan import Hit, Markers, Scanner
 from .startup import StartupError, load_credentials
 
 logger = logging.getLogger("bottle.egress")
@@ -51,13 +68,18 @@ logger = logging.getLogger("bottle.egress")
 CA_FILE = "mitmproxy-ca.pem"
 AUTH_HEADERS = ("authorization", "x-api-key")  # stripped, besides a route's own header
 DOH_REMEDY = "none: DNS over HTTPS is always blocked, since the sidecar resolves names itself, for allowed hosts only"
+MiB = 1024 * 1024
+DEFAULT_REQUEST_BODY_LIMIT = "64m"  # mitmproxy's size syntax: k, m, g suffixes
+STREAM_ABOVE = 2 * MiB  # a response body known to be at most this is held and sent whole; larger ones stream
+REQUEST_TOO_LARGE = "request body over the egress proxy's limit"  # the flow.error of a refused request
+UPSTREAM_FAILED = "bottle.upstream_failed"  # a flow.metadata key: the flow's upstream side failed
 
 
 @dataclass(eq=False)
 class Blocked(Exception):
     """A request that may not leave: which check stopped it, why, and what an operator can do."""
 
-    check: str  # "allowlist", "address", "doh", "fronting", "secret", "credential", "internal"
+    check: str  # "allowlist", "address", "doh", "fronting", "secret", "credential", "size", "internal"
     why: str  # one line, never a secret
     remedy: str
     detail: dict = field(default_factory=dict)
@@ -124,6 +146,7 @@ class EgressAddon:
         self.resolver = resolver
         self._scanner_policy: Policy | None = None
         self._scanner = Scanner()
+        self._markers = Markers()  # for the proxy's life: a secret keeps its marker in every request
 
     def running(self) -> None:
         host, port = ctx.master.addons.get("proxyserver").listen_addrs()[0][:2]
@@ -136,15 +159,70 @@ class EgressAddon:
         await self._decide(flow, self._admit_request)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
-        """A WebSocket message from the client is scanned like a request body; a hit is dropped."""
+        """A WebSocket message from the client is scanned like a request body: one with a secret
+        is dropped, or where the host's mode is "redact" has its secrets replaced."""
         message = flow.websocket.messages[-1]
         if not message.from_client:
             return
-        hit = self._scanner_for(self.policies.current()).scan(message.content, "websocket message")
+        policy, request = self.policies.current(), flow.request
+        scanner = self._scanner_for(policy)
+        if policy.secret_mode(normalize_host(request.host), request.port, request.scheme) == "redact":
+            message.content, hits = scanner.redact(message.content, "websocket message", self._markers)
+            if hits:
+                self._record("redacted", flow, **_redactions(hits), redact_path=True)
+            return
+        hit = scanner.scan(message.content, "websocket message")
         if hit is not None:
             message.drop()
             self._record("blocked", flow, reason=f"a secret: {hit}", detail={"check": "secret", **_hit_detail(hit)},
                          redact_path=True)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        """Stream what must not wait in the sidecar; audit an upstream that answers with a failure.
+
+        mitmproxy holds a response until its body is complete unless told to
+        stream it: server-sent events (the Messages API's replies) would reach
+        the agent only at their end, and a download would sit whole in memory.
+        A 5xx or a 429 passes unchanged; its row says why the agent retries.
+        """
+        response = flow.response
+        length = expected_http_body_size(flow.request, response)  # None: chunked; -1: until the connection closes
+        if response.headers.get("content-type", "").startswith("text/event-stream") or length is None \
+                or length < 0 or length > STREAM_ABOVE:
+            response.stream = True
+        if response.status_code >= 500 or response.status_code == 429:
+            detail = {"status": response.status_code}
+            if "retry-after" in response.headers:
+                detail["retry_after"] = response.headers["retry-after"]
+            self._record("upstream-status", flow, reason=f"upstream answered {response.status_code} {response.reason}",
+                         detail=detail)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        """A flow that failed: answer a request over the size limit; audit an upstream that failed.
+
+        The request is answered here because :class:`BoundedHttpStream` sends
+        whatever response this hook leaves on the flow. An upstream failure
+        (no connection, TLS verification, a broken-off response) has no
+        response to show, so without this row the audit log would say only
+        "allowed" while the agent retries. A client that went away is not
+        audited: nothing failed that an operator could change.
+        """
+        if flow.error.msg == REQUEST_TOO_LARGE:
+            limit = human.parse_size(ctx.options.body_size_limit)
+            self._deny(flow, Blocked("size", f"the request body is over the egress proxy's limit of {_size(limit)}",
+                                     "none for this request: send less at once (the limit is the egress proxy's "
+                                     "--request-body-limit)", {"limit": limit}), status=413)
+        elif flow.metadata.get(UPSTREAM_FAILED):
+            reason = self._without_credentials(flow.error.msg)
+            self._record("upstream-error", flow, reason=f"the upstream connection failed: {reason}",
+                         detail={"error": reason})
+
+    def _without_credentials(self, text: str, limit: int = 300) -> str:
+        """*text* with every credential value the sidecar holds taken out, at most *limit* characters:
+        an error may quote what a broken upstream sent back, which could echo an injected header."""
+        for value in self.credentials.values():
+            text = text.replace(value, "[credential]")
+        return text[:limit]
 
     async def _decide(self, flow: http.HTTPFlow, admit: Callable[[http.HTTPFlow], Awaitable[None]]) -> None:
         try:
@@ -176,13 +254,7 @@ class EgressAddon:
         if route is not None:
             for name in {route.header, *AUTH_HEADERS}:
                 request.headers.pop(name, None)
-        hit = self._scanner_for(policy).scan_request(
-            request.url.encode(), request.headers.fields, request.get_content(strict=False) or b""
-        )
-        if hit is not None:
-            raise Blocked("secret", f"the request carries what looks like a secret: {hit}",
-                          "none for this request: take the secret out (API credentials belong in a credential "
-                          "route, which the sidecar injects)", _hit_detail(hit))
+        redacted = self._screen_secrets(flow, policy)
         if route is not None:
             secret = self.credentials.get(route.name)
             if secret is None:
@@ -190,6 +262,8 @@ class EgressAddon:
                               f"restart the bottle with {route.name} set in the host's environment")
             request.headers[route.header] = route.header_value(secret)
         self._record("allowed", flow, reason=f"rule {rule.text!r}", detail={"rule": rule.text, "addresses": addresses})
+        if redacted:
+            self._record("redacted", flow, **_redactions(redacted))
         if route is not None:
             self._record("injected", flow, reason=f"credential {route.name} in {route.header}",
                          detail={"credential": route.name, "header": route.header})
@@ -215,18 +289,50 @@ class EgressAddon:
             infos = []
         return rule, sorted({info[4][0] for info in infos})
 
+    def _screen_secrets(self, flow: http.HTTPFlow, policy: Policy) -> list[Hit]:
+        """Blocked if the request carries a secret, unless its host's mode is "redact": then each
+        secret in the URL's path, the headers and the body is replaced by its marker (see
+        ``secrets_scan.Markers``) and the hits replaced are returned. A secret in the host name
+        is blocked whatever the mode: replaced, it would send the request elsewhere."""
+        request = flow.request
+        host, port, scheme = normalize_host(request.host), request.port, request.scheme
+        scanner = self._scanner_for(policy)
+        url, body = request.url.encode(), request.get_content(strict=False) or b""
+        if policy.secret_mode(host, port, scheme) == "block":
+            hit = scanner.scan_request(url, request.headers.fields, body)
+            if hit is not None:
+                raise Blocked("secret", f"the request carries what looks like a secret: {hit}",
+                              _secret_remedy(hit, rule_for(host, port, scheme), policy.route_for(host)),
+                              _hit_detail(hit))
+            return []
+        redacted = scanner.redact_request(url, request.headers.fields, body, self._markers)
+        if not redacted.hits:
+            return []
+        origin = unparse(request.scheme, request.host, request.port).encode()
+        if not redacted.url.startswith(origin):
+            hit = next(hit for hit in redacted.hits if hit.location == "url" and hit.offset < len(origin))
+            raise Blocked("secret", f"the request's host name carries what looks like a secret: {hit}",
+                          "none: a secret in the host name cannot be replaced", _hit_detail(hit))
+        if redacted.url != url:
+            request.path = redacted.url[len(origin):].decode("utf-8", "surrogateescape")
+        request.headers.fields = tuple(redacted.headers)
+        if redacted.body != body:
+            request.content = redacted.body  # encoded again as content-encoding says; content-length follows
+        return redacted.hits
+
     def _scanner_for(self, policy: Policy) -> Scanner:
         if policy is not self._scanner_policy:
             patterns = [(f"secret_patterns[{index}]", regex) for index, regex in enumerate(policy.secret_patterns)]
-            self._scanner = Scanner(patterns, [route.placeholder for route in policy.credentials])
+            exempt = [route.placeholder for route in policy.credentials] + list(policy.exempt_values)
+            self._scanner = Scanner(patterns, exempt, policy.exempt_detectors)
             self._scanner_policy = policy
         return self._scanner
 
-    def _deny(self, flow: http.HTTPFlow, blocked: Blocked) -> None:
+    def _deny(self, flow: http.HTTPFlow, blocked: Blocked, status: int = 403) -> None:
         request = flow.request
         target = request.authority if request.method == "CONNECT" else request.url.partition("?")[0]
         body = f"bottle egress: blocked {request.method} {target}\nwhy: {blocked.why}\nto allow it: {blocked.remedy}\n"
-        flow.response = http.Response.make(403, body, {"content-type": "text/plain; charset=utf-8"})
+        flow.response = http.Response.make(status, body, {"content-type": "text/plain; charset=utf-8"})
         self._record("blocked", flow, reason=blocked.why, detail={"check": blocked.check, **blocked.detail},
                      redact_path=blocked.check == "secret")
 
@@ -282,6 +388,85 @@ def _hit_detail(hit: Hit) -> dict:
     return {"detector": hit.detector, "location": hit.location, "offset": hit.offset}
 
 
+def _secret_remedy(hit: Hit, rule: str, route: CredentialRoute | None) -> str:
+    """What lets such a request go: the secret taken out, an exemption, or the host's mode "redact"."""
+    if hit.detector in DETECTORS:
+        exempt = f'[egress] secret_exempt = {{ detectors = ["{hit.detector}"] }}'
+    else:  # the profile's own pattern
+        exempt = f"a narrower pattern in [egress] secret_patterns (this is {hit.detector})"
+    if route is not None and route.on_secret:
+        redact = f'on_secret = "redact" in the [[credentials]] route for {route.host}'
+    else:
+        redact = f'[egress] on_secret = {{ {json.dumps(rule)} = "redact" }}'
+    return (f"take the secret out (API credentials belong in a credential route, which the sidecar injects); "
+            f"if it is no secret, exempt it in the bottle profile with {exempt}, or its exact value in "
+            f"[egress] secret_exempt.values; or have each secret to this host replaced by a marker and the "
+            f"request sent on, with {redact}")
+
+
+def _redactions(hits: list[Hit]) -> dict:
+    """The audit row of secrets replaced: by detector and location, how many; never the secrets."""
+    counts: dict[tuple[str, str], int] = {}
+    for hit in hits:
+        counts[hit.detector, hit.location] = counts.get((hit.detector, hit.location), 0) + 1
+    replaced = [{"detector": detector, "location": location, "count": count}
+                for (detector, location), count in counts.items()]
+    reason = "secrets replaced by markers: " + ", ".join(
+        f"{item['detector']} in {item['location']} ({item['count']})" for item in replaced)
+    return {"reason": reason, "detail": {"check": "secret", "redactions": replaced}}
+
+
+def _size(size: int) -> str:
+    return f"{size / MiB:g} MiB ({size} bytes)"
+
+
+class BoundedHttpStream(http_layers.HttpStream):
+    """mitmproxy's HTTP stream, with ``body_size_limit`` for request bodies only, refused our way.
+
+    mitmproxy applies that option to responses too (a download over it fails
+    with 502 before an addon could stream it) and refuses a request over it with
+    a page of its own, closing the connection while the client may still be
+    sending, which the client sees as a reset. Here a request over the limit
+    gets the response the ``error`` hook leaves on the flow (the egress addon's
+    413), the rest of its body is read and dropped, then the connection is
+    closed; responses are never limited (the addon streams the large ones).
+
+    It also marks a flow whose upstream side failed: mitmproxy's ``error`` hook
+    does not tell that apart from a client that went away.
+    """
+
+    def check_body_size(self, request: bool):
+        """Called on request and response headers and for each body chunk mitmproxy holds; True: refused."""
+        limit = human.parse_size(self.context.options.body_size_limit)
+        if not request or limit is None:
+            return False
+        size = len(self.request_body_buf) or expected_http_body_size(self.flow.request)  # None: chunked
+        if size is None or size <= limit:
+            return False
+        self.request_body_buf.clear()
+        self.client_state = self.server_state = self.state_errored  # drops the rest of the body
+        self.flow.error = Error(REQUEST_TOO_LARGE)
+        yield http_layers.HttpErrorHook(self.flow)
+        self.flow.live = False
+        response, client = self.flow.response, self.context.client
+        if response is None:  # the addon's hook failed: mitmproxy's own refusal
+            refusal = http_layers.ResponseProtocolError(self.stream_id, REQUEST_TOO_LARGE, 413)
+            yield http_layers.SendHttp(refusal, client)
+            return True
+        # Closed once the body is in: a client that waited for "100 Continue" never sends it, and a reused
+        # connection would take its next request for the rest of this body.
+        response.headers["connection"] = "close"
+        yield http_layers.SendHttp(http_layers.ResponseHeaders(self.stream_id, response, end_stream=False), client)
+        yield http_layers.SendHttp(http_layers.ResponseData(self.stream_id, response.raw_content), client)
+        yield http_layers.SendHttp(http_layers.ResponseEndOfMessage(self.stream_id), client)
+        return True
+
+    def handle_protocol_error(self, event):
+        if isinstance(event, http_layers.ResponseProtocolError):  # from the upstream connection, or making it
+            self.flow.metadata[UPSTREAM_FAILED] = True
+        yield from super().handle_protocol_error(event)
+
+
 
 
 def check_ca(confdir: str) -> None:
@@ -325,7 +510,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--upstream-extra-ca", help="CA certificates (PEM) trusted upstream besides the usual public ones"
     )
+    parser.add_argument(
+        "--request-body-limit", type=_size_option, default=DEFAULT_REQUEST_BODY_LIMIT, metavar="SIZE",
+        help="larger request bodies get a 413, since each is held whole to be scanned (k, m, g suffixes; "
+             f"default {DEFAULT_REQUEST_BODY_LIMIT})",
+    )
     return parser.parse_args(argv)
+
+
+def _size_option(text: str) -> str:
+    human.parse_size(text)  # a ValueError is argparse's "invalid value"
+    return text
 
 
 def proxy_master(opts: options.Options):
@@ -338,7 +533,8 @@ def proxy_master(opts: options.Options):
     own order: Block (refuses clients from public addresses), DisableH2C (no
     HTTP/2 cleartext upgrade), Proxyserver, NextLayer, TlsConfig (the bottle's
     CA, upstream verification) and ErrorCheck (a start-up error such as a busy
-    port ends the process, repeated on stderr).
+    port ends the process, repeated on stderr). Its HTTP streams are
+    :class:`BoundedHttpStream`.
     """
     if "mitmproxy.addons" not in sys.modules:
         # mitmproxy/addons/__init__.py imports every addon mitmproxy has, to list
@@ -351,6 +547,7 @@ def proxy_master(opts: options.Options):
     from mitmproxy.addons import block, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig
     from mitmproxy.master import Master
 
+    http_layers.HttpStream = BoundedHttpStream  # what mitmproxy's HTTP layer makes a stream of
     master = Master(opts)
     master.addons.add(
         block.Block(),
@@ -378,6 +575,7 @@ async def serve(args: argparse.Namespace, policies: PolicyFile, credentials: dic
         ssl_verify_upstream_trusted_ca=upstream_trust(args.confdir, args.upstream_extra_ca),
         connection_strategy="lazy",  # check a request before connecting anywhere for it
         rawtcp=False,  # what is not HTTP is not relayed (it could not be scanned)
+        body_size_limit=args.request_body_limit,  # for requests only: see BoundedHttpStream
     )
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, master.shutdown)

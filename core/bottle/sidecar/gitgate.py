@@ -5,37 +5,48 @@ Run in the sidecar as::
     python -m bottle_sidecar.gitgate --listen-host 0.0.0.0 --listen-port 8418 \\
         --repo /var/lib/bottle/gate.git --config FILE --credentials FILE --audit FILE
 
-At start it makes (or reuses) the bare repository ``--repo``, fetches every
-branch and tag of upstream into it, and serves it to the agent at
-``http://HOST:PORT/repo.git`` with git's smart HTTP protocol: the real ``git
-http-backend`` as a CGI behind a small threaded HTTP server. Nothing else is
-served, not even git's "dumb" protocol. It prints ``bottle-gitgate: listening
-on HOST:PORT`` once ready; an upstream it cannot fetch from at start ends it
-with exit code 2 and one line saying why.
+At start it makes (or reuses) the bare repository ``--repo``, mirrors into it
+upstream's refs that the bottle may fetch (``fetch_refs``) or push
+(``push_refs``), and serves it to the agent at ``http://HOST:PORT/repo.git``
+with git's smart HTTP protocol: the real ``git http-backend`` as a CGI behind a
+small threaded HTTP server. Nothing else is served, not even git's "dumb"
+protocol. It prints ``bottle-gitgate: listening on HOST:PORT`` once ready; an
+upstream it cannot fetch from at start ends it with exit code 2 and one line
+saying why.
 
-A fetch or clone first brings the gate up to date with upstream, so that the
-agent can rebase onto what others pushed. A push runs the repository's
+Only those refs, and only the objects they reach, ever enter the gate's
+repository: git's protocol v2 serves any object the repository holds to
+whoever names its id, hidden ref or not, so another bottle's branch must not be
+in it at all. A fetch or clone first brings the mirror up to date with upstream
+(one ``ls-remote``, and a fetch of just the refs that moved), so that the agent
+can rebase onto what others pushed. A push runs the repository's
 pre-receive hook, a tiny script written at each start that hands the ref
 updates to this process over a Unix socket. The gate checks them
-(``gitgate_check``: allowed refs, no rewritten history, size, secrets in what
-is new) and, if every ref passes, pushes them upstream with the credential
-*from inside the hook*. Only when upstream took them does the hook say yes and
-git move the gate's refs; if anything is refused, or upstream says no or
-cannot be reached, git drops the quarantined objects and the agent's push
-fails with the reason. So the gate never holds what upstream does not, and the
-agent's commits stay in its clone. Every ref of every push is a row in the
-audit log (source "git", decision "allowed" or "blocked").
+(``gitgate_check``: how many refs, their names, allowed refs, no rewritten
+history, size, secrets in anything the push adds) and, if every ref passes,
+pushes them upstream with the credential *from inside the hook*. Only when
+upstream took them does the hook say yes and git move the gate's refs; if
+anything is refused, or upstream says no or cannot be reached, git drops the
+quarantined objects and the agent's push fails with the reason. So the gate
+never holds what upstream does not, and the agent's commits stay in its clone.
+Every ref of every push is a row in the audit log (source "git", decision
+"allowed" or "blocked"), named as the gate shows it: unsafe characters
+escaped, cut where a secret starts; a push of too many refs is one row.
 
 The config (JSON, written by the host)::
 
     {"bottle": "SLUG", "upstream": "git@github.com:org/repo.git",
-     "push_refs": ["refs/heads/bottle/*"], "protected": ["refs/heads/main"],
-     "allow_force": false, "max_push_mb": 50,
+     "push_refs": ["refs/heads/bottle/SLUG", "refs/heads/bottle/SLUG/*"],
+     "fetch_refs": ["HEAD", "refs/heads/feature"], "protected": ["refs/heads/main"],
+     "allow_force": false, "max_push_mb": 50, "max_push_refs": 20,
      "credential": {"kind": "token" | "ssh_key", "name": "NAME", "username": "x-access-token"} | null,
      "known_hosts": "github.com ssh-ed25519 AAAA..."}
 
 ``upstream`` is an https, ssh (URL or ``user@host:path``) or local path;
-ref patterns are fnmatch globs over full ref names; a credential's value is
+ref patterns are fnmatch globs over full ref names, and ``HEAD`` in
+``fetch_refs`` is upstream's default branch. ``push_refs`` and ``fetch_refs``
+default to none: the host names them (the profile's defaults are the bottle's
+own branch, and the branch it starts from). A credential's value is
 ``NAME`` in the credentials file (``{name: value}``, mode 0600, as for the
 egress proxy): a token goes in an ``Authorization: Basic`` header (user
 ``username``), an SSH private key into a file in a private directory beside
@@ -64,11 +75,15 @@ import threading
 import traceback
 import uuid
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from .audit import AuditLog
-from .gitgate_check import MiB, GitError, Problem, Rules, Update, check_push, git, last_complaint, parse_updates
+from .gitgate_check import (
+    MAX_PUSH_REFS, MiB, GitError, Problem, Rules, Update, check_push, count_problem, git, last_complaint,
+    parse_updates, shown,
+)
 from .secrets_scan import Scanner
 from .startup import StartupError, load_credentials
 
@@ -80,12 +95,14 @@ HARD_LIMIT_FACTOR = 2
 CREATED_FILE = "bottle-created-refs.json"  # in the repository: the refs pushes through the gate created
 ALLOWED_PROTOCOLS = "file:git:http:https:ssh"  # never ext:: or fd::, whatever the URL says
 CHUNK = 64 * 1024
+REFUSED = "bottle git gate: push refused; nothing reached upstream and the gate kept nothing."
 HOOK = """#!{python} -IS
 # The git gate's pre-receive hook, written by the gate at each start: it hands
 # the pushed ref updates to the gate, which checks them and forwards upstream
 # what passes, and exits as the gate says (non-zero refuses the whole push).
 import json, os, socket, sys
-request = {{"cwd": os.getcwd(), "quarantine": os.environ.get("GIT_QUARANTINE_PATH", ""), "updates": sys.stdin.read()}}
+updates = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")  # a ref name need not be UTF-8
+request = {{"cwd": os.getcwd(), "quarantine": os.environ.get("GIT_QUARANTINE_PATH", ""), "updates": updates}}
 try:
     with socket.socket(socket.AF_UNIX) as gate:
         gate.connect({socket!r})
@@ -115,9 +132,11 @@ class Config:
     rules: Rules
     credential: Credential | None = None
     known_hosts: str | None = None
+    fetch_refs: tuple[str, ...] = ()  # besides push_refs; "HEAD": upstream's default branch
 
 
-_FIELDS = {"bottle", "upstream", "push_refs", "protected", "allow_force", "max_push_mb", "credential", "known_hosts"}
+_FIELDS = {"bottle", "upstream", "push_refs", "fetch_refs", "protected", "allow_force", "max_push_mb",
+           "max_push_refs", "credential", "known_hosts"}
 
 
 def load_config(path: str) -> Config:
@@ -144,22 +163,26 @@ def _config(data: object) -> Config:
         raise ValueError("'bottle' must be the bottle's slug")
     if not isinstance(upstream, str) or not upstream.strip() or upstream.startswith("-") or not upstream.isprintable():
         raise ValueError("'upstream' must be a git URL or path")
-    patterns = {name: data.get(name, default) for name, default in
-                (("push_refs", ["refs/heads/bottle/*"]), ("protected", []))}
+    patterns = {name: data.get(name, []) for name in ("push_refs", "fetch_refs", "protected")}
     for name, value in patterns.items():
-        if not isinstance(value, list) or not all(isinstance(p, str) and p.startswith("refs/") for p in value):
+        if not isinstance(value, list) or not all(
+            isinstance(p, str) and (p.startswith("refs/") or (name, p) == ("fetch_refs", "HEAD")) for p in value
+        ):
             raise ValueError(f"'{name}' must be a list of ref patterns such as refs/heads/bottle/*")
     allow_force, max_push_mb = data.get("allow_force", False), data.get("max_push_mb", 50)
+    max_push_refs = data.get("max_push_refs", MAX_PUSH_REFS)
     if not isinstance(allow_force, bool):
         raise ValueError("'allow_force' must be true or false")
     if isinstance(max_push_mb, bool) or not isinstance(max_push_mb, (int, float)) or max_push_mb <= 0:
         raise ValueError("'max_push_mb' must be a positive number")
+    if isinstance(max_push_refs, bool) or not isinstance(max_push_refs, int) or max_push_refs <= 0:
+        raise ValueError("'max_push_refs' must be a positive whole number")
     known_hosts = data.get("known_hosts")
     if known_hosts is not None and not isinstance(known_hosts, str):
         raise ValueError("'known_hosts' must be the text of a known_hosts file")
     credential = _credential(data.get("credential"), upstream)
-    rules = Rules(tuple(patterns["push_refs"]), tuple(patterns["protected"]), allow_force, max_push_mb)
-    return Config(bottle, upstream, rules, credential, known_hosts)
+    rules = Rules(tuple(patterns["push_refs"]), tuple(patterns["protected"]), allow_force, max_push_mb, max_push_refs)
+    return Config(bottle, upstream, rules, credential, known_hosts, tuple(patterns["fetch_refs"]))
 
 
 def _credential(entry: object, upstream: str) -> Credential | None:
@@ -192,7 +215,9 @@ def git_env(**more: str) -> dict[str, str]:
     """This process's environment for git, minus any GIT_* it came with and any config
     but the repository's: the gate's git must not follow a user's or the system's settings."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
-    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, GIT_TERMINAL_PROMPT="0", **more)
+    # No replace refs either: a refs/replace/* ref would make the checks read other objects than upstream gets.
+    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, GIT_TERMINAL_PROMPT="0",
+               GIT_NO_REPLACE_OBJECTS="1", **more)
     return env
 
 
@@ -248,24 +273,34 @@ class Upstream:
             text = text.replace(secret, "[credential]")
         return text
 
-    def fetch(self, env: dict[str, str]) -> None:
-        """Make the gate's branches and tags upstream's (env: the gate repository's); GitError if it cannot."""
+    def listing(self, env: dict[str, str]) -> tuple[str | None, dict[str, str]]:
+        """Upstream's default branch (None for an empty upstream) and its refs, ``{name: id}``; GitError
+        if it cannot be reached. A HEAD that is missing or dangling falls back to main or master."""
         try:
-            git(self.env(env), "fetch", "--quiet", "--prune", "--no-write-fetch-head", "--", self.url,
-                "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+            out = git(self.env(env), "ls-remote", "--symref", "--", self.url)
         except GitError as err:
             raise GitError(self.redact(str(err))) from None
-
-    def head(self, env: dict[str, str]) -> str | None:
-        """The ref upstream's HEAD points at (its default branch), or None for an empty upstream."""
-        try:
-            out = git(self.env(env), "ls-remote", "--symref", "--", self.url, "HEAD").decode(errors="replace")
-        except GitError as err:
-            raise GitError(self.redact(str(err))) from None
-        for line in out.splitlines():
+        head, refs = None, {}
+        for line in out.decode("utf-8", "surrogateescape").splitlines():
             if line.startswith("ref: ") and line.endswith("\tHEAD"):
-                return line[5:-5]
-        return None
+                head = line[5:-5]
+            else:
+                oid, _, name = line.partition("\t")
+                if name != "HEAD" and not name.endswith("^{}"):
+                    refs[name] = oid
+        if head not in refs:
+            head = next((ref for ref in ("refs/heads/main", "refs/heads/master") if ref in refs), None)
+        return head, refs
+
+    def fetch(self, env: dict[str, str], refs: list[str]) -> None:
+        """Fetch *refs* of upstream into the same refs of the gate (env: its repository's), and no
+        tag or other ref along with them; GitError if it cannot."""
+        refspecs = "".join(f"+{ref}:{ref}\n" for ref in refs)
+        done = subprocess.run(["git", "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--stdin", "--",
+                               self.url], env=self.env(env), input=refspecs.encode("utf-8", "surrogateescape"),
+                              capture_output=True)
+        if done.returncode != 0:
+            raise GitError(self.redact(last_complaint(done.stderr) or f"git fetch exited with {done.returncode}"))
 
     def push(self, env: dict[str, str], updates: list[Update]) -> str | None:
         """Push *updates* upstream from the quarantine (env); None when upstream took them all, else why not.
@@ -325,23 +360,44 @@ class Gate:
             file.write(HOOK.format(python=sys.executable, socket=hook_socket))
         os.chmod(path, 0o755)
 
+    def mirror(self) -> tuple[str | None, list[str], int]:
+        """Make the gate's refs exactly upstream's refs that match ``fetch_refs`` or ``push_refs``:
+        fetch those that moved, drop those gone; upstream's default branch, the refs mirrored, and
+        how many refs upstream has."""
+        head, refs = self.upstream.listing(self.env)
+        patterns = [head if pattern == "HEAD" else pattern for pattern in self.config.fetch_refs
+                    if pattern != "HEAD" or head] + list(self.config.rules.push_refs)
+        wanted = {name: oid for name, oid in refs.items() if any(fnmatchcase(name, p) for p in patterns)}
+        listed = git(self.env, "for-each-ref", "--format=%(objectname) %(refname)").decode("utf-8", "surrogateescape")
+        have = {name: oid for oid, name in (line.split(" ", 1) for line in listed.splitlines())}
+        moved = [name for name, oid in wanted.items() if have.get(name) != oid]
+        if moved:
+            self.upstream.fetch(self.env, moved)
+        gone = "".join(f"delete {name}\n" for name in have if name not in wanted)
+        if gone:
+            done = subprocess.run(["git", "update-ref", "--stdin"], env=self.env, capture_output=True,
+                                  input=gone.encode("utf-8", "surrogateescape"))
+            if done.returncode != 0:
+                raise GitError(last_complaint(done.stderr) or "git update-ref failed")
+        return head, sorted(wanted), len(refs)
+
     def seed(self) -> str:
-        """Fetch upstream's branches and tags and point HEAD at its default branch; a summary line."""
-        head = self.upstream.head(self.env)
-        self.upstream.fetch(self.env)
-        branches = git(self.env, "for-each-ref", "--format=%(refname)", "refs/heads").decode().split()
-        tags = git(self.env, "for-each-ref", "--format=%(refname)", "refs/tags").decode().split()
-        if head is None:  # upstream's HEAD is missing or dangling: a clone should still check something out
-            head = next((ref for ref in ("refs/heads/main", "refs/heads/master", *branches) if ref in branches), None)
+        """Mirror upstream and point HEAD at its default branch; a summary line."""
+        head, mirrored, total = self.mirror()
+        branches = [ref for ref in mirrored if ref.startswith("refs/heads/")]
+        # When the default branch is not the bottle's to fetch, a clone should still check something out.
+        head = next((ref for ref in (head, "refs/heads/main", "refs/heads/master", *branches) if ref in branches), head)
         if head is not None:
             git(self.env, "symbolic-ref", "HEAD", head)
-        return f"seeded from upstream: {len(branches)} branches, {len(tags)} tags, HEAD {head or '(empty upstream)'}"
+        tags = [ref for ref in mirrored if ref.startswith("refs/tags/")]
+        return (f"mirrored from upstream: {len(branches)} branches, {len(tags)} tags (of its {total} refs), "
+                f"HEAD {head or '(empty upstream)'}")
 
     def refresh(self) -> None:
         """Bring the gate up to date before a fetch; if upstream is away, the agent fetches what the gate has."""
         with self.repo_lock:
             try:
-                self.upstream.fetch(self.env)
+                self.mirror()
             except GitError as err:
                 say(f"could not refresh from upstream, serving what the gate has: {err}", error=True)
 
@@ -373,6 +429,11 @@ class Gate:
         """Decide a push the hook reported: check, forward upstream, audit; the hook's exit code and message."""
         push = uuid.uuid4().hex[:12]
         updates = parse_updates(request["updates"])
+        too_many = count_problem(self.config.rules, len(updates))
+        if too_many is not None:  # one audit row, one line: not one for each of thousands of refs
+            self.audit.record("git", "blocked", method="push", reason=too_many.why,
+                              detail={"push": push, "check": too_many.check, **too_many.detail})
+            return 1, f"{REFUSED}\n{too_many.why}\n  instead: {too_many.instead}\n"
         quarantine = self._quarantine(request)
         # The quarantine's objects, as the hook's own git would see them; but
         # not GIT_QUARANTINE_PATH, which git passes on to a local upstream's
@@ -393,21 +454,22 @@ class Gate:
         elif not refused:
             made, gone = {u.ref for u in updates if u.creates}, {u.ref for u in updates if u.deletes}
             self._save_created((created | made) - gone)
-        for update, problem in zip(updates, problems):
-            self._record(push, update, problem, refused)
-        return (1 if refused or failure else 0), _message(updates, problems, refused, failure)
+        names = [shown(self.scanner, update.ref) for update in updates]  # a ref name may hold what must not be shown
+        for update, name, problem in zip(updates, names, problems):
+            self._record(push, update, name, problem, refused)
+        return (1 if refused or failure else 0), _message(names, problems, refused, failure)
 
-    def _record(self, push: str, update: Update, problem: Problem | None, refused: bool) -> None:
+    def _record(self, push: str, update: Update, name: str, problem: Problem | None, refused: bool) -> None:
         detail = {"push": push, "old": update.old, "new": update.new}
         if problem is None and not refused:
-            self.audit.record("git", "allowed", method="push", path=update.ref, reason="forwarded upstream",
+            self.audit.record("git", "allowed", method="push", path=name, reason="forwarded upstream",
                               detail=detail)
             return
         if problem is None:
             why, detail["check"] = "passed, but another ref of the same push was refused", "atomic"
         else:
             why, detail = problem.why, {**detail, "check": problem.check, **problem.detail}
-        self.audit.record("git", "blocked", method="push", path=update.ref, reason=why, detail=detail)
+        self.audit.record("git", "blocked", method="push", path=name, reason=why, detail=detail)
 
     def record_oversized(self, sent: int) -> None:
         """A push git refused for its size before the hook ran (``receive.maxInputSize``)."""
@@ -419,21 +481,22 @@ class Gate:
     def record_failure(self, request: dict) -> None:
         """A push the gate failed to decide (a bug, or a hook it does not know): refused, and logged."""
         traceback.print_exc()
+        updates = shown(self.scanner, str(request.get("updates", ""))[:2000])
         self.audit.record("git", "blocked", method="push", reason="the gate failed while checking this push",
-                          detail={"check": "internal", "updates": str(request.get("updates", ""))[:2000]})
+                          detail={"check": "internal", "updates": updates})
 
 
-def _message(updates: list[Update], problems: list[Problem | None], refused: bool, failure: str | None) -> str:
-    """What the agent reads (git prefixes each line with "remote:")."""
+def _message(names: list[str], problems: list[Problem | None], refused: bool, failure: str | None) -> str:
+    """What the agent reads (git prefixes each line with "remote:"); *names*: the refs, as shown."""
     if not (refused or failure):
-        return "".join(f"bottle git gate: {u.ref} forwarded to upstream\n" for u in updates)
-    lines = ["bottle git gate: push refused; nothing reached upstream and the gate kept nothing."]
-    for update, problem in zip(updates, problems):
+        return "".join(f"bottle git gate: {name} forwarded to upstream\n" for name in names)
+    lines = [REFUSED]
+    for name, problem in zip(names, problems):
         if problem is None:
-            lines.append(f"{update.ref}: passed the checks, but a push is all or nothing")
+            lines.append(f"{name}: passed the checks, but a push is all or nothing")
             lines.append("  instead: fix the refs named here and push again")
         else:
-            lines.append(f"{update.ref}: refused: {problem.why}")
+            lines.append(f"{name}: refused: {problem.why}")
             lines.append(f"  instead: {problem.instead}")
     return "\n".join(lines) + "\n"
 

@@ -6,10 +6,19 @@ the ref is refused and what the agent may do instead) or None. Nothing here
 talks to upstream: ``gitgate`` forwards what passes.
 
 "New" means not reachable from any ref the gate holds, and the gate holds only
-what upstream has (it is seeded from upstream and keeps a pushed ref only once
-upstream took it). So secrets are looked for in what the push adds, never in
-history upstream already has: a key committed upstream years ago does not block
-a clean commit on top of it.
+what upstream has (it mirrors upstream's refs that the bottle may fetch or push
+and keeps a pushed ref only once upstream took it). So secrets are looked for
+in what the push adds, never in history upstream already has: a key committed
+upstream years ago does not block a clean commit on top of it.
+
+The secret scan covers everything a push carries: the ref's name; every new
+commit and tag object whole (author, committer, tagger, message, signatures,
+any extra header); the names in every new tree; the lines new commits add to
+files; and, when a ref points at a tree or a blob with no commit in between,
+every new blob whole. A new tree is scanned whole, so a file name with a secret
+that upstream already has blocks changes in its directory (git's listing of new
+trees is not exact either): rare, and on the safe side. What the scan finds is
+named by detector and place, never repeated.
 
 Stdlib and ``secrets_scan`` only: in the sidecar image this is ``bottle_sidecar.gitgate_check``.
 """
@@ -19,13 +28,24 @@ import os
 import re
 import subprocess
 import tempfile
+import unicodedata
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from .secrets_scan import Scanner
+from .secrets_scan import Hit, Scanner
 
 MiB = 1024 * 1024
 MAX_FINDINGS = 10  # per ref: enough to fix them all in one go, short enough to read
+MAX_PUSH_REFS = 20  # refs one push may update, unless the profile says otherwise (git.max_push_refs)
+# What a ref name (or a file name shown to the agent) may not hold: control
+# characters (C0, C1), format characters (bidi overrides and isolates,
+# zero-width ones), line and paragraph separators, and bytes that are not
+# UTF-8 (read as lone surrogates). Git itself refuses only C0 and DEL.
+UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# Header names of commits and tags that a finding may name; any other is "an
+# extra header": its name could be the secret itself.
+HEADERS = frozenset({"tree", "parent", "author", "committer", "encoding", "gpgsig", "gpgsig-sha256", "mergetag",
+                     "object", "type", "tag", "tagger"})
 # -p --cc: merges show only what differs from every parent (an evil merge, a
 # conflict resolution), not what they bring from the merged branch. --text:
 # a NUL byte must not make a file "binary" and unscanned. -U0: added lines only.
@@ -34,6 +54,10 @@ PATCH = (
     "--no-color", "--no-ext-diff", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/",
 )
 PIECE = 4 * MiB  # what the scanner takes of git's output at a time
+# An entry of a raw tree is MODE SP NAME NUL ID, the ID binary (20 or 32
+# bytes). A match that starts inside an ID by chance runs to the next NUL, so
+# that it holds the next entry's name whole, after a space: no name is lost.
+_TREE_ENTRY = re.compile(rb"[0-7]{5,6} ([^\0]*)\0")
 _HUNK = re.compile(rb"(@+) [^+]*\+(\d+)")
 
 
@@ -92,6 +116,7 @@ class Rules:
     protected: tuple[str, ...]
     allow_force: bool
     max_push_mb: float
+    max_push_refs: int = MAX_PUSH_REFS
 
     def example_ref(self) -> str:
         """A name the agent may push to, for the hints: ``bottle/<name>`` for ``refs/heads/bottle/*``."""
@@ -102,10 +127,53 @@ class Rules:
 class Problem:
     """Why a ref update is refused (one line, never a secret) and what the agent may do instead."""
 
-    check: str  # "ref", "protected", "delete", "force", "size", "secret", "upstream", "internal"
+    check: str  # "refs", "ref-name", "ref", "protected", "delete", "force", "size", "secret", "upstream", "internal"
     why: str
     instead: str
     detail: dict = field(default_factory=dict)
+
+
+def unsafe_character(text: str) -> str | None:
+    """The first character of *text* that must not reach a terminal or a ref, described; or None."""
+    for char in text:
+        if unicodedata.category(char) in UNSAFE_CATEGORIES:
+            if 0xDC80 <= ord(char) <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+                return f"the byte 0x{ord(char) - 0xDC00:02X}, which is not UTF-8"
+            return f"U+{ord(char):04X} {unicodedata.name(char, '(a control character)')}"
+    return None
+
+
+def shown(scanner: Scanner, text: str) -> str:
+    """*text* (a ref or file name the agent chose) as the gate may repeat it, in its answer and
+    in the audit log: cut where a secret starts, and with unsafe characters escaped (``\\x1b``)."""
+    raw = text.encode("utf-8", "surrogateescape")
+    hit = scanner.scan(raw, "name")
+    if hit is not None:
+        text = raw[:hit.offset].decode("utf-8", "surrogateescape") + f"[{hit.detector} cut]"
+    return "".join(ascii(char)[1:-1] if unicodedata.category(char) in UNSAFE_CATEGORIES else char for char in text)
+
+
+def count_problem(rules: Rules, count: int) -> Problem | None:
+    """A push may update at most ``max_push_refs`` refs: each costs a scan and an audit row."""
+    if count <= rules.max_push_refs:
+        return None
+    return Problem("refs", f"the push updates {count} refs, more than the {rules.max_push_refs} a push may update",
+                   f"push at most {rules.max_push_refs} refs at a time (name them: git push origin REF...)",
+                   {"refs": count})
+
+
+def name_problem(scanner: Scanner, update: Update) -> Problem | None:
+    """A ref name must hold no unsafe character and no secret (it reaches upstream, and the operator's screen)."""
+    unsafe = unsafe_character(update.ref)
+    if unsafe is not None:
+        return Problem("ref-name", f"the ref name holds {unsafe}",
+                       "push to a name without control, bidi or other invisible characters")
+    hit = scanner.scan(update.ref.encode("utf-8", "surrogateescape"), "the ref name")
+    if hit is not None:
+        return Problem("secret", f"the ref name holds what looks like a secret: {hit.detector}",
+                       "push to a name with no secret in it; keep secrets in the environment",
+                       {"findings": [Finding(hit.detector, "the ref name").__dict__]})
+    return None
 
 
 def ref_problem(rules: Rules, update: Update, created: set[str]) -> Problem | None:
@@ -164,79 +232,149 @@ def size_problem(rules: Rules, pushed: int) -> Problem | None:
 
 @dataclass(frozen=True)
 class Finding:
-    """A secret seen in a new commit: where, by which detector; never the secret."""
+    """A secret seen in what a push adds: by which detector, where, in which object; never the secret."""
 
     detector: str
-    commit: str
-    path: str | None  # None: in the commit message
-    line: int = 0
+    where: str  # "settings.py line 2", "the author", "the message", "a file or directory name", "the content", ...
+    object: str | None = None  # the commit, tag, tree or blob it is in (None: the ref name)
+    kind: str | None = None  # which of those
 
     def __str__(self) -> str:
-        where = f"{self.path} line {self.line}" if self.path is not None else "the commit message"
-        return f"{self.detector} in {where} (commit {self.commit[:12]})"
+        of = f" ({self.kind} {self.object[:12]})" if self.object else ""
+        return f"{self.detector} in {self.where}{of}"
 
 
 def secret_problem(env: dict[str, str], scanner: Scanner, update: Update) -> Problem | None:
-    """The secrets in the commits *update* brings that no ref of the gate (so upstream) has yet.
+    """The secrets in what *update* brings that no ref of the gate (so upstream) has yet.
 
-    The usual push holds none, and one pass over its messages and patches
-    says so. Only if something turns up are messages and patches read apart,
-    to say where it is (or to find it on a removed line: taking an old secret
-    out is fine).
+    Commits, tags and trees are read whole, in one ``cat-file``. What a
+    commit adds to files is read from its patch: the usual push holds no
+    secret, and one pass over the patches says so; only if something turns
+    up are they read again, to say where (or to find it on a removed line:
+    taking an old secret out is fine). A ref that reaches blobs with no
+    commit in between (a tag or a branch pointing at a tree or a blob) has
+    those blobs scanned whole.
     """
     if update.deletes:
         return None
     new = (update.new, "--not", "--all")
-    if not streamed_hit(env, scanner, [*PATCH, "--format=%x00%H%n%B", *new]):
-        return None
-    findings = message_findings(scanner, git(env, "log", "-z", "--format=%H%n%B", *new))
-    findings += diff_findings(scanner, git(env, *PATCH, "--format=%x00%H", *new))
+    objects = new_objects(env, new)
+    findings = object_findings(scanner, objects)
+    if any(kind == "commit" for kind, _, _ in objects):
+        if streamed_hit(env, scanner, [*PATCH, "--format=%x00%H", *new]) is not None:
+            findings += diff_findings(scanner, git(env, *PATCH, "--format=%x00%H", *new))
+    else:
+        findings += blob_findings(env, scanner, new)
     if not findings:
         return None
-    shown = findings[:MAX_FINDINGS]
+    listed = findings[:MAX_FINDINGS]
     more = " and more" if len(findings) > MAX_FINDINGS else ""
-    return Problem("secret", "the new commits hold what looks like a secret: " + "; ".join(map(str, shown)) + more,
+    return Problem("secret", "the push holds what looks like a secret: " + "; ".join(map(str, listed)) + more,
                    "take it out of every new commit (git rebase -i and edit them, or git reset --soft to the "
                    "upstream commit and commit again), then push again; keep secrets in the environment, "
                    "never in the repository",
-                   {"findings": [f.__dict__ for f in shown]})
+                   {"findings": [f.__dict__ for f in listed]})
 
 
-def streamed_hit(env: dict[str, str], scanner: Scanner, args: list[str]) -> bool:
-    """Whether git's output holds anything the scanner finds, read and scanned a piece
+def new_objects(env: dict[str, str], new: tuple[str, ...]) -> list[tuple[str, str, bytes]]:
+    """(type, id, content) of every commit, tag and tree in *new* (``TIP --not --all``), blobs left out."""
+    ids = git(env, "rev-list", "--objects", "--no-object-names", "--filter=blob:none", "--filter-provided-objects",
+              *new)
+    if not ids:
+        return []
+    out = subprocess.run(["git", "cat-file", "--batch"], env=env, input=ids, capture_output=True)
+    if out.returncode != 0:
+        raise GitError(last_complaint(out.stderr) or f"git cat-file exited with {out.returncode}")
+    objects, data, at = [], out.stdout, 0
+    while at < len(data):
+        header_end = data.index(b"\n", at)
+        oid, kind, size = data[at:header_end].decode().split()
+        start = header_end + 1
+        objects.append((kind, oid, data[start:start + int(size)]))
+        at = start + int(size) + 1
+    return objects
+
+
+def object_findings(scanner: Scanner, objects: list[tuple[str, str, bytes]]) -> list[Finding]:
+    """Secrets in new commits and tags (raw: every header and the message) and in new trees' names.
+
+    All of them are scanned as one text first, each name once (a commit
+    makes a new copy of every directory above what it changes): a push with
+    no secret costs one pass per detector, however many objects it holds.
+    Only when that finds something is each object scanned apart, to say where.
+    """
+    names = {name for kind, _, content in objects if kind == "tree" for name in _TREE_ENTRY.findall(content)}
+    findings: list[Finding] = []
+    if scanner.scan(b"\n".join([*(content for kind, _, content in objects if kind != "tree"), *names])) is None:
+        return findings
+    texts = [tree_names(content) if kind == "tree" else content for kind, _, content in objects]
+    for (kind, oid, _), text in zip(objects, texts):
+        offset = 0
+        while len(findings) <= MAX_FINDINGS and (hit := scanner.scan(text[offset:])) is not None:
+            at = offset + hit.offset
+            findings.append(Finding(hit.detector, _part(kind, text, at), oid, kind))
+            offset = (text.find(b"\n", at) + 1) or len(text)  # on from the next line
+    return findings
+
+
+def tree_names(tree: bytes) -> bytes:
+    """The entry names of a raw tree object, one a line."""
+    return b"\n".join(_TREE_ENTRY.findall(tree))
+
+
+def _part(kind: str, text: bytes, at: int) -> str:
+    """Where offset *at* of a raw object is, in words that cannot hold the secret."""
+    if kind == "tree":
+        return "a file or directory name"
+    body = text.find(b"\n\n")
+    if body != -1 and at > body:
+        return "the message"
+    line = text.rfind(b"\n", 0, at) + 1
+    while line > 0 and text[line:line + 1] == b" ":  # a continuation line (gpgsig, mergetag): its header's
+        line = text.rfind(b"\n", 0, line - 1) + 1
+    name = text[line:text.find(b" ", line)].decode(errors="replace")
+    if name not in HEADERS:
+        return "an extra header"
+    return {"tag": "the tag name", "author": "the author", "committer": "the committer",
+            "tagger": "the tagger"}.get(name, f"the {name} header")
+
+
+def blob_findings(env: dict[str, str], scanner: Scanner, new: tuple[str, ...]) -> list[Finding]:
+    """Secrets in the new blobs a ref reaches with no commit in between, each scanned whole."""
+    findings = []
+    blobs = git(env, "rev-list", "--objects", "--no-object-names", "--filter=object:type=blob",
+                "--filter-provided-objects", *new).decode().split()
+    for blob in blobs:
+        hit = streamed_hit(env, scanner, ["cat-file", "blob", blob])
+        if hit is not None:
+            findings.append(Finding(hit.detector, "the content", blob, "blob"))
+    return findings
+
+
+def streamed_hit(env: dict[str, str], scanner: Scanner, args: list[str]) -> Hit | None:
+    """The first thing the scanner finds in git's output, read and scanned a piece
     (of whole lines) at a time: a 50 MB push never sits in the gate's memory whole."""
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(["git", *args], env=env, stdout=subprocess.PIPE, stderr=errors)
-        found, rest, block = False, b"", b"."
-        while block and not found:
+        found, rest, block = None, b"", b"."
+        while block and found is None:
             block = process.stdout.read(PIECE)
             data = rest + block
             cut = data.rfind(b"\n") + 1 if block else len(data)
-            found, rest = scanner.scan(data[:cut]) is not None, data[cut:]
-        if found:
+            found, rest = scanner.scan(data[:cut]), data[cut:]
+        if found is not None:
             process.kill()
         process.stdout.close()
         code = process.wait()
-        if not found and code != 0:
+        if found is None and code != 0:
             errors.seek(0)
-            raise GitError(last_complaint(errors.read()) or f"git log exited with {code}")
+            raise GitError(last_complaint(errors.read()) or f"git {args[0]} exited with {code}")
     return found
-
-
-def message_findings(scanner: Scanner, log: bytes) -> list[Finding]:
-    """Secrets in commit messages: *log* is ``git log -z --format=%H%n%B``, one record per commit."""
-    findings = []
-    for record in log.split(b"\0"):
-        sha, _, message = record.partition(b"\n")
-        hit = scanner.scan(message)
-        if hit is not None:
-            findings.append(Finding(hit.detector, sha.decode(), None))
-    return findings
 
 
 def diff_findings(scanner: Scanner, diff: bytes) -> list[Finding]:
     """Secrets on the lines the new commits add; *diff* is ``git log`` with ``PATCH``'s options."""
-    if scanner.scan(diff) is None:  # what turned up was in a message
+    if scanner.scan(diff) is None:  # what turned up was in a file name (the trees' scan names it)
         return []
     added, starts, places = added_lines(diff)
     findings: list[Finding] = []
@@ -246,7 +384,9 @@ def diff_findings(scanner: Scanner, diff: bytes) -> list[Finding]:
         if hit is None:
             break
         index = bisect.bisect_right(starts, offset + hit.offset) - 1
-        findings.append(Finding(hit.detector, *places[index]))
+        commit, path, line = places[index]
+        where = f"{shown(scanner, path)} line {line}"  # a path may hold a secret too
+        findings.append(Finding(hit.detector, where, commit, "commit"))
         offset = starts[index + 1] if index + 1 < len(starts) else len(added)
     return findings
 
@@ -302,9 +442,11 @@ def check_push(
     env: dict[str, str], rules: Rules, scanner: Scanner, updates: list[Update], created: set[str],
     quarantine: str | None,
 ) -> list[Problem | None]:
-    """A Problem or None for each update, in order: refs and history first, then the
-    push's size, then secrets (the dearest check, skipped for a push too big to take)."""
-    problems = [ref_problem(rules, u, created) or history_problem(env, rules, u) for u in updates]
+    """A Problem or None for each update, in order: names, refs and history first, then the
+    push's size, then secrets (the dearest check, skipped for a push too big to take).
+    The number of refs is the caller's to check first (``count_problem``)."""
+    problems = [name_problem(scanner, u) or ref_problem(rules, u, created) or history_problem(env, rules, u)
+                for u in updates]
     if any(not (problem or update.deletes) for problem, update in zip(problems, updates)):
         too_big = size_problem(rules, quarantine_bytes(quarantine))
         for index, update in enumerate(updates):

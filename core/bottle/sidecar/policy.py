@@ -5,13 +5,21 @@ The host writes the policy as JSON::
     {"bottle": "SLUG",
      "allow": ["api.anthropic.com", "*.github.com", "http://mirror.local:8080", "10.1.2.3:5432"],
      "credentials": [{"host": "api.anthropic.com", "header": "x-api-key", "scheme": "",
-                      "name": "ANTHROPIC_API_KEY", "placeholder": "..."}],
-     "secret_patterns": ["regex", ...]}
+                      "name": "ANTHROPIC_API_KEY", "placeholder": "...", "on_secret": "redact"}],
+     "secret_patterns": ["regex", ...],
+     "on_secret": [{"rule": "api.anthropic.com", "mode": "redact"}, {"rule": "*.corp.example", "mode": "block"}],
+     "secret_exempt": {"detectors": ["JSON Web Token"], "values": ["a token-shaped test fixture"]}}
 
 and the egress proxy reads it, again whenever the file changes (``PolicyFile``),
 so that ``bottle egress allow`` works on a running bottle. The rule parser is
 public because the host validates a profile's ``[egress] allow`` with it: a rule
 the proxy could not read is an error at ``bottle run``, not a silent deny.
+
+What a secret found in a request does is its host's *mode*: ``block`` (a 403,
+the default) or ``redact`` (each secret replaced by a marker, the request goes
+on). A credential route's own ``on_secret`` decides for its host; otherwise the
+last ``on_secret`` entry whose rule matches, else ``block``. ``secret_exempt``
+names detectors that are not run and values that are no secret.
 
 Stdlib only: the host imports this module, and it has no mitmproxy.
 """
@@ -249,6 +257,33 @@ def doh_reason(host: str, path: str = "", content_type: str = "", accept: str = 
     return None
 
 
+SECRET_MODES = ("block", "redact")
+
+#: The secret scanner's built-in detectors, by the names its hits carry
+#: (``secrets_scan.BUILTIN``; a unit test keeps the two the same). Listed here,
+#: in a module the host imports, so that a profile's ``secret_exempt.detectors``
+#: is checked when it is read: the scanner itself needs detect-secrets, which
+#: only the sidecar image has.
+DETECTORS = (
+    "AWS Access Key", "Azure Storage Account access key", "Basic Auth Credentials", "GitHub Token", "GitLab Token",
+    "JSON Web Token", "OpenAI Token", "Private Key", "PyPI Token", "SendGrid API Key", "Slack Token",
+    "Square OAuth Secret", "Twilio API Key", "Anthropic API Key", "GitHub Fine-Grained Token", "npm Token",
+    "Google API Key", "Stripe Access Key",
+)
+
+
+def detector_id(name: str) -> str:
+    """A detector's name as markers spell it and exemptions may: "AWS Access Key" is "aws-access-key"."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def parse_detector(name: str) -> str:
+    """The id of the built-in detector *name* (its name, in any case, or its id); ValueError if there is none."""
+    if detector_id(name) in map(detector_id, DETECTORS):
+        return detector_id(name)
+    raise ValueError(f"{name!r} is not a detector; the detectors are: {', '.join(DETECTORS)}")
+
+
 @dataclass(frozen=True)
 class CredentialRoute:
     """The sidecar injects the credential *name* into requests to *host*, in *header*.
@@ -262,13 +297,15 @@ class CredentialRoute:
     scheme: str  # "" sends the bare value; "Bearer" sends "Bearer VALUE"
     name: str
     placeholder: str
+    on_secret: str = ""  # a mode (SECRET_MODES) for this host's requests; "" leaves it to the policy's on_secret
 
     def header_value(self, secret: str) -> str:
         return f"{self.scheme} {secret}" if self.scheme else secret
 
 
-_TOP_FIELDS = {"bottle", "allow", "credentials", "secret_patterns"}
-_ROUTE_FIELDS = {"host", "header", "scheme", "name", "placeholder"}
+_TOP_FIELDS = {"bottle", "allow", "credentials", "secret_patterns", "on_secret", "secret_exempt"}
+_ROUTE_FIELDS = {"host", "header", "scheme", "name", "placeholder", "on_secret"}
+_EXEMPT_FIELDS = {"detectors", "values"}
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+\Z")  # an HTTP header name or auth scheme
 
 
@@ -280,6 +317,9 @@ class Policy:
     rules: tuple[Rule, ...] = ()
     credentials: tuple[CredentialRoute, ...] = ()
     secret_patterns: tuple[re.Pattern[bytes], ...] = ()  # compiled for scanning bytes
+    on_secret: tuple[tuple[Rule, str], ...] = ()  # (rule, mode); the last match decides
+    exempt_detectors: frozenset[str] = frozenset()  # detector ids (detector_id) not run
+    exempt_values: tuple[str, ...] = ()  # what no detector reports, though it looks like a secret
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Policy":
@@ -316,7 +356,9 @@ class Policy:
         hosts = [route.host for route in routes]
         if len(set(hosts)) != len(hosts):
             raise PolicyError(f"credentials: one route per host, but {hosts}")
-        return cls(bottle, tuple(rules), tuple(routes), tuple(patterns))
+        modes = [_mode(index, entry) for index, entry in enumerate(_list(data, "on_secret", dict))]
+        detectors, values = _exempt(data.get("secret_exempt", {}))
+        return cls(bottle, tuple(rules), tuple(routes), tuple(patterns), tuple(modes), detectors, values)
 
     def match(self, host: str, port: int, scheme: str) -> Rule | None:
         """The first rule allowing *host*:*port* over *scheme* ("https" or "http"), or None."""
@@ -333,6 +375,18 @@ class Policy:
         name = normalize_host(host)
         return next((route for route in self.credentials if route.host == name), None)
 
+    def secret_mode(self, host: str, port: int, scheme: str) -> str:
+        """What a secret in a request to *host*:*port* over *scheme* does: "block" or "redact".
+
+        The host's credential route decides if it says (routes are for HTTPS
+        only), then the last ``on_secret`` entry whose rule matches: a child
+        profile's entries come after its parents'.
+        """
+        route = self.route_for(host) if scheme == "https" else None
+        if route is not None and route.on_secret:
+            return route.on_secret
+        return next((mode for rule, mode in reversed(self.on_secret) if rule.matches(host, port, scheme)), "block")
+
 
 def _no_unknown(data: dict, known: set[str], where: str) -> None:
     unknown = sorted(set(data) - known)
@@ -340,11 +394,38 @@ def _no_unknown(data: dict, known: set[str], where: str) -> None:
         raise PolicyError(f"{where}unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
 
 
-def _list(data: dict, field: str, kind: type) -> list:
+def _list(data: dict, field: str, kind: type, where: str = "") -> list:
     value = data.get(field, [])
     if not isinstance(value, list) or not all(isinstance(item, kind) for item in value):
-        raise PolicyError(f"'{field}' must be a list of {'strings' if kind is str else 'objects'}")
+        raise PolicyError(f"'{where}{field}' must be a list of {'strings' if kind is str else 'objects'}")
     return value
+
+
+def _mode(index: int, entry: dict) -> tuple[Rule, str]:
+    where = f"on_secret[{index}]: "
+    _no_unknown(entry, {"rule", "mode"}, where)
+    if entry.get("mode") not in SECRET_MODES:
+        raise PolicyError(f"{where}'mode' must be one of {', '.join(SECRET_MODES)}, not {entry.get('mode')!r}")
+    try:
+        return parse_rule(entry.get("rule")), entry["mode"]
+    except RuleError as err:
+        raise PolicyError(f"{where}'rule': {err}") from None
+
+
+def _exempt(exempt: object) -> tuple[frozenset[str], tuple[str, ...]]:
+    if not isinstance(exempt, dict):
+        raise PolicyError("'secret_exempt' must be an object with 'detectors' and 'values'")
+    _no_unknown(exempt, _EXEMPT_FIELDS, "secret_exempt: ")
+    detectors = set()
+    for index, name in enumerate(_list(exempt, "detectors", str, "secret_exempt.")):
+        try:
+            detectors.add(parse_detector(name))
+        except ValueError as err:
+            raise PolicyError(f"secret_exempt.detectors[{index}]: {err}") from None
+    values = _list(exempt, "values", str, "secret_exempt.")
+    if not all(values):
+        raise PolicyError("secret_exempt.values: a value must not be empty")
+    return frozenset(detectors), tuple(values)
 
 
 def _route(index: int, entry: dict) -> CredentialRoute:
@@ -368,7 +449,10 @@ def _route(index: int, entry: dict) -> CredentialRoute:
         raise PolicyError(f"{where}'scheme' must be empty or one word such as Bearer, not {values['scheme']!r}")
     if not values["name"] or not values["placeholder"]:
         raise PolicyError(f"{where}'name' and 'placeholder' must not be empty")
-    return CredentialRoute(host, values["header"].lower(), values["scheme"], values["name"], values["placeholder"])
+    if values["on_secret"] not in ("", *SECRET_MODES):
+        raise PolicyError(f"{where}'on_secret' must be one of {', '.join(SECRET_MODES)}, not {values['on_secret']!r}")
+    return CredentialRoute(host, values["header"].lower(), values["scheme"], values["name"], values["placeholder"],
+                           values["on_secret"])
 
 
 class PolicyFile:

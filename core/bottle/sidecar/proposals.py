@@ -15,6 +15,11 @@ the other side's short write locks.
 Only the host's answer has an effect (it widens the allowlist before writing
 the answer), so a sidecar that wrote an answer itself would gain nothing.
 
+What a proposal says comes from the agent: ``what`` and ``reason`` are cut at
+``MAX_TEXT`` bytes (with a marker), and a bottle may have at most
+``max_pending`` proposals waiting at once (the supervise server's limit), so
+that one agent cannot bury the others' asks in the operator's queue.
+
 Stdlib only: the sidecar image and the host import this module.
 """
 
@@ -24,7 +29,10 @@ import time
 from contextlib import closing
 from dataclasses import asdict, dataclass
 
+from .audit import cut
+
 BUSY_TIMEOUT = 5.0  # seconds
+MAX_TEXT = 8 * 1024  # bytes of a proposal's what or reason, before the cut marker
 KINDS = ("egress", "capability", "blocked")
 ANSWERS = ("approved", "modified", "rejected", "expired")
 COLUMNS = ("id", "created", "bottle", "agent", "kind", "what", "reason", "status",
@@ -49,6 +57,10 @@ CREATE INDEX IF NOT EXISTS proposals_status ON proposals (status);
 
 class ProposalError(ValueError):
     """An answer the queue refuses: no such proposal, or it was answered already."""
+
+
+class TooManyPending(ProposalError):
+    """A proposal the queue refuses: its bottle has as many waiting as it may."""
 
 
 @dataclass(frozen=True)
@@ -96,15 +108,23 @@ class Queue:
         # Autocommit (isolation_level=None): each statement is its own transaction.
         return closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None))
 
-    def propose(self, bottle: str, agent: str, kind: str, what: str, reason: str) -> int:
-        """Queue a pending proposal; return its id."""
+    def propose(self, bottle: str, agent: str, kind: str, what: str, reason: str,
+                max_pending: int | None = None) -> int:
+        """Queue a pending proposal; return its id. With *max_pending*, refuse
+        (:class:`TooManyPending`) one that would make more than that many of
+        *bottle*'s wait at once."""
         if kind not in KINDS:
             raise ProposalError(f"unknown proposal kind {kind!r}; expected one of {', '.join(KINDS)}")
         with self._connect() as db:
+            # One statement: of two proposals racing for the last place, one wins.
             cursor = db.execute(
-                "INSERT INTO proposals (created, bottle, agent, kind, what, reason) VALUES (?, ?, ?, ?, ?, ?)",
-                (time.time(), bottle, agent, kind, what, reason),
+                "INSERT INTO proposals (created, bottle, agent, kind, what, reason) SELECT ?, ?, ?, ?, ?, ?"
+                " WHERE ? IS NULL OR (SELECT count(*) FROM proposals WHERE bottle = ? AND status = 'pending') < ?",
+                (time.time(), bottle, agent, kind, cut(what, MAX_TEXT), cut(reason, MAX_TEXT),
+                 max_pending, bottle, max_pending),
             )
+        if not cursor.rowcount:
+            raise TooManyPending(f"bottle {bottle} has {max_pending} proposals waiting for an answer already")
         return cursor.lastrowid
 
     def get(self, proposal_id: int) -> Proposal:

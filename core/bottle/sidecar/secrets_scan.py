@@ -5,7 +5,14 @@ private keys, JWT, ...), a few token formats it lacks or matches slowly
 (Anthropic, fine-grained GitHub, npm, Google, Stripe), and the profile's own
 ``secret_patterns``. A hit names the detector, the place (``url``, ``header
 NAME``, ``body``) and an offset, so the audit log can say why a request was
-stopped without repeating the secret.
+stopped without repeating the secret. Where the policy says so, the proxy has
+the secrets replaced instead (:meth:`Scanner.redact`), each by a marker such as
+``[bottle:redacted:aws-access-key:1]`` that names its detector and stays the
+same for that secret as long as the bottle runs (:class:`Markers`).
+
+Not secrets: the credential placeholders, the vendors' documented example keys
+(``EXAMPLE_KEYS``) and the values a profile exempts; a profile may also turn
+detectors off.
 
 Left out of detect-secrets: the keyword and entropy detectors, and the
 assignment-style ones built like them (Cloudant, IBM, SoftLayer), which flag
@@ -33,12 +40,15 @@ the plugin that vets it. Elsewhere the patterns are read from detect-secrets.
 
 import bisect
 import functools
+import hashlib
 import importlib
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from .policy import detector_id
 
 # detect-secrets' plugins used, as MODULE.CLASS under detect_secrets.plugins.
 DETECT_SECRETS = (
@@ -57,7 +67,25 @@ EXTRA = (
     ("Stripe Access Key", rb"sk_live_[0-9a-zA-Z]{24,}"),
     ("Stripe Access Key", rb"rk_live_[0-9a-zA-Z]{24,}"),
 )
+# Detectors whose patterns carry the secret in a capture group, after context
+# that is no part of it: a keyword and a quote (aws_secret_access_key = "..."),
+# or ``://user:`` before a password. Elsewhere a group is part of the token
+# (GitHub's ``(ghp|gho|...)_``), and the secret is the whole match.
+SECRET_IN_GROUP = frozenset({"aws.AWSKeyDetector", "basic_auth.BasicAuthDetector"})
+
+# Keys the vendors publish as examples, found in docs, tutorials and test
+# fixtures; never anyone's credential.
+EXAMPLE_KEYS = (
+    # AWS Command Line Interface User Guide, "Configuration basics" and the
+    # named-profiles example: access key IDs and secret access keys.
+    "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "AKIAI44QH8DHBEXAMPLE", "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY",
+    # Microsoft, "Use the Azurite emulator for local Azure Storage development":
+    # the well-known account key of devstoreaccount1, as a connection string has it.
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",
+)
 _WORD = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_HEX = frozenset(b"0123456789ABCDEFabcdef")
 _BACKSLASH = ord("\\")
 
 
@@ -79,6 +107,46 @@ class _Detector:
     regex: re.Pattern[bytes]
     confirm: Callable[[str], bool] | None = None  # a detector's own veto on a match
     whole_word: bool = True  # see _glued; the profile's own patterns match as written
+    in_group: bool = False  # the secret is the capture group that matched (SECRET_IN_GROUP)
+
+
+class Markers:
+    """The marker that stands for each secret redacted: ``[bottle:redacted:DETECTOR:N]``.
+
+    N counts the distinct secrets of that detector, so the Messages API, which
+    is sent the whole conversation again with every request, sees the same
+    marker for a secret every time: the conversation stays consistent. One
+    instance serves a proxy's life, which is its bottle's. A secret is
+    remembered by its SHA-256 only, and at most ``LIMIT`` of them (memory stays
+    bounded whatever the agent sends; past that, a secret seen again gets a new number).
+    Markers hold no quote, backslash or newline: JSON, headers and URLs stay valid.
+    """
+
+    LIMIT = 65536
+
+    def __init__(self) -> None:
+        self._known: dict[bytes, bytes] = {}
+        self._counts: dict[str, int] = {}
+
+    def __call__(self, detector: str, secret: bytes) -> bytes:
+        key = hashlib.sha256(secret).digest()
+        marker = self._known.get(key)
+        if marker is None:
+            number = self._counts[detector] = self._counts.get(detector, 0) + 1
+            marker = f"[bottle:redacted:{detector_id(detector)}:{number}]".encode()
+            if len(self._known) < self.LIMIT:
+                self._known[key] = marker
+        return marker
+
+
+@dataclass(frozen=True)
+class Redacted:
+    """A request's URL, headers and body as :meth:`Scanner.redact_request` left them, and what it replaced."""
+
+    url: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    hits: list[Hit]
 
 
 @functools.cache
@@ -131,8 +199,11 @@ def _builtin() -> tuple[_Detector, ...]:
         from ._detect_secrets_frozen import PATTERNS
     except ImportError:  # not in the sidecar image: read detect-secrets itself
         PATTERNS = detect_secrets_patterns()
-    detectors = [_Detector(kind, re.compile(source.encode(), flags), functools.partial(_confirm, plugin))
-                 for plugin, kind, source, flags in PATTERNS]
+    detectors = []
+    for plugin, kind, source, flags in PATTERNS:
+        regex = re.compile(source.encode(), flags)
+        in_group = plugin in SECRET_IN_GROUP and regex.groups > 0
+        detectors.append(_Detector(kind, regex, functools.partial(_confirm, plugin), in_group=in_group))
     return tuple(detectors + [_Detector(name, re.compile(pattern)) for name, pattern in EXTRA])
 
 
@@ -161,28 +232,90 @@ def _glued(data: bytes, start: int) -> bool:
     return not (start >= 2 and data[start - 2] == _BACKSLASH)
 
 
+def _escaped(data: bytes, at: int) -> bool:
+    """Whether the byte at *at* is escaped: an odd run of backslashes right before it."""
+    run = 0
+    while at - run > 0 and data[at - run - 1] == _BACKSLASH:
+        run += 1
+    return run % 2 == 1
+
+
+def _outside_escapes(data: bytes, start: int, end: int) -> tuple[int, int]:
+    """The span *start*:*end* widened so that it neither begins nor ends inside a
+    backslash escape (``\\"``, ``\\\\``, ``\\u00e9``): replaced by a marker, a JSON
+    string stays one string. Only spans at such an edge move, by a few bytes."""
+    for back in range(1, 6):  # \X with the span at X, or \uXXXX with the span in its digits
+        at = start - back
+        if at < 0 or data[at] != _BACKSLASH or _escaped(data, at):
+            continue
+        if back == 1 or (data[at + 1] == ord("u") and all(byte in _HEX for byte in data[at + 2:start])):
+            start = at
+            break
+    if end < len(data) and data[end - 1] == _BACKSLASH and not _escaped(data, end - 1):
+        end += 1  # the span ends with a backslash that escapes what follows it
+    return start, end
+
+
 class Scanner:
     """Scans requests with the built-in detectors plus *patterns* ((name, bytes
-    regex) pairs), ignoring the credential *placeholders*: the agent may hold
-    and send those, and the proxy replaces them anyway."""
+    regex) pairs), except the detectors named in *exempt_detectors* (names or
+    ids, see ``policy.parse_detector``).
 
-    def __init__(self, patterns: Iterable[tuple[str, re.Pattern[bytes]]] = (), placeholders: Iterable[str] = ()):
-        self._detectors = BUILTIN + tuple(_Detector(name, regex, whole_word=False) for name, regex in patterns)
-        self._placeholders = tuple(placeholder.encode() for placeholder in placeholders)
+    Nothing inside one of *exempt_values* is a secret: the credential
+    placeholders (the agent may hold and send those, and the proxy replaces
+    them anyway), what the profile exempts, and always ``EXAMPLE_KEYS``.
+    """
+
+    def __init__(self, patterns: Iterable[tuple[str, re.Pattern[bytes]]] = (), exempt_values: Iterable[str] = (),
+                 exempt_detectors: Iterable[str] = ()):
+        off = {detector_id(name) for name in exempt_detectors}
+        detectors = BUILTIN + tuple(_Detector(name, regex, whole_word=False) for name, regex in patterns)
+        self._detectors = tuple(detector for detector in detectors if detector_id(detector.name) not in off)
+        self._exempt = tuple(value.encode() for value in (*EXAMPLE_KEYS, *exempt_values))
+
+    def _found(self, data: bytes) -> Iterator[tuple[str, int, int, int]]:
+        """(detector, start of the match, start and end of the secret) for each secret in *data*, detector by
+        detector: :meth:`scan` stops at the first, :meth:`redact` takes all, and with no secret both cost the same."""
+        for detector in self._detectors:
+            for match in detector.regex.finditer(data):
+                if detector.whole_word and _glued(data, match.start()):
+                    continue
+                start, end = match.span(match.lastindex) if detector.in_group and match.lastindex else match.span()
+                secret = data[start:end]
+                if not secret or any(secret in value for value in self._exempt):
+                    continue
+                if detector.confirm and not detector.confirm(match.group().decode("latin-1")):
+                    continue
+                yield detector.name, match.start(), start, end
 
     def scan(self, data: bytes, location: str = "body") -> Hit | None:
         """The first secret in *data*, or None."""
-        for detector in self._detectors:
-            for match in detector.regex.finditer(data):
-                found = match.group()
-                if detector.whole_word and _glued(data, match.start()):
-                    continue
-                if any(found in placeholder for placeholder in self._placeholders):
-                    continue
-                if detector.confirm and not detector.confirm(found.decode("latin-1")):
-                    continue
-                return Hit(detector.name, location, match.start())
+        for name, offset, _, _ in self._found(data):
+            return Hit(name, location, offset)
         return None
+
+    def redact(self, data: bytes, location: str, markers: Markers) -> tuple[bytes, list[Hit]]:
+        """*data* with every secret replaced by its marker, and a hit for each (its offset in *data* as given).
+
+        Secrets that overlap (two detectors on one token) are replaced as one,
+        named by the detector of the first. Each span is kept out of backslash
+        escapes (see :func:`_outside_escapes`).
+        """
+        spans = sorted((*_outside_escapes(data, start, end), name) for name, _, start, end in self._found(data))
+        merged: list[list] = []
+        for start, end, name in spans:
+            if merged and start < merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end, name])
+        if not merged:
+            return data, []
+        pieces, done = [], 0
+        for start, end, name in merged:
+            pieces += [data[done:start], markers(name, data[start:end])]
+            done = end
+        pieces.append(data[done:])
+        return b"".join(pieces), [Hit(name, location, start) for start, _, name in merged]
 
     def scan_request(self, url: bytes, headers: Iterable[tuple[bytes, bytes]], body: bytes) -> Hit | None:
         """The first secret in the URL, a header value or the body, or None.
@@ -192,7 +325,10 @@ class Scanner:
         Headers the proxy adds itself are not here to be scanned: it scans
         before it injects.
         """
-        parts = [("url", url)] + [(f"header {name.decode('latin-1').lower()}", value) for name, value in headers]
+        return self._head_hit(url, headers) or self.scan(body)
+
+    def _head_hit(self, url: bytes, headers: Iterable[tuple[bytes, bytes]]) -> Hit | None:
+        parts = [("url", url)] + [(_header(name), value) for name, value in headers]
         starts, position = [], 0
         for _, value in parts:
             starts.append(position)
@@ -201,7 +337,30 @@ class Scanner:
         if hit is not None:
             index = bisect.bisect_right(starts, hit.offset) - 1
             return Hit(hit.detector, parts[index][0], hit.offset - starts[index])
-        return self.scan(body)
+        return None
+
+    def redact_request(self, url: bytes, headers: Iterable[tuple[bytes, bytes]], body: bytes,
+                       markers: Markers) -> Redacted:
+        """What :meth:`scan_request` scans, with every secret replaced by its marker.
+
+        The URL and the headers are scanned together first, as there, and
+        one by one only when that found something.
+        """
+        headers = list(headers)
+        hits: list[Hit] = []
+        if self._head_hit(url, headers) is not None:
+            url, hits = self.redact(url, "url", markers)
+            for index, (name, value) in enumerate(headers):
+                value, found = self.redact(value, _header(name), markers)
+                headers[index] = (name, value)
+                hits += found
+        body, found = self.redact(body, "body", markers)
+        return Redacted(url, headers, body, hits + found)
+
+
+def _header(name: bytes) -> str:
+    """Where a hit in the header *name* is: ``header NAME``, lower case."""
+    return f"header {name.decode('latin-1').lower()}"
 
 
 if __name__ == "__main__":

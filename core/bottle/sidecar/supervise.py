@@ -17,13 +17,26 @@ connections (``--listen-port 0`` picks a free port). One HTTP server carries:
   wait as long as the operator takes. An approved egress request is applied by
   the host before it writes the answer: this server only waits.
 - ``/hooks/pre-tool-use``, ``/hooks/post-tool-use``, ``/hooks/stop``: Claude
-  Code's hook input (POSTed by a ``curl`` hook command) is recorded in the
-  audit log, and PreToolUse is answered allow or deny by the ``--deny`` rules
-  (see ``deny_rules``). PreToolUse input that cannot be read is denied.
+  Code's hook input (POSTed by the guest's root-owned hook client, see
+  ``bottle_provisioners.supervise``) is recorded in the audit log, and
+  PreToolUse is answered allow or deny by the ``--deny`` rules (see
+  ``deny_rules``). PreToolUse input that cannot be read is denied.
 
-Every ask, answer and hook event is audited with source ``supervise``.
+Every ask and answer is audited with source ``supervise``. Hook events are
+audited with source ``guest``: they are what a process in the guest reported,
+and the agent can post the same (or stay silent by killing its own hook
+processes, which run as its user). They are an audit trail and deny rules
+against honest mistakes, not proof of what ran; the sandbox is the boundary.
 The agent reaches this server and nothing else of the sidecar's state: the
 queue and the audit log are files only the sidecar and the host can write.
+
+All of it is agent input, so all of it is bounded: request bodies (hooks
+``MAX_HOOK_BODY``, MCP ``MAX_MCP_BODY``), every field kept in a row (see
+``audit.cut``), and the rate: hook events and asks each go through a token
+bucket (``--hook-rate``/``--hook-burst``, ``--ask-rate``/``--ask-burst``), and
+at most ``--max-pending`` asks wait at once. What is over a limit is refused
+(a PreToolUse denied, so flooding fails closed) and counted: one row says how
+many were refused, when the next one is let through or the server stops.
 
 In the image this is ``bottle_sidecar.supervise``; it imports its siblings
 relatively and nothing else from bottle.
@@ -36,7 +49,8 @@ import signal
 import socket
 import sqlite3
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import anyio
@@ -50,16 +64,25 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from .audit import AuditLog
+from .audit import AuditLog, cut
 from .deny_rules import DenyRule, first_match, parse_rules
 from .policy import RuleError, parse_rule
-from .proposals import Proposal, ProposalError, Queue
+from .proposals import Proposal, ProposalError, Queue, TooManyPending
 
 SOURCE = "supervise"
+GUEST = "guest"  # the source of hook events: what the guest says happened
 MAX_TEXT = 2000  # characters in a reason, a capability or a report
-MAX_HOOK_BODY = 16 * 1024 * 1024  # bytes of hook input (a Write carries the whole file)
-AUDIT_INPUT = 4000  # characters of a tool's input kept in the audit log
-SUMMARY = 200  # characters of a tool's input shown as the audit row's reason
+# Bytes of hook input: a Write carries the whole file, a PostToolUse the tool's
+# output, both far below this (Claude Code cuts long output and a model's reply).
+MAX_HOOK_BODY = 2 * 1024 * 1024
+HOOK_READERS = 8  # hook bodies read at once: memory stays under HOOK_READERS * MAX_HOOK_BODY
+MAX_MCP_BODY = 1024 * 1024  # bytes of one MCP request (tool arguments are a few KB)
+AUDIT_INPUT = 4000  # bytes of a tool's input (as JSON) kept in the audit log
+SUMMARY = 200  # bytes of a tool's input shown as the audit row's reason
+MAX_NAME = 200  # bytes of a tool's name or an id kept in the audit log
+HOOK_RATE, HOOK_BURST = 20.0, 100  # hook events per second, and at once (a tool call makes two)
+ASK_RATE, ASK_BURST = 1 / 30, 10  # asks per second (one per 30 s), and at once
+MAX_PENDING = 10  # asks of this bottle waiting for the operator at once
 SHUTDOWN_GRACE = 2  # seconds for in-flight requests when stopping (the init waits 5)
 INSTRUCTIONS = (
     "You run in a sandbox whose network and tools an operator controls. When a host you need is "
@@ -81,9 +104,39 @@ class Answer(BaseModel):
     message: str
 
 
+class TokenBucket:
+    """At most *burst* at once and *rate* per second on average: each
+    :meth:`take` spends a token, and tokens come back at *rate* up to *burst*."""
+
+    def __init__(self, rate: float, burst: int, clock=time.monotonic):
+        if rate <= 0 or burst < 1:
+            raise ValueError(f"a rate limit needs a positive rate and a burst of at least 1, not {rate}/{burst}")
+        self.rate, self.burst, self._clock = rate, burst, clock
+        self._tokens, self._at = float(burst), clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+@dataclass
+class Limit:
+    """A rate limit on one kind of agent input, and what it refused since it last said so."""
+
+    what: str  # "hook events", "asks": for the row that counts the refused
+    bucket: TokenBucket
+    refused: int = 0
+    since: float = 0.0  # when the first of those was refused (epoch seconds)
+
+
 @dataclass
 class Supervisor:
-    """The server's state: where proposals and events go, and the rules for hooks."""
+    """The server's state: where proposals and events go, the rules for hooks, the limits."""
 
     queue: Queue
     audit: AuditLog
@@ -91,10 +144,47 @@ class Supervisor:
     agent: str
     answer_timeout: float
     deny: list[DenyRule]
+    hooks: Limit = field(default_factory=lambda: Limit("hook events", TokenBucket(HOOK_RATE, HOOK_BURST)))
+    asks: Limit = field(default_factory=lambda: Limit("asks", TokenBucket(ASK_RATE, ASK_BURST)))
+    max_pending: int = MAX_PENDING
+    readers: anyio.Semaphore = field(default_factory=lambda: anyio.Semaphore(HOOK_READERS))
+
+    def admit(self, limit: Limit) -> bool:
+        """Whether *limit* lets one more through; before the first let through after
+        some were refused, one row says how many (instead of a row for each)."""
+        if not limit.bucket.take():
+            self.refuse(limit)
+            return False
+        self.report_refused(limit)
+        return True
+
+    def refuse(self, limit: Limit) -> None:
+        if not limit.refused:
+            limit.since = time.time()
+        limit.refused += 1
+
+    def report_refused(self, limit: Limit) -> None:
+        if not limit.refused:
+            return
+        self.audit.record(
+            SOURCE, "rate-limited",
+            reason=f"refused {limit.refused} {limit.what} over this bottle's limits",
+            detail={"refused": limit.refused, "what": limit.what, "since": limit.since,
+                    "rate": limit.bucket.rate, "burst": limit.bucket.burst},
+        )
+        limit.refused = 0
 
     async def ask(self, kind: str, what: str, reason: str) -> Answer:
         """Queue a proposal and wait for its answer (in a thread: the wait polls SQLite)."""
-        proposal_id = self.queue.propose(self.bottle, self.agent, kind, what, reason)
+        if not self.admit(self.asks):
+            raise ToolError(f"too many requests to the operator (at most {self.asks.bucket.burst} at once, then one "
+                            f"per {1 / self.asks.bucket.rate:g} s); wait before asking again")
+        try:
+            proposal_id = self.queue.propose(self.bottle, self.agent, kind, what, reason, self.max_pending)
+        except TooManyPending:
+            self.refuse(self.asks)
+            raise ToolError(f"{self.max_pending} of your requests are waiting for the operator already; "
+                            "wait for their answers before asking again") from None
         self._record(self.queue.get(proposal_id), "proposed", reason)
         try:
             proposal = await anyio.to_thread.run_sync(
@@ -119,6 +209,12 @@ class Supervisor:
         for proposal_id in self.queue.expire_pending(self.bottle, note):
             self._record(self.queue.get(proposal_id), "expired", note)
 
+    def close(self, note: str) -> None:
+        """The server is stopping: expire what waits, and count what was refused last."""
+        self.expire_all(note)
+        self.report_refused(self.hooks)
+        self.report_refused(self.asks)
+
     def _record(self, proposal: Proposal, decision: str, reason: str) -> None:
         self.audit.record(
             SOURCE, decision,
@@ -129,27 +225,35 @@ class Supervisor:
         )
 
     async def pre_tool_use(self, request: Request) -> JSONResponse:
-        """Allow or deny a tool call; deny what cannot be read (fail closed)."""
+        """Allow or deny a tool call; deny what cannot be read, and a flood, unread (fail closed)."""
+        if not self.admit(self.hooks):
+            return permission("deny", f"supervise gets more than {self.hooks.bucket.rate:g} tool calls a second "
+                                      "from this bottle, so this one is denied; slow down and retry")
         try:
-            event = await read_hook_input(request)
+            event = await self.read(request)
             tool, tool_input = event.get("tool_name"), event.get("tool_input", {})
             if not isinstance(tool, str) or not tool:
                 raise HookInputError("tool_name must be a non-empty string")
         except HookInputError as err:
             reason = f"supervise could not read the hook input ({err}), so the call is denied"
-            self.audit.record(SOURCE, "tool-denied", reason=reason, detail={"event": "PreToolUse"})
+            self.audit.record(GUEST, "tool-denied", reason=reason, detail={"event": "PreToolUse"})
             return permission("deny", reason)
+        # The rules see the whole call; only the audit row is cut.
         rule = first_match(self.deny, tool, tool_input)
         detail = {"event": "PreToolUse", **tool_detail(event)}
         if rule is None:
-            self.audit.record(SOURCE, "tool-call", reason=summary(tool, tool_input), detail=detail)
+            self.audit.record(GUEST, "tool-call", reason=summary(tool, tool_input), detail=detail)
             return permission("allow", "no supervise deny rule matches")
         # The agent learns the rule's reason, not its pattern (which would tell
         # it how to phrase the call past it); the audit log keeps the whole rule.
         reason = "denied by the operator's supervise rules" + (f": {rule.reason}" if rule.reason else "")
-        self.audit.record(SOURCE, "tool-denied", reason=f"{summary(tool, tool_input)} ({reason})",
+        self.audit.record(GUEST, "tool-denied", reason=f"{summary(tool, tool_input)} ({reason})",
                           detail={**detail, "rule": rule.text})
         return permission("deny", reason)
+
+    async def read(self, request: Request) -> dict:
+        async with self.readers:
+            return await read_hook_input(request)
 
     async def post_tool_use(self, request: Request) -> JSONResponse:
         return await self._observe(request, "tool-result", "PostToolUse")
@@ -159,15 +263,19 @@ class Supervisor:
 
     async def _observe(self, request: Request, decision: str, hook: str) -> JSONResponse:
         """Record an event that needs no decision; answer with no output for Claude Code."""
+        if not self.admit(self.hooks):
+            return JSONResponse({"error": f"more than {self.hooks.bucket.rate:g} hook events a second"},
+                                status_code=429)
         try:
-            event = await read_hook_input(request)
+            event = await self.read(request)
         except HookInputError as err:
+            self.audit.record(GUEST, decision, reason=f"unreadable hook input: {err}", detail={"event": hook})
             return JSONResponse({"error": str(err)}, status_code=400)
         tool = event.get("tool_name")
         detail = {"event": hook, **tool_detail(event)}
-        if hook == "Stop":
-            detail["stop_hook_active"] = event.get("stop_hook_active")
-        self.audit.record(SOURCE, decision, reason=tool if isinstance(tool, str) else "", detail=detail)
+        if hook == "Stop" and isinstance(event.get("stop_hook_active"), bool):
+            detail["stop_hook_active"] = event["stop_hook_active"]
+        self.audit.record(GUEST, decision, reason=cut(tool, MAX_NAME) if isinstance(tool, str) else "", detail=detail)
         return JSONResponse({})
 
 
@@ -234,13 +342,12 @@ def permission(decision: str, reason: str) -> JSONResponse:
 
 
 def tool_detail(event: dict) -> dict:
-    """What the audit keeps of a hook event: ids, the tool and its input, cut to AUDIT_INPUT."""
-    detail = {key: event[key] for key in ("session_id", "tool_use_id", "tool_name") if isinstance(event.get(key), str)}
+    """What the audit keeps of a hook event: ids and the tool's name, cut to MAX_NAME,
+    and its input as JSON, cut to AUDIT_INPUT."""
+    detail = {key: cut(event[key], MAX_NAME)
+              for key in ("session_id", "tool_use_id", "tool_name") if isinstance(event.get(key), str)}
     if "tool_input" in event:
-        text = json.dumps(event["tool_input"], sort_keys=True, ensure_ascii=False)
-        detail["tool_input"] = text[:AUDIT_INPUT]
-        if len(text) > AUDIT_INPUT:
-            detail["tool_input_cut"] = True
+        detail["tool_input"] = cut(json.dumps(event["tool_input"], sort_keys=True, ensure_ascii=False), AUDIT_INPUT)
     return detail
 
 
@@ -252,8 +359,7 @@ def summary(tool: str, tool_input: Any) -> str:
         text = telling if telling is not None else json.dumps(tool_input, sort_keys=True, ensure_ascii=False)
     else:
         text = json.dumps(tool_input, ensure_ascii=False)
-    text = " ".join(text.split())
-    return f"{tool}: {text[:SUMMARY]}{'…' if len(text) > SUMMARY else ''}"
+    return f"{cut(tool, MAX_NAME)}: {cut(' '.join(text.split()), SUMMARY)}"
 
 
 class SuperviseMCP(FastMCP):
@@ -343,7 +449,44 @@ def build_app(supervisor: Supervisor) -> Starlette:
     mcp.custom_route("/hooks/pre-tool-use", methods=["POST"])(supervisor.pre_tool_use)
     mcp.custom_route("/hooks/post-tool-use", methods=["POST"])(supervisor.post_tool_use)
     mcp.custom_route("/hooks/stop", methods=["POST"])(supervisor.stop)
-    return mcp.streamable_http_app()
+    return LimitMCPBody(mcp.streamable_http_app(), MAX_MCP_BODY)
+
+
+class LimitMCPBody:
+    """ASGI middleware bounding the body of a request to /mcp at *limit* bytes,
+    which the MCP SDK would read whole, however long: a body declared or
+    found to be longer is answered 413; the app gets the rest, read here (the
+    hooks bound their own bodies, reading them as they come)."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not (scope["path"] == "/mcp" or scope["path"].startswith("/mcp/")):
+            return await self.app(scope, receive, send)
+        too_long = JSONResponse({"error": f"request body over {self.limit} bytes"}, status_code=413)
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.limit:
+            return await too_long(scope, receive, send)
+        body, more = bytearray(), True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None  # the client went away
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                return await too_long(scope, receive, send)
+        read = False
+
+        async def replay():
+            nonlocal read
+            if read:  # later calls wait for the client to go, as the app's streams do
+                return await receive()
+            read = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        return await self.app(scope, replay, send)
 
 
 class Server(uvicorn.Server):
@@ -361,7 +504,7 @@ class Server(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await super().shutdown(sockets)
-        self.supervisor.expire_all("the bottle stopped")
+        self.supervisor.close("the bottle stopped")
 
 
 def load_deny(path: str | None) -> list[DenyRule]:
@@ -390,6 +533,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--agent", required=True, help="the agent's name, shown to the operator")
     parser.add_argument("--answer-timeout", type=float, default=600.0, help="seconds a tool waits for an answer")
     parser.add_argument("--deny", help="PreToolUse deny rules, a JSON list (see deny_rules)")
+    parser.add_argument("--hook-rate", type=float, default=HOOK_RATE, help="hook events a second, on average")
+    parser.add_argument("--hook-burst", type=int, default=HOOK_BURST, help="hook events at once")
+    parser.add_argument("--ask-rate", type=float, default=ASK_RATE, help="asks a second, on average")
+    parser.add_argument("--ask-burst", type=int, default=ASK_BURST, help="asks at once")
+    parser.add_argument("--max-pending", type=int, default=MAX_PENDING, help="asks waiting for the operator at once")
     return parser.parse_args(argv)
 
 
@@ -405,13 +553,21 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as err:  # DenyRuleError and JSON errors are ValueErrors
         return fail(f"cannot read the deny rules {args.deny}: {err}")
     try:
+        hooks = Limit("hook events", TokenBucket(args.hook_rate, args.hook_burst))
+        asks = Limit("asks", TokenBucket(args.ask_rate, args.ask_burst))
+    except ValueError as err:
+        return fail(str(err))
+    if args.max_pending < 1:
+        return fail(f"--max-pending must be at least 1, not {args.max_pending}")
+    try:
         queue = Queue(args.queue)
         audit = AuditLog(args.audit, args.bottle)
         sock = listen(args.listen_host, args.listen_port)
     except (OSError, sqlite3.Error) as err:
         return fail(f"cannot start: {err}")
     configure_logging()
-    supervisor = Supervisor(queue, audit, args.bottle, args.agent, args.answer_timeout, deny)
+    supervisor = Supervisor(queue, audit, args.bottle, args.agent, args.answer_timeout, deny, hooks, asks,
+                            args.max_pending)
     config = uvicorn.Config(
         build_app(supervisor), log_level="warning", access_log=False, timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )

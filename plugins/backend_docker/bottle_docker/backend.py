@@ -5,9 +5,23 @@ both labelled ``bottle.slug`` so that ``bottle ls``/``gc`` find them from any
 process. The container's main process is an idle ``sleep`` under Docker's
 init; the agent runs as an exec as the non-root guest user, so that its exit
 code is ours and provisioning can happen before it starts.
+
+Limits (``plan.resources``, see ``bottle.limits``): CPUs, memory (swap
+included, so none beyond it) and pids are the container's. Disk is bounded by
+a quota on the container's writable layer where the engine's storage has one
+(:func:`storage_quota`). Where it has none, every path the agent user can
+write in the agent image (its home, the workdir, /tmp, /var/tmp, /run/lock) is
+a tmpfs of bounded size instead, and those files count against the memory
+limit too (a tmpfs lives in the bottle's memory). The home and the workdir are
+tmpfs *volumes* (``bottle-SLUG-home``, ``bottle-SLUG-workspace``, labelled
+like the rest): Docker's archive API, which copies the plan's files in, writes
+beneath a plain tmpfs mount instead of into it, but into a volume. They start
+empty (the image's dotfiles in the home are not copied up) and go with the
+bottle.
 """
 
 import contextlib
+import secrets
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 import subprocess
@@ -15,7 +29,7 @@ import sys
 from typing import Sequence
 
 import docker
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.errors import APIError, DockerException, NotFound
 
 from bottle.backend import (
     LABEL_BACKEND,
@@ -26,15 +40,63 @@ from bottle.backend import (
     BottleInfo,
     ExecResult,
 )
-from bottle.engine import docker_client, remove_container, remove_network
+from bottle.engine import docker_client, remove_container, remove_network, remove_volume, require_image
 from bottle.errors import EnvironmentProblem
-from bottle.plan import Plan, PlanFile
+from bottle.limits import size_bytes
+from bottle.plan import Plan, PlanFile, Resources
 from bottle.sidecar_runtime import LABEL_ROLE, Sidecar, sidecar_name, start_sidecar
 from bottle.tarball import pack
 
 
 def resource_name(slug: str) -> str:
     return f"bottle-{slug}"
+
+
+#: Storage drivers that can hold a container's writable layer to a size (overlay2
+#: only over xfs mounted with project quotas); Docker says whether it can only
+#: when a container asks.
+QUOTA_DRIVERS = ("overlay2", "btrfs", "zfs", "devicemapper")
+#: Where the agent user can write in the agent image besides its home and the
+#: workdir: with no quota, each is a tmpfs (exec allowed, as on disk).
+TMPFS_PATHS = ("/tmp", "/var/tmp", "/run/lock")
+
+
+def storage_quota(client, image: str, size: str) -> tuple[bool, str]:
+    """Whether the engine can hold a container of *image* to *size* on disk (``storage_opt``), and why (not).
+
+    A storage that cannot is named from ``docker info``; one that may is asked
+    with a container that is created, never started, and removed.
+    """
+    info = client.info()
+    driver = info.get("Driver", "?")
+    backing = dict(info.get("DriverStatus") or []).get("Backing Filesystem", "")
+    storage = f"{driver} over {backing}" if backing else driver
+    if driver not in QUOTA_DRIVERS or (driver == "overlay2" and backing != "xfs"):
+        return False, f"{storage} has no disk quota per container"
+    api = client.api
+    try:
+        probe = api.create_container(
+            image, command=["true"], name=f"bottle-quota-probe-{secrets.token_hex(3)}",
+            host_config=api.create_host_config(storage_opt={"size": str(size_bytes(size))}),
+        )
+    except NotFound:
+        return False, f"{storage} may have a disk quota per container; the image {image} to try it with is not built"
+    except APIError as err:
+        return False, f"{storage} refuses a disk quota per container: {err.explanation or err}"
+    remove_container(api, probe["Id"])
+    return True, f"{storage} holds each container's writable layer to its quota"
+
+
+def tmpfs_size(limits: Resources) -> int:
+    """Bytes each of the agent's tmpfs may hold where there is no quota: ``disk``, and at most half
+    of ``memory``, which their files count against: one full tmpfs leaves the agent's processes room."""
+    size = size_bytes(limits.disk)
+    return min(size, size_bytes(limits.memory) // 2) if limits.memory else size
+
+
+def volume_names(plan: Plan) -> dict[str, str]:
+    """The bottle's tmpfs volumes where there is no quota: name -> the guest path each holds."""
+    return {f"{resource_name(plan.slug)}-home": plan.guest.home, f"{resource_name(plan.slug)}-workdir": plan.guest.workdir}
 
 
 class DockerBottle(Bottle):
@@ -109,6 +171,7 @@ class DockerBackend(Backend):
 
     def __init__(self):
         self._client: docker.DockerClient | None = None
+        self._quota: dict[tuple[str, str], tuple[bool, str]] = {}
 
     @property
     def client(self) -> docker.DockerClient:
@@ -126,13 +189,7 @@ class DockerBackend(Backend):
     def open(self, plan: Plan, stack: contextlib.ExitStack) -> Bottle:
         client = self.client
         name = resource_name(plan.slug)
-        try:
-            client.images.get(plan.image)
-        except ImageNotFound:
-            raise EnvironmentProblem(
-                f"Image {plan.image!r} is not built. Run `bottle image build` (and `bottle image bootstrap` "
-                "first where no registry is reachable)."
-            ) from None
+        require_image(client, plan.image, "agent")
         # Registered before creation: an interrupt between "created" and
         # "registered" must not leak it. Removing a missing one is a no-op.
         stack.callback(self._remove_network, name)
@@ -146,17 +203,52 @@ class DockerBackend(Backend):
             labels=dict(plan.labels),
         )
         # Sidecar and sandbox start side by side (the sidecar's daemons take
-        # longest); both are removed together, by name, whatever got created.
-        stack.callback(self._remove_containers, [name, sidecar_name(plan.slug)])
+        # longest); both are removed together, by name, whatever got created,
+        # and then the sandbox's volumes, which only an unused volume can be.
+        volumes: list[str] = []
+        stack.callback(self._remove_containers, [name, sidecar_name(plan.slug)], volumes)
         with ThreadPoolExecutor(max_workers=1) as pool:
             starting = pool.submit(start_sidecar, client, plan, network.name, stack)
             try:
-                container = self._start_sandbox(plan, name, network.name)
+                container = self._start_sandbox(plan, name, network.name, volumes)
             finally:
                 sidecar = starting.result()  # never leave it starting behind our back
         return DockerBottle(client, container, plan, sidecar)
 
-    def _start_sandbox(self, plan: Plan, name: str, network: str):
+    def storage_quota(self, image: str, size: str) -> tuple[bool, str]:
+        """:func:`storage_quota`, asked once per image and size."""
+        if (image, size) not in self._quota:
+            self._quota[image, size] = storage_quota(self.client, image, size)
+        return self._quota[image, size]
+
+    def disk_bound(self, image: str, size: str) -> str:
+        quota, why = self.storage_quota(image, size)
+        if quota:
+            return f"a quota of `disk` on each bottle's writable layer ({why})"
+        return (f"no quota ({why}): the agent's home, workdir, {', '.join(TMPFS_PATHS)} are each a tmpfs of "
+                "`disk`, at most half of `memory`, and count against `memory`")
+
+    def _disk(self, plan: Plan, volumes: list[str]) -> dict:
+        """The container's arguments that bound its disk (see the module's docstring); the volumes
+        this makes are added to *volumes* as they are made."""
+        limits = plan.resources
+        if limits.disk is None:
+            return {}
+        if self.storage_quota(plan.image, limits.disk)[0]:
+            return {"storage_opt": {"size": str(size_bytes(limits.disk))}}
+        size, uid = tmpfs_size(limits), plan.guest.uid
+        binds = {}
+        for volume, path in volume_names(plan).items():
+            self.client.volumes.create(
+                volume, driver="local", labels=dict(plan.labels),
+                driver_opts={"type": "tmpfs", "device": "tmpfs", "o": f"size={size},uid={uid},gid={uid},mode=0755"},
+            )
+            volumes.append(volume)
+            binds[volume] = {"bind": path, "mode": "rw"}
+        tmpfs = {path: f"rw,exec,nosuid,nodev,size={size},mode=1777" for path in TMPFS_PATHS}
+        return {"volumes": binds, "tmpfs": tmpfs}
+
+    def _start_sandbox(self, plan: Plan, name: str, network: str, volumes: list[str]):
         limits = plan.resources
         container = self.client.containers.create(
             plan.image,
@@ -171,9 +263,11 @@ class DockerBackend(Backend):
             network=network,
             nano_cpus=int(limits.cpus * 1e9) if limits.cpus else None,
             mem_limit=limits.memory,
+            memswap_limit=limits.memory,
             pids_limit=limits.pids,
             security_opt=["no-new-privileges"],
             cap_drop=["ALL"],
+            **self._disk(plan, volumes),
         )
         try:
             container.start()
@@ -181,9 +275,11 @@ class DockerBackend(Backend):
             raise EnvironmentProblem(f"The bottle's container did not start: {err.explanation or err}") from None
         return container
 
-    def _remove_containers(self, names: list[str]) -> None:
+    def _remove_containers(self, names: list[str], volumes: list[str]) -> None:
         with ThreadPoolExecutor(max_workers=len(names)) as pool:
             list(pool.map(self._remove_container, names))
+        for volume in volumes:
+            remove_volume(self.client.api, volume)
 
     def _remove_container(self, name: str) -> None:
         remove_container(self.client.api, name)
@@ -210,17 +306,24 @@ class DockerBackend(Backend):
             labels = network.attrs["Labels"]
             if labels[LABEL_SLUG] not in found:
                 found[labels[LABEL_SLUG]] = self._info(labels, "network only", network.attrs.get("Created", ""))
+        for volume in self.client.volumes.list(filters={"label": mine}):
+            labels = volume.attrs["Labels"]
+            if labels[LABEL_SLUG] not in found:
+                found[labels[LABEL_SLUG]] = self._info(labels, "volume only", volume.attrs.get("CreatedAt", ""))
         return list(found.values())
 
     def remove(self, slug: str) -> bool:
         labels = [f"{LABEL_SLUG}={slug}", f"{LABEL_BACKEND}={self.name}"]
         containers = self.client.containers.list(all=True, filters={"label": labels})
         networks = self.client.networks.list(filters={"label": labels})
+        volumes = self.client.volumes.list(filters={"label": labels})
         for container in containers:
             remove_container(self.client.api, container.id)
+        for volume in volumes:  # once no container uses them
+            remove_volume(self.client.api, volume.name)
         for network in networks:
             remove_network(self.client.api, network.id)
-        return bool(containers or networks)
+        return bool(containers or networks or volumes)
 
     def exec_interactive(self, slug: str, argv, *, user) -> int:
         name = resource_name(slug)

@@ -6,10 +6,12 @@ machine database) + the sidecar container and a Docker network
 ``bottle-SLUG`` (labelled too). The machine runs the same agent image as the
 Docker backend, from a ``docker save`` archive cached by image id (see
 :mod:`bottle_smolvm.images`); its workload is an idle ``sleep``, and the
-agent and the provisioners run as execs as the guest user. Resources: the
-profile's ``cpus`` become whole vCPUs (rounded up) and ``memory`` MiB;
-smolvm has no process-count limit, so ``pids`` is not enforced here (the VM
-as a whole is bounded by its vCPUs and memory).
+agent and the provisioners run as execs as the guest user. Resources (the
+plan's, defaults included: see ``bottle.limits``): ``cpus`` become whole
+vCPUs (rounded up) and ``memory`` MiB; a lifted one leaves smolvm's own size.
+smolvm has no process-count limit, so ``pids`` is not enforced here, and the
+guest writes to the machine's own disk images, whose size smolvm sets, not
+``disk``: the VM as a whole is bounded by its vCPUs, memory and disks.
 
 Networking: how the guest reaches its sidecar, and nothing else
 ---------------------------------------------------------------
@@ -83,6 +85,7 @@ from bottle.backend import (
     ExecResult,
 )
 from bottle.errors import EnvironmentProblem
+from bottle.limits import size_bytes
 from bottle.plan import Plan, PlanFile
 from bottle.tarball import pack
 
@@ -119,11 +122,7 @@ def memory_mib(spec: str | None) -> int | None:
     """A profile's ``memory`` (``512m``, ``4g``, bytes) in MiB, rounded up."""
     if not spec:
         return None
-    units = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-    unit = spec[-1].lower()
-    number = int(spec[:-1]) if unit in units else int(spec)
-    size = number * units.get(unit, 1)
-    return max(1, math.ceil(size / 1024**2))
+    return max(1, math.ceil(size_bytes(spec) / 1024**2))
 
 
 def cpu_count(cpus: float | None) -> int | None:
@@ -365,7 +364,7 @@ class SmolvmBackend(Backend):
         if self._availability is None:
             result = probe.probe(self.cache, binary=lambda: self.smolvm.binary)
             if not result.ok:
-                self._availability = Availability(False, result.reason)
+                self._availability = Availability(False, result.reason, host_limit=result.host_limit)
             else:
                 try:
                     self.client  # the sidecar and the image export need Docker
@@ -453,6 +452,9 @@ class SmolvmBackend(Backend):
         for network in networks:
             remove_network(self.client.api, network.id)
         return bool(machines or containers or networks)
+
+    def disk_bound(self, image: str, size: str) -> str:
+        return "each microVM's own disk images, whose size smolvm sets (`disk` does not change them)"
 
     def exec_interactive(self, slug: str, argv, *, user) -> int:
         machines = self._machines(**{LABEL_SLUG: slug})

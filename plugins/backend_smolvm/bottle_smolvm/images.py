@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from bottle.errors import EnvironmentProblem
+from bottle.engine import require_image
 
 
 def archive_name(image_id: str) -> str:
@@ -22,15 +22,7 @@ def archive_name(image_id: str) -> str:
 
 def image_archive(client, ref: str, images_dir: Path) -> tuple[Path, bool]:
     """The cached ``docker save`` archive of *ref*; (path, whether it was exported now)."""
-    from docker.errors import ImageNotFound
-
-    try:
-        image = client.images.get(ref)
-    except ImageNotFound:
-        raise EnvironmentProblem(
-            f"Image {ref!r} is not built. Run `bottle image build` (and `bottle image bootstrap` "
-            "first where no registry is reachable)."
-        ) from None
+    image = require_image(client, ref, "agent")
     path = images_dir / archive_name(image.id)
     if path.is_file():
         return path, False

@@ -16,10 +16,17 @@ cheapest to dearest and stops at the first definite "no":
    image, no network) under a hard timeout, its process group killed when the
    time is up. Its error is classified (see :func:`classify_boot_failure`).
 
+Each "no" also says whether it is a fact of this host (``host_limit``: no
+KVM, no hardware virtualization, no permission on ``/dev/kvm``, an unsupported
+platform) or a failure of smolvm or of bottle's call to it, which someone
+should look at: the tests skip for the first kind only.
+
 The answer is cached under ``$XDG_CACHE_HOME/bottle/smolvm/`` keyed by the
 smolmachines version and the kernel, and also by what changes the answer
 without changing either: the user, ``/dev/kvm``'s owner and mode, and
-``SMOLVM_VM_UID_DROP``. ``BOTTLE_SMOLVM_REPROBE=1`` ignores the cache.
+``SMOLVM_VM_UID_DROP``. It expires after :data:`CACHE_TTL` (a user added to the
+``kvm`` group, or a module loaded, changes none of the key).
+``BOTTLE_SMOLVM_REPROBE=1`` ignores the cache.
 """
 
 import contextlib
@@ -36,12 +43,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import NamedTuple
 
 KVM = "/dev/kvm"
 #: The tiny boot's hard limit. A healthy first boot here also unpacks the
 #: bundled agent rootfs (about 15 s once); later boots take about a second.
 BOOT_TIMEOUT = 20.0
 REPROBE_ENV = "BOTTLE_SMOLVM_REPROBE"
+#: How long a cached answer holds, in seconds.
+CACHE_TTL = 24 * 3600.0
 
 # ioctl numbers from <linux/kvm.h> (_IO(0xAE, n)).
 KVM_GET_API_VERSION = 0xAE00
@@ -54,6 +64,12 @@ class ProbeResult:
     reason: str
     stage: str  # "host", "sdk", "boot", "cache"
     seconds: float = 0.0
+    host_limit: bool = False  # a "no" for a reason of this host (hardware, kernel, permissions, platform)
+
+
+class BootFailure(NamedTuple):
+    reason: str
+    host_limit: bool  # see ProbeResult
 
 
 @dataclass(frozen=True)
@@ -187,8 +203,9 @@ def _uid_drop_blocked(facts: HostFacts) -> str | None:
     return None
 
 
-def classify_boot_failure(code: str | None, message: str, *, uid_drop: bool = False) -> str:
-    """Turn smolvm's error for the tiny boot into a reason a person can act on.
+def classify_boot_failure(code: str | None, message: str, *, uid_drop: bool = False) -> BootFailure:
+    """Turn smolvm's error for the tiny boot into a reason a person can act on, and
+    say whether it is the host's (KVM, permissions, hypervisor) rather than smolvm's.
 
     The texts matched are smolvm 1.32's, observed on real hosts (see the unit
     tests); anything unrecognised is reported as it is. *uid_drop* says whether
@@ -198,26 +215,31 @@ def classify_boot_failure(code: str | None, message: str, *, uid_drop: bool = Fa
     text = " ".join(message.split())
     lower = text.lower()
     if code == "KVM_UNAVAILABLE" or "kvm not available" in lower or "kvm unavailable" in lower:
-        return f"no usable {KVM}: {text}"
+        return BootFailure(f"no usable {KVM}: {text}", True)
     denied = ("kvmopen(error(13))", "kvm permission denied", "cannot access /dev/kvm", "after privilege drop")
     if any(marker in lower for marker in denied):
         if uid_drop or "after privilege drop" in lower:
-            return (
+            return BootFailure(
                 f"permission denied on {KVM} for the VM process: smolvm started as root drops each VM to its own "
                 f"unprivileged uid, and that uid cannot open {KVM} (give the device to a group that uid gets, or set "
-                f"SMOLVM_VM_UID_DROP=off to run VMs as root). smolvm said: {text}"
+                f"SMOLVM_VM_UID_DROP=off to run VMs as root). smolvm said: {text}",
+                True,
             )
-        return f"permission denied on {KVM}: add this user to the group that owns it (usually `kvm`). smolvm said: {text}"
+        return BootFailure(
+            f"permission denied on {KVM}: add this user to the group that owns it (usually `kvm`). smolvm said: {text}",
+            True,
+        )
     if "no boot progress" in lower or "did not become ready" in lower:
-        return (
+        return BootFailure(
             "the microVM started but the guest made no boot progress: KVM accepted the VM yet its vCPU never ran "
             "the guest kernel, which is what a KVM without hardware virtualization extensions (a paravirtual or "
-            f"nested KVM) does. smolvm said: {text}"
+            f"nested KVM) does. smolvm said: {text}",
+            True,
         )
     if code == "HYPERVISOR_UNAVAILABLE":
-        return f"no hypervisor available: {text}"
+        return BootFailure(f"no hypervisor available: {text}", True)
     prefix = f"[{code}] " if code and code != "SMOLVM_ERROR" else ""
-    return f"a tiny microVM boot failed: {prefix}{text}"
+    return BootFailure(f"a tiny microVM boot failed: {prefix}{text}", False)
 
 
 def parse_cli_error(stderr: str) -> tuple[str | None, str]:
@@ -269,19 +291,25 @@ def tiny_boot(binary: str, *, uid_drop: bool = False, timeout: float = BOOT_TIME
     if process.returncode == 0:
         return ProbeResult(True, f"a microVM booted in {seconds:.1f} s", "boot", seconds)
     code, message = parse_cli_error(stderr.decode(errors="replace"))
-    return ProbeResult(False, classify_boot_failure(code, message, uid_drop=uid_drop), "boot", seconds)
+    reason, host_limit = classify_boot_failure(code, message, uid_drop=uid_drop)
+    return ProbeResult(False, reason, "boot", seconds, host_limit)
 
 
-def sdk_check() -> str | None:
-    """smol's own host check (platform, glibc, native engine); None when it has no objection."""
+#: ``smol.local_availability`` codes that describe the host, not the installation.
+HOST_CODES = frozenset({"UNSUPPORTED_PLATFORM", "KVM_UNAVAILABLE", "HYPERVISOR_UNAVAILABLE"})
+
+
+def sdk_check() -> BootFailure | None:
+    """smol's own host check (platform, glibc, native engine); None when it has no objection.
+    A native engine that is missing or fails to load is the installation's fault, not the host's."""
     try:
         import smol
     except ImportError as err:
-        return f"the smolmachines package is not importable: {err}"
+        return BootFailure(f"the smolmachines package is not importable: {err}", False)
     available, code, reason = smol.local_availability()
     if available:
         return None
-    return f"{reason} [{code}]"
+    return BootFailure(f"{reason} [{code}]", code in HOST_CODES)
 
 
 def cache_key(facts: HostFacts, smol_version: str, environ=os.environ) -> dict:
@@ -309,8 +337,11 @@ def probe(
     environ=os.environ,
     sdk=sdk_check,
     boot=tiny_boot,
+    ttl: float = CACHE_TTL,
+    clock=time.time,
 ) -> ProbeResult:
-    """Whether a microVM boots here: the cached answer, or a fresh one (then cached).
+    """Whether a microVM boots here: the cached answer, if under *ttl* seconds old, or a
+    fresh one (then cached).
 
     *binary* is a callable returning the smolvm CLI's path (only a boot needs it).
     """
@@ -318,7 +349,7 @@ def probe(
     key = cache_key(facts, smolmachines_version(), environ)
     path = cache_path(cache_dir, key)
     reprobe = environ.get(REPROBE_ENV, "") not in ("", "0")
-    if not reprobe and (cached := _read(path)) is not None:
+    if not reprobe and (cached := _read(path, clock(), ttl)) is not None:
         return cached
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -328,12 +359,12 @@ def probe(
     # One prober at a time: a second process waits for the first's answer.
     with lock:
         _lock(lock, timeout=BOOT_TIMEOUT + 10)
-        if not reprobe and (cached := _read(path)) is not None:
+        if not reprobe and (cached := _read(path, clock(), ttl)) is not None:
             return cached
         result = _probe_now(facts, binary, sdk, boot)
         with contextlib.suppress(OSError):
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({**asdict(result), "key": key, "probed_at": time.time()}, indent=2))
+            tmp.write_text(json.dumps({**asdict(result), "key": key, "probed_at": clock()}, indent=2))
             os.replace(tmp, path)
     return result
 
@@ -342,17 +373,22 @@ def _probe_now(facts: HostFacts, binary, sdk, boot) -> ProbeResult:
     started = time.monotonic()
     reason = classify_host(facts)
     if reason:
-        return ProbeResult(False, reason, "host", time.monotonic() - started)
-    reason = sdk()
-    if reason:
-        return ProbeResult(False, reason, "sdk", time.monotonic() - started)
+        return ProbeResult(False, reason, "host", time.monotonic() - started, host_limit=True)
+    objection = sdk()
+    if objection:
+        return ProbeResult(False, objection.reason, "sdk", time.monotonic() - started, objection.host_limit)
     return boot(binary(), uid_drop=facts.uid_drop)
 
 
-def _read(path: Path) -> ProbeResult | None:
+def _read(path: Path, now: float, ttl: float) -> ProbeResult | None:
+    """The cached answer at *path*; None when there is none, it is older than *ttl* (or
+    dated in the future), or it predates ``host_limit``."""
     try:
         data = json.loads(path.read_text())
-        return ProbeResult(bool(data["ok"]), str(data["reason"]), "cache", float(data.get("seconds", 0.0)))
+        if not 0 <= now - float(data["probed_at"]) < ttl:
+            return None
+        return ProbeResult(bool(data["ok"]), str(data["reason"]), "cache", float(data.get("seconds", 0.0)),
+                           bool(data["host_limit"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

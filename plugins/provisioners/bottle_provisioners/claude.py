@@ -7,7 +7,9 @@ found in the environment, whether to trust the working directory, and whether
 to accept bypassing permissions. In a bottle all answers are known: onboarding
 is moot, the only key the agent holds is the sidecar's placeholder (approved
 here by its last 20 characters, as Claude Code records approvals), the
-workdir is the bottle's own, and the bottle is the boundary.
+workdir is the bottle's own, and the bottle is the boundary. A subscription
+token (``CLAUDE_CODE_OAUTH_TOKEN``, its placeholder) needs no answer: Claude
+Code asks nothing about it (tests/integration/test_subscription_login.py).
 """
 
 import json
