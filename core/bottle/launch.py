@@ -14,6 +14,7 @@ import sqlite3
 import sys
 from typing import Iterator
 
+from bottle.display import terminal_safe
 from bottle.errors import EnvironmentProblem
 from bottle.hookspecs import PROVISION_ORDER
 from bottle.plan import Plan
@@ -84,7 +85,8 @@ def run_summary(plan: Plan) -> list[str]:
                     branches.pop(event["path"], None)
                 else:
                     branches[event["path"]] = None
-        pushed = ", ".join(ref.removeprefix("refs/heads/") for ref in branches) or "nothing"
+        # Ref names are the agent's: git refuses ASCII controls in them, but not C1 or bidi characters.
+        pushed = ", ".join(terminal_safe(ref.removeprefix("refs/heads/")) for ref in branches) or "nothing"
         lines.append(f"pushed {pushed} to {plan.git.upstream}")
     blocked = sum(event["decision"] == "blocked" for event in events)
     more = f" ({blocked} blocked: add --blocked)" if blocked else ""

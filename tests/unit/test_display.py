@@ -264,3 +264,20 @@ def test_the_tui_escapes_the_table_details_prompt_tail_and_notices(home, queue, 
     last = list(PAYLOADS.values())[-1]
     assert notices[-1].endswith(f" approved: {terminal_safe(last)}")
     assert_terminal_safe(notices[-1], lines=0)
+
+
+def test_the_run_summary_escapes_the_branches_the_agent_named(home, audit_log):
+    """Ref names are the agent's: git refuses ASCII controls in them, but C1 and bidi characters pass."""
+    from bottle.launch import run_summary
+
+    payload = PAYLOADS["bidi-override"] + PAYLOADS["c1-csi"]
+    log = AuditLog(audit_log, SLUG)
+    log.record("git", "allowed", method="push", path=f"refs/heads/bottle/{payload}", detail={"new": "1" * 40})
+    log.close()
+    plan = SimpleNamespace(state_dir=home.state_root / SLUG, slug=SLUG,
+                           git=SimpleNamespace(upstream="/srv/app.git"))
+
+    lines = run_summary(plan)
+
+    assert f"pushed bottle/{terminal_safe(payload)} to /srv/app.git" in lines
+    assert_terminal_safe("\n".join(lines), lines=len(lines) - 1)
