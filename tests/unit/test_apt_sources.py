@@ -111,3 +111,20 @@ def test_suite_companions_only_not_prefix_lookalikes(tmp_path):
         "deb http://mirror.example/debian bookwormish main\n",
     )
     assert debian_mirrors("bookworm", tmp_path) == ["deb http://mirror.example/debian bookworm-backports main"]
+
+
+def test_a_release_the_host_does_not_list_comes_from_the_mirrors_of_its_own(tmp_path):
+    write(
+        tmp_path,
+        "sources.list.d/debian.sources",
+        f"Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n"
+        f"Signed-By: {KEYRING}\n\n"
+        f"Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n"
+        f"Signed-By: {KEYRING}\n\n"
+        "Types: deb\nURIs: https://vendor.example/apt\nSuites: bookworm\nComponents: stable\n",
+    )
+    assert debian_mirrors("trixie", tmp_path) == [
+        "deb http://mirror.example/debian trixie main",
+        "deb http://mirror.example/debian trixie-updates main",
+        "deb http://mirror.example/debian-security trixie-security main",
+    ]

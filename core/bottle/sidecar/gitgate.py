@@ -53,7 +53,10 @@ egress proxy): a token goes in an ``Authorization: Basic`` header (user
 the credentials file (the sidecar's tmpfs), removed at exit. Neither ever
 appears in argv, a log line, the audit log or the repository's config.
 ``known_hosts`` pins upstream's SSH host key; without it the key seen at start
-is kept for the rest of the run. ``max_push_mb`` counts MiB.
+is kept for the rest of the run. ``max_push_mb`` counts MiB. ``relay``, with a
+local ``upstream``, is the Unix socket on which the host serves that repository
+(``bottle.upstream_relay``): the sidecar has no access to it, and the gate's git
+reaches it through ``upstream_pipe``.
 
 Stdlib and its sibling modules only: in the sidecar image this is ``bottle_sidecar.gitgate``.
 """
@@ -133,10 +136,11 @@ class Config:
     credential: Credential | None = None
     known_hosts: str | None = None
     fetch_refs: tuple[str, ...] = ()  # besides push_refs; "HEAD": upstream's default branch
+    relay: str | None = None  # the socket a local upstream is served on
 
 
 _FIELDS = {"bottle", "upstream", "push_refs", "fetch_refs", "protected", "allow_force", "max_push_mb",
-           "max_push_refs", "credential", "known_hosts"}
+           "max_push_refs", "credential", "known_hosts", "relay"}
 
 
 def load_config(path: str) -> Config:
@@ -180,9 +184,13 @@ def _config(data: object) -> Config:
     known_hosts = data.get("known_hosts")
     if known_hosts is not None and not isinstance(known_hosts, str):
         raise ValueError("'known_hosts' must be the text of a known_hosts file")
+    relay = data.get("relay")
+    if relay is not None and (not isinstance(relay, str) or not relay.startswith("/") or "://" in upstream
+                              or _is_ssh(upstream)):
+        raise ValueError("'relay' must be the path of the Unix socket a local upstream is served on")
     credential = _credential(data.get("credential"), upstream)
     rules = Rules(tuple(patterns["push_refs"]), tuple(patterns["protected"]), allow_force, max_push_mb, max_push_refs)
-    return Config(bottle, upstream, rules, credential, known_hosts, tuple(patterns["fetch_refs"]))
+    return Config(bottle, upstream, rules, credential, known_hosts, tuple(patterns["fetch_refs"]), relay)
 
 
 def _credential(entry: object, upstream: str) -> Credential | None:
@@ -250,6 +258,12 @@ class Upstream:
                 extra["GIT_SSH_COMMAND"] = self._ssh_command(value, config.known_hosts, runtime_dir)
                 self._secrets.append(value)
         self._extra = {**extra, **_config_env(settings)}
+        # A local upstream the host serves: git's upload-pack and receive-pack are the pipe to it.
+        pipe = config.relay and shlex.join(
+            [sys.executable, "-IS", os.path.join(os.path.dirname(os.path.abspath(__file__)), "upstream_pipe.py"),
+             config.relay])
+        self._upload = [f"--upload-pack={pipe} upload-pack"] if pipe else []
+        self._receive = [f"--receive-pack={pipe} receive-pack"] if pipe else []
 
     @staticmethod
     def _ssh_command(key: str, known_hosts: str | None, runtime_dir: str) -> str:
@@ -277,7 +291,7 @@ class Upstream:
         """Upstream's default branch (None for an empty upstream) and its refs, ``{name: id}``; GitError
         if it cannot be reached. A HEAD that is missing or dangling falls back to main or master."""
         try:
-            out = git(self.env(env), "ls-remote", "--symref", "--", self.url)
+            out = git(self.env(env), "ls-remote", "--symref", *self._upload, "--", self.url)
         except GitError as err:
             raise GitError(self.redact(str(err))) from None
         head, refs = None, {}
@@ -296,9 +310,9 @@ class Upstream:
         """Fetch *refs* of upstream into the same refs of the gate (env: its repository's), and no
         tag or other ref along with them; GitError if it cannot."""
         refspecs = "".join(f"+{ref}:{ref}\n" for ref in refs)
-        done = subprocess.run(["git", "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--stdin", "--",
-                               self.url], env=self.env(env), input=refspecs.encode("utf-8", "surrogateescape"),
-                              capture_output=True)
+        done = subprocess.run(["git", "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", *self._upload,
+                               "--stdin", "--", self.url], env=self.env(env),
+                              input=refspecs.encode("utf-8", "surrogateescape"), capture_output=True)
         if done.returncode != 0:
             raise GitError(self.redact(last_complaint(done.stderr) or f"git fetch exited with {done.returncode}"))
 
@@ -309,7 +323,7 @@ class Upstream:
         upstream meanwhile is refused rather than overwritten; ``--atomic`` makes
         a push of several refs land whole or not at all.
         """
-        args = ["push", "--no-verify"] + (["--atomic"] if len(updates) > 1 else [])
+        args = ["push", "--no-verify", *self._receive] + (["--atomic"] if len(updates) > 1 else [])
         args += [f"--force-with-lease={u.ref}:{'' if u.creates else u.old}" for u in updates]
         args += ["--", self.url] + [f":{u.ref}" if u.deletes else f"{u.new}:{u.ref}" for u in updates]
         done = subprocess.run(["git", *args], env=self.env(env), capture_output=True)

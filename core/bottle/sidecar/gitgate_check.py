@@ -13,12 +13,11 @@ upstream years ago does not block a clean commit on top of it.
 
 The secret scan covers everything a push carries: the ref's name; every new
 commit and tag object whole (author, committer, tagger, message, signatures,
-any extra header); the names in every new tree; the lines new commits add to
-files; and, when a ref points at a tree or a blob with no commit in between,
-every new blob whole. A new tree is scanned whole, so a file name with a secret
-that upstream already has blocks changes in its directory (git's listing of new
-trees is not exact either): rare, and on the safe side. What the scan finds is
-named by detector and place, never repeated.
+any extra header); the name of every file and directory a new commit adds or
+changes (empty directories too, which only a hand-made tree holds); the lines
+new commits add to files; and, when a ref points at a tree or a blob with no
+commit in between, every name in its new trees and every new blob whole. What
+the scan finds is named by detector and place, never repeated.
 
 Stdlib and ``secrets_scan`` only: in the sidecar image this is ``bottle_sidecar.gitgate_check``.
 """
@@ -53,6 +52,10 @@ PATCH = (
     "-c", "core.quotePath=false", "log", "-p", "--cc", "--unified=0", "--text", "-M",
     "--no-color", "--no-ext-diff", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/",
 )
+# Every path a commit adds or changes, against each parent of a merge (-m),
+# directories too (-t): one raw line each, no content. Combined diffs (--cc)
+# cannot show directories (git fails on them), hence a log of its own.
+NAMES = ("-c", "core.quotePath=false", "log", "--raw", "-t", "-r", "-m", "--no-renames", "--no-color")
 PIECE = 4 * MiB  # what the scanner takes of git's output at a time
 # An entry of a raw tree is MODE SP NAME NUL ID, the ID binary (20 or 32
 # bytes). A match that starts inside an ID by chance runs to the next NUL, so
@@ -247,24 +250,24 @@ class Finding:
 def secret_problem(env: dict[str, str], scanner: Scanner, update: Update) -> Problem | None:
     """The secrets in what *update* brings that no ref of the gate (so upstream) has yet.
 
-    Commits, tags and trees are read whole, in one ``cat-file``. What a
-    commit adds to files is read from its patch: the usual push holds no
-    secret, and one pass over the patches says so; only if something turns
-    up are they read again, to say where (or to find it on a removed line:
-    taking an old secret out is fine). A ref that reaches blobs with no
-    commit in between (a tag or a branch pointing at a tree or a blob) has
-    those blobs scanned whole.
+    New commits and tags are read whole, in one ``cat-file``; the paths
+    the commits touch, in one raw log; what they add to files, from their
+    patches. The usual push holds no secret, and one pass over each says so;
+    only if the patches turn something up are they read again, to say where
+    (or to find it on a removed line: taking an old secret out is fine). A
+    ref that reaches trees or blobs with no commit in between has its new
+    trees' names and new blobs scanned whole.
     """
     if update.deletes:
         return None
     new = (update.new, "--not", "--all")
-    objects = new_objects(env, new)
-    findings = object_findings(scanner, objects)
-    if any(kind == "commit" for kind, _, _ in objects):
+    if git(env, "cat-file", "-t", f"{update.new}^{{}}").strip() != b"commit":  # a tree or a blob, maybe tagged
+        findings = object_findings(scanner, new_objects(env, new, "blob:none")) + blob_findings(env, scanner, new)
+    else:
+        findings = object_findings(scanner, new_objects(env, new, "tree:0"))
+        findings += name_findings(scanner, git(env, *NAMES, "--format=%x00%H", *new))
         if streamed_hit(env, scanner, [*PATCH, "--format=%x00%H", *new]) is not None:
             findings += diff_findings(scanner, git(env, *PATCH, "--format=%x00%H", *new))
-    else:
-        findings += blob_findings(env, scanner, new)
     if not findings:
         return None
     listed = findings[:MAX_FINDINGS]
@@ -276,9 +279,10 @@ def secret_problem(env: dict[str, str], scanner: Scanner, update: Update) -> Pro
                    {"findings": [f.__dict__ for f in listed]})
 
 
-def new_objects(env: dict[str, str], new: tuple[str, ...]) -> list[tuple[str, str, bytes]]:
-    """(type, id, content) of every commit, tag and tree in *new* (``TIP --not --all``), blobs left out."""
-    ids = git(env, "rev-list", "--objects", "--no-object-names", "--filter=blob:none", "--filter-provided-objects",
+def new_objects(env: dict[str, str], new: tuple[str, ...], without: str) -> list[tuple[str, str, bytes]]:
+    """(type, id, content) of every object in *new* (``TIP --not --all``) but those the rev-list
+    filter *without* leaves out: ``tree:0`` keeps commits and tags, ``blob:none`` trees too."""
+    ids = git(env, "rev-list", "--objects", "--no-object-names", f"--filter={without}", "--filter-provided-objects",
               *new)
     if not ids:
         return []
@@ -298,16 +302,14 @@ def new_objects(env: dict[str, str], new: tuple[str, ...]) -> list[tuple[str, st
 def object_findings(scanner: Scanner, objects: list[tuple[str, str, bytes]]) -> list[Finding]:
     """Secrets in new commits and tags (raw: every header and the message) and in new trees' names.
 
-    All of them are scanned as one text first, each name once (a commit
-    makes a new copy of every directory above what it changes): a push with
-    no secret costs one pass per detector, however many objects it holds.
-    Only when that finds something is each object scanned apart, to say where.
+    All of them are scanned as one text first: a push with no secret costs
+    one pass per detector, however many objects it holds. Only when that
+    finds something is each object scanned apart, to say where.
     """
-    names = {name for kind, _, content in objects if kind == "tree" for name in _TREE_ENTRY.findall(content)}
-    findings: list[Finding] = []
-    if scanner.scan(b"\n".join([*(content for kind, _, content in objects if kind != "tree"), *names])) is None:
-        return findings
     texts = [tree_names(content) if kind == "tree" else content for kind, _, content in objects]
+    findings: list[Finding] = []
+    if scanner.scan(b"\n".join(texts)) is None:
+        return findings
     for (kind, oid, _), text in zip(objects, texts):
         offset = 0
         while len(findings) <= MAX_FINDINGS and (hit := scanner.scan(text[offset:])) is not None:
@@ -337,6 +339,22 @@ def _part(kind: str, text: bytes, at: int) -> str:
         return "an extra header"
     return {"tag": "the tag name", "author": "the author", "committer": "the committer",
             "tagger": "the tagger"}.get(name, f"the {name} header")
+
+
+def name_findings(scanner: Scanner, log: bytes) -> list[Finding]:
+    """Secrets in the paths new commits add or change; *log* is ``git log`` with ``NAMES``' options."""
+    findings: list[Finding] = []
+    if scanner.scan(log) is None:
+        return findings
+    commit = ""
+    for line in log.split(b"\n"):
+        if line.startswith(b"\0"):
+            commit = line[1:].decode()
+        elif line.startswith(b":") and len(findings) <= MAX_FINDINGS:
+            hit = scanner.scan(line.partition(b"\t")[2])
+            if hit is not None:
+                findings.append(Finding(hit.detector, "a file or directory name", commit, "commit"))
+    return list(dict.fromkeys(findings))  # a merge lists a path once for each parent
 
 
 def blob_findings(env: dict[str, str], scanner: Scanner, new: tuple[str, ...]) -> list[Finding]:
@@ -374,7 +392,7 @@ def streamed_hit(env: dict[str, str], scanner: Scanner, args: list[str]) -> Hit 
 
 def diff_findings(scanner: Scanner, diff: bytes) -> list[Finding]:
     """Secrets on the lines the new commits add; *diff* is ``git log`` with ``PATCH``'s options."""
-    if scanner.scan(diff) is None:  # what turned up was in a file name (the trees' scan names it)
+    if scanner.scan(diff) is None:  # what turned up was in a file name (name_findings says where)
         return []
     added, starts, places = added_lines(diff)
     findings: list[Finding] = []
