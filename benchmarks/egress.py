@@ -468,7 +468,7 @@ def main() -> None:
                 f'[env]\nANTHROPIC_BASE_URL = "{api.url_for(gateway)}"\nCLAUDE_CODE_MAX_RETRIES = "0"\n'
                 f'DISABLE_TELEMETRY = "1"\nDISABLE_AUTOUPDATER = "1"\nCLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1"\n'
                 f'[egress]\nallow = ["{gateway}:{api.port}", "{gateway}:{port}"]\ntrust = ["{work}/pki/ca.pem"]\n'
-                f'[[credentials]]\nhost = "{gateway}"\nheader = "x-api-key"\nenv = "{KEY_ENV}"\n'
+                f'[[credentials]]\nhost = "{gateway}"\nport = {api.port}\nheader = "x-api-key"\nenv = "{KEY_ENV}"\n'
             )
             env = {k: v for k, v in os.environ.items() if not k.startswith("BOTTLE_")}
             env.update(XDG_CONFIG_HOME=str(work / "config"), XDG_STATE_HOME=str(work / "state"), **{KEY_ENV: REAL_KEY})

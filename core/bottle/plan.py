@@ -51,13 +51,15 @@ class PlanFile(Frozen):
 
 
 class CredentialPlan(Frozen):
-    """A credential route: the sidecar injects the host's ``env`` value for ``host``.
+    """A credential route: the sidecar injects the host's ``env`` value for ``host``:``port``, under ``path``.
 
     Only the name and the placeholder are in the plan; the value is read at
     launch and handed to the sidecar alone.
     """
 
     host: str
+    port: int = 443
+    path: str = Field("", description="a path prefix; empty: every path")
     header: str
     scheme: str
     env: str
@@ -80,7 +82,9 @@ class GitPlan(Frozen):
     """The git gate: what the agent clones from and pushes to, and what reaches upstream."""
 
     upstream: str = Field(description="the real remote, as the gate sees it")
-    local_upstream: Path | None = Field(None, description="host path of a local upstream, mounted into the sidecar only")
+    local_upstream: Path | None = Field(
+        None, description="host path of a local upstream, which the host serves to the gate (bottle.upstream_relay)"
+    )
     push_refs: tuple[str, ...] = Field(description="the profile's, {slug} replaced")
     fetch_refs: tuple[str, ...] = Field(description="what the gate mirrors besides push_refs; HEAD: upstream's default")
     protected: tuple[str, ...] | None = Field(description="None: upstream's default branch")

@@ -6,7 +6,10 @@ needs that is secret arrives in one JSON bundle on its stdin: the CA key and
 the credential values. Secrets therefore never touch an image layer, a label,
 argv, the sidecar's environment or the host's disk; the sidecar's init keeps
 them in a tmpfs. The rest (policy, audit log) lives in the bottle's state dir,
-bind-mounted.
+bind-mounted. Its daemons run with no capability, as an unprivileged user of
+their own when bottle runs as root (:func:`sidecar_user`); a local upstream
+repository is served to the gate by the host, never mounted
+(``bottle.upstream_relay``).
 
 Whatever the backend, the sidecar runs on the Docker engine: the backend
 decides how its sandbox reaches it.
@@ -30,6 +33,7 @@ from bottle.engine import remove_container, require_image
 from bottle.errors import EnvironmentProblem, UsageError
 from bottle.plan import Plan
 from bottle.sidecar.audit import AuditLog
+from bottle.upstream_relay import UpstreamRelay
 
 EGRESS_NETWORK = "bottle-egress"
 LABEL_SHARED = "bottle.shared"
@@ -58,8 +62,8 @@ def policy_document(plan: Plan, allow: tuple[str, ...] | list[str]) -> dict:
         "allow": list(allow),
         "secret_patterns": list(plan.egress.secret_patterns),
         "credentials": [
-            {"host": c.host, "header": c.header, "scheme": c.scheme, "name": c.env, "placeholder": c.placeholder,
-             "on_secret": c.on_secret or ""}
+            {"host": c.host, "port": c.port, "path": c.path, "header": c.header, "scheme": c.scheme, "name": c.env,
+             "placeholder": c.placeholder, "on_secret": c.on_secret or ""}
             for c in plan.egress.credentials
         ],
         "on_secret": [{"rule": rule, "mode": mode} for rule, mode in plan.egress.on_secret.items()],
@@ -69,8 +73,37 @@ def policy_document(plan: Plan, allow: tuple[str, ...] | list[str]) -> dict:
 
 
 GIT_CREDENTIAL = "bottle-git-upstream"  # its name in the sidecar's credentials file
-UPSTREAM_MOUNT = "/bottle/upstream"  # a local upstream repository, for the gate only
+LOCAL_UPSTREAM = "/bottle/upstream"  # what the gate calls a local upstream, which it reaches on:
+UPSTREAM_SOCKET = "/bottle/upstream.sock"  # the host's relay (bind-mounted)
 QUEUE_MOUNT = "/bottle/supervise"
+#: The sidecar image's ``sidecar`` user and group (sidecar.Dockerfile makes them): above the
+#: ranges distributions give accounts (system ones below 1000, people's from 1000, Debian's
+#: on-demand ones 60000-64999, systemd's dynamic users 61184-65519), below nobody (65534),
+#: and within the 65536 ids any user-namespace mapping of an engine covers.
+SIDECAR_UID = 65531
+
+
+def sidecar_user() -> tuple[int, int]:
+    """The uid and gid the sidecar's daemons run as: bottle's own user's, unless that is root.
+
+    A root operator's sidecar runs as the image's ``sidecar`` user (:data:`SIDECAR_UID`),
+    and what it writes on the host (its part of the bottle's state dir, the proposal
+    queue) is handed to that user (:func:`hand_over`); root goes on reading and writing
+    there, as root reads and writes anything. Anyone else cannot give files away, so
+    their sidecar runs as themselves: unprivileged already, and what it writes stays
+    theirs alone.
+    """
+    if os.geteuid() == 0:
+        return SIDECAR_UID, SIDECAR_UID
+    return os.getuid(), os.getgid()
+
+
+def hand_over(paths) -> None:
+    """Give *paths* to the sidecar's user, when that is not bottle's own (bottle runs as root)."""
+    uid, gid = sidecar_user()
+    if uid != os.getuid():
+        for path in paths:
+            os.chown(path, uid, gid, follow_symlinks=False)
 
 
 def _git_credential(credential) -> str:
@@ -123,6 +156,7 @@ def write_policy(state_dir: Path, document: dict) -> None:
     target = policy_path(state_dir)
     partial = target.with_suffix(".partial")
     partial.write_text(json.dumps(document, indent=2))
+    hand_over([partial])  # the proxy reads it, whatever the umask
     os.replace(partial, target)
 
 
@@ -149,7 +183,7 @@ def gate_config(plan: Plan) -> dict:
         credential = {"kind": git.credential.kind, "name": GIT_CREDENTIAL, "username": git.credential.username}
     config = {
         "bottle": plan.slug,
-        "upstream": UPSTREAM_MOUNT if git.local_upstream else git.upstream,
+        "upstream": LOCAL_UPSTREAM if git.local_upstream else git.upstream,
         "push_refs": list(git.push_refs),
         "fetch_refs": list(git.fetch_refs),
         "protected": protected_refs(git),
@@ -160,14 +194,18 @@ def gate_config(plan: Plan) -> dict:
     }
     if git.known_hosts:
         config["known_hosts"] = git.known_hosts
+    if git.local_upstream:
+        config["relay"] = UPSTREAM_SOCKET
     return config
 
 
-def _prepare_mounts(plan: Plan, ca_cert_pem: bytes) -> dict:
-    """The host side of what the sidecar sees, made now; returns the bind mounts.
+def _prepare_mounts(plan: Plan, ca_cert_pem: bytes, stack: ExitStack) -> dict:
+    """The host side of what the sidecar sees, made now (and what must be stopped on *stack*);
+    returns the bind mounts.
 
     CA certificate (public), policy, gate config and audit log in the bottle's
-    state dir; a local upstream; the operator's proposal queue.
+    state dir, which is the sidecar's user's; the relay serving a local
+    upstream; the operator's proposal queue.
     """
     plan.sidecar.ca_cert.write_bytes(ca_cert_pem)
     state = sidecar_state(plan.state_dir)
@@ -179,7 +217,11 @@ def _prepare_mounts(plan: Plan, ca_cert_pem: bytes) -> dict:
     if plan.git is not None:
         (state / "gitgate.json").write_text(json.dumps(gate_config(plan), indent=2))
         if plan.git.local_upstream:
-            binds[str(plan.git.local_upstream)] = {"bind": UPSTREAM_MOUNT, "mode": "rw"}
+            relay = UpstreamRelay(plan.git.local_upstream)
+            stack.callback(relay.stop)
+            relay.start(sidecar_user())
+            binds[str(relay.socket_path)] = {"bind": UPSTREAM_SOCKET, "mode": "rw"}
+    hand_over([state, *state.iterdir()])
     if plan.supervise is not None:  # the proposal queue all bottles share with the operator
         from bottle.supervise_ops import prepare_queue  # (it imports this module)
 
@@ -353,18 +395,18 @@ def start_sidecar(client, plan: Plan, internal_network: str, stack: ExitStack) -
     require_image(client, plan.sidecar.image, "sidecar")
     credentials = read_credentials(plan)
     ca = generate_ca(plan.slug)
-    binds = _prepare_mounts(plan, ca.cert_pem)
+    binds = _prepare_mounts(plan, ca.cert_pem, stack)
     outside = egress_network(client)
     name = sidecar_name(plan.slug)
     stack.callback(remove_container, client.api, name)
     api = client.api
+    uid, gid = sidecar_user()
     config = api.create_container_config(
         plan.sidecar.image,
         # The init reads its bundle from stdin and, like its services, runs as
-        # the invoking user: what it writes in the state dir (and a local
-        # upstream repository) is that user's, and it needs no capability.
+        # the sidecar's user (it switches to no other), with no capability.
         command=["--config", "-", "--user", ""],
-        user=f"{os.getuid()}:{os.getgid()}",
+        user=f"{uid}:{gid}",
         hostname="sidecar",
         labels={**plan.labels, LABEL_ROLE: "sidecar"},
         stdin_open=True,
@@ -373,7 +415,7 @@ def start_sidecar(client, plan: Plan, internal_network: str, stack: ExitStack) -
         ),
         host_config=api.create_host_config(
             network_mode=internal_network,
-            tmpfs={RUN_DIR: f"mode=0700,uid={os.getuid()},gid={os.getgid()},size=16m"},
+            tmpfs={RUN_DIR: f"mode=0700,uid={uid},gid={gid},size=16m"},
             binds=binds,
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],

@@ -16,6 +16,7 @@ from bottle.display import terminal_safe
 from bottle.errors import UsageError
 from bottle.sidecar.policy import RuleError, parse_rule
 from bottle.sidecar.proposals import Proposal, ProposalError, Queue
+from bottle.sidecar_runtime import hand_over
 
 QUEUE_DIR = "supervise"
 QUEUE_FILE = "queue.sqlite"
@@ -24,13 +25,15 @@ STATUS = {"approve": "approved", "modify": "modified", "reject": "rejected"}
 
 def prepare_queue(state_root: Path) -> Path:
     """The directory holding the queue (created, with the queue, if missing):
-    what a bottle's sidecar gets bind-mounted. Sidecars run as the operator,
-    so it is the operator's alone (0700): no other local user may read the
-    asks or, worse, answer them."""
+    what a bottle's sidecar gets bind-mounted. It is the sidecars' user's alone
+    (0700): the operator's, or the sidecar user's when bottle runs as root
+    (``sidecar_user``; root answers all the same). No other local user may
+    read the asks or, worse, answer them."""
     directory = Path(state_root) / QUEUE_DIR
     directory.mkdir(parents=True, mode=0o700, exist_ok=True)
     os.chmod(directory, 0o700)
     Queue(directory / QUEUE_FILE)
+    hand_over([directory, *directory.iterdir()])
     return directory
 
 

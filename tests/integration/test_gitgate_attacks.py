@@ -108,11 +108,12 @@ def test_a_secret_anywhere_in_a_push_is_refused(home, api_profile, upstream, bot
     cases = {  # what the agent runs (each to a ref of its own), the ref the gate names, how its reason begins
         "file name": (f'mkdir notes && echo fine > "notes/{token}.txt" && git add notes && {COMMIT} -m notes '
                       f"&& git push origin HEAD:{branch}/name", f"{branch}/name",
-                      "the push holds what looks like a secret: GitHub Token in a file or directory name (tree "),
+                      "the push holds what looks like a secret: GitHub Token in a file or directory name (commit "),
         "author": (f"{COMMIT} --allow-empty -m hello --author 'Agent <{token}@example.org>' "
                    f"&& git push origin HEAD:{branch}/author", f"{branch}/author",
                    "the push holds what looks like a secret: GitHub Token in the author (commit "),
-        "ref name": (f"git push origin HEAD:{branch}/{token}", f"{branch}/[GitHub Token cut]",
+        # The gate names the ref with the secret replaced by its marker (the first this gate made).
+        "ref name": (f"git push origin HEAD:{branch}/{token}", f"{branch}/[bottle:redacted:github-token:1]",
                      "the ref name holds what looks like a secret: GitHub Token"),
         "commit header": (crafted, f"{branch}/header",
                           "the push holds what looks like a secret: GitHub Token in an extra header (commit "),

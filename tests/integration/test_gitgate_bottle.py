@@ -82,14 +82,15 @@ def test_pushes_through_the_gate(home, engine, fake_api, api_profile, upstream):
                            "&& git push")
         push("secret", f"{fresh} printf 'id = {AWS_KEY}\\n' > conf.ini && git add conf.ini && {commit} conf "
                        "&& git rev-parse HEAD && git push")
-        # Upstream unreachable: the gate (no capabilities) can no longer open it.
+        # Upstream unreachable: moved away, the host's relay can no longer open it.
         code, out = bottle.sh(f"cd /workspace && {fresh} echo two > two.txt && git add two.txt && {commit} two")
         assert code == 0, out
-        upstream.chmod(0)
+        moved = upstream.with_name("moved-away.git")
+        upstream.rename(moved)
         try:
             results["unreachable"] = bottle.sh("cd /workspace && git push 2>&1", timeout=30)
         finally:
-            upstream.chmod(0o755)
+            moved.rename(upstream)
         upstream_after["unreachable"] = refs(upstream)
         code, out = bottle.sh("cd /workspace && git log --format=%s -1")
         results["kept"] = code, out.strip()

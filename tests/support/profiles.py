@@ -29,6 +29,6 @@ def fake_api_profile(
         f"{extra}\n"
         f'[env]\nANTHROPIC_BASE_URL = "{api.url_for(gateway)}"\nCLAUDE_CODE_MAX_RETRIES = "0"\n\n'
         f'[egress]\nallow = [{rules}]\ntrust = ["{upstream_ca_file}"]\n\n'
-        f'[[credentials]]\nhost = "{gateway}"\nheader = "{credential.header}"\nscheme = "{credential.scheme}"\n'
-        f'env = "{credential.env}"\n'
+        f'[[credentials]]\nhost = "{gateway}"\nport = {api.port}\nheader = "{credential.header}"\n'
+        f'scheme = "{credential.scheme}"\nenv = "{credential.env}"\n'
     )

@@ -8,6 +8,7 @@ import pytest
 
 from bottle.sidecar.policy import (
     EXPECTED,
+    CredentialRoute,
     Policy,
     PolicyError,
     PolicyFile,
@@ -222,10 +223,41 @@ def test_a_whole_policy_loads(tmp_path):
     assert loaded.bottle == "slug"
     assert [rule.text for rule in loaded.rules] == ["api.anthropic.com"]
     assert loaded.secret_patterns[0].search(b"x corp-123456 y")
-    route = loaded.route_for("API.anthropic.com")
+    route = loaded.route_at("API.anthropic.com", 443)
     assert (route.header, route.name, route.header_value("v")) == ("x-api-key", "ANTHROPIC_API_KEY", "v")
-    assert loaded.route_for("api.github.com").header_value("v") == "Bearer v"
-    assert loaded.route_for("anthropic.com") is None
+    assert (route.port, route.path) == (443, "")  # by default: port 443, every path
+    assert loaded.route_at("api.github.com", 443).header_value("v") == "Bearer v"
+    assert loaded.route_at("anthropic.com", 443) is None
+    assert loaded.route_at("api.anthropic.com", 8443) is None  # another port: another server, maybe
+
+
+def test_a_route_names_a_port_and_a_path_prefix():
+    policy = Policy.from_dict({"bottle": "s", "credentials": [
+        {**ROUTE, "port": 8443, "path": "/v1/"}, {**ROUTE, "header": "authorization", "name": "OTHER"}]})
+
+    route = policy.route_at("api.anthropic.com", 8443)
+    assert (route.name, route.port, route.path) == ("ANTHROPIC_API_KEY", 8443, "/v1/")
+    assert policy.route_at("api.anthropic.com", 443).name == "OTHER"
+    assert policy.credential_headers("API.anthropic.com") == {"x-api-key", "authorization"}
+    assert policy.credential_headers("api.github.com") == set()
+
+
+@pytest.mark.parametrize("path, served", [
+    ("/v1", True), ("/v1/", True), ("/v1/messages?beta=true", True), ("/v1/a/b", True),
+    ("/", False), ("/v2/messages", False), ("/v1beta/x", False), ("/x/v1/", False), ("*", False),
+    ("/v1/../admin", False), ("/v1/./x", False), ("/v1/..", False), ("/v1/%2e%2e/admin", False),
+    ("/v1/%2E%2e/admin", False), ("/v1/%252e%252e/admin", False), ("/v1/..;/admin", False),
+    ("/v1/..\\admin", False), ("/v1/x/..%2fadmin", False),
+])
+def test_a_path_prefix_serves_the_paths_under_it_as_servers_read_them(path, served):
+    route = CredentialRoute("h.example", "x-api-key", "", "K", "p", port=443, path="/v1/")
+    assert route.serves(443, path) is served
+    assert route.serves(8443, "/v1/messages") is False
+
+
+def test_a_route_without_a_prefix_serves_every_path_of_its_port():
+    route = CredentialRoute("h.example", "x-api-key", "", "K", "p", port=8443)
+    assert route.serves(8443, "/anything/../at/all?q") and not route.serves(443, "/")
 
 
 @pytest.mark.parametrize(
@@ -245,7 +277,15 @@ def test_a_whole_policy_loads(tmp_path):
         ({"bottle": "s", "credentials": [{**ROUTE, "scheme": "Bearer x"}]}, "'scheme' must be empty or one word"),
         ({"bottle": "s", "credentials": [{**ROUTE, "placeholder": ""}]}, "'name' and 'placeholder' must not be"),
         ({"bottle": "s", "credentials": [{**ROUTE, "value": "x"}]}, "credentials[0]: unknown field(s) value"),
-        ({"bottle": "s", "credentials": [ROUTE, ROUTE]}, "one route per host"),
+        ({"bottle": "s", "credentials": [ROUTE, ROUTE]}, "one route per host and port"),
+        ({"bottle": "s", "credentials": [{**ROUTE, "port": "443"}]}, "credentials[0]: 'port' must be a port number"),
+        ({"bottle": "s", "credentials": [{**ROUTE, "port": 0}]}, "credentials[0]: 'port' must be a port number"),
+        ({"bottle": "s", "credentials": [{**ROUTE, "port": True}]}, "credentials[0]: 'port' must be a port number"),
+        ({"bottle": "s", "credentials": [{**ROUTE, "path": "v1/"}]}, "credentials[0]: 'path' must be empty or a path"),
+        ({"bottle": "s", "credentials": [{**ROUTE, "path": "/v1/../x"}]}, "'path' must be empty or a path prefix"),
+        ({"bottle": "s", "credentials": [{**ROUTE, "path": "/v1?x=1"}]}, "'path' must be empty or a path prefix"),
+        ({"bottle": "s", "credentials": [{**ROUTE, "path": "/v%31"}]}, "'path' must be empty or a path prefix"),
+        ({"bottle": "s", "credentials": [{**ROUTE, "path": 1}]}, "every field but 'port' must be a string"),
     ],
 )
 def test_a_bad_policy_names_the_file_and_the_field(tmp_path, document, fragment):

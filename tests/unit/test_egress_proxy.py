@@ -451,8 +451,8 @@ def test_the_profiles_own_secret_patterns_block_too(world):
 
 
 def test_a_credential_route_replaces_whatever_the_client_sent(world):
-    route = {"host": "localhost", "header": "x-api-key", "scheme": "", "name": "TEST_API_KEY",
-             "placeholder": PLACEHOLDER}
+    route = {"host": "localhost", "port": world.https_port, "header": "x-api-key", "scheme": "",
+             "name": "TEST_API_KEY", "placeholder": PLACEHOLDER}
     world.policy(loopback(world.https_port), credentials=[route])
     world.events()
 
@@ -471,8 +471,8 @@ def test_a_credential_route_replaces_whatever_the_client_sent(world):
 
 
 def test_a_bearer_route_sends_the_scheme(world):
-    route = {"host": "localhost", "header": "authorization", "scheme": "Bearer", "name": "TEST_API_KEY",
-             "placeholder": PLACEHOLDER}
+    route = {"host": "localhost", "port": world.https_port, "header": "authorization", "scheme": "Bearer",
+             "name": "TEST_API_KEY", "placeholder": PLACEHOLDER}
     world.policy(loopback(world.https_port), credentials=[route])
 
     assert world.https_request("/", headers={"authorization": f"Bearer {PLACEHOLDER}"})[0] == 200

@@ -279,8 +279,8 @@ def test_in_block_mode_the_403_names_the_detector_and_how_to_exempt_it(world):
     "route_mode, rule_mode, status", [("redact", "block", 200), ("block", "redact", 403)],
 )
 def test_a_credential_routes_own_mode_decides_for_its_host(world, route_mode, rule_mode, status):
-    credential = {"host": "localhost", "header": "x-api-key", "scheme": "", "name": "TEST_API_KEY",
-                  "placeholder": PLACEHOLDER, "on_secret": route_mode}
+    credential = {"host": "localhost", "port": world.https_port, "header": "x-api-key", "scheme": "",
+                  "name": "TEST_API_KEY", "placeholder": PLACEHOLDER, "on_secret": route_mode}
     world.policy(loopback(world.https_port), credentials=[credential],
                  on_secret=[mode(f"localhost:{world.https_port}", rule_mode)])
 
@@ -337,9 +337,11 @@ def test_a_secret_in_the_host_name_is_blocked_even_in_redact_mode(tmp_path):
     asyncio.run(addon.request(flow))
 
     assert flow.response.status_code == 403
-    assert "the request's host name carries what looks like a secret: GitHub Token in url" in flow.response.text
+    assert "the request carries what looks like a secret: GitHub Token in host at offset 0" in flow.response.text
+    assert "never replaced by a marker, whatever on_secret says" in flow.response.text
     [event] = read_events(tmp_path / "audit.sqlite")
     assert (event["decision"], event["detail"]["detector"], event["path"]) == ("blocked", "GitHub Token", None)
+    assert event["host"] == "[bottle:redacted:github-token:1].example"
 
 
 def test_a_websocket_message_in_redact_mode_goes_on_with_markers(tmp_path):

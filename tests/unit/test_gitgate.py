@@ -484,7 +484,32 @@ def test_a_secret_in_a_file_name_is_refused_and_the_name_is_cut_where_it_starts(
     world.branch("bottle/named-too")
     commit = world.commit({f"{GITHUB_TOKEN}.ini": f"key = {AWS_KEY}\n"})
     refused_secret(world, ("HEAD:bottle/named-too",),
-                   f"AWS Access Key in [GitHub Token cut] line 1 (commit {commit[:12]})")
+                   "AWS Access Key in [bottle:redacted:github-token:", f"line 1 (commit {commit[:12]})")
+
+
+def test_a_secret_in_a_name_without_new_content_is_refused(world):
+    """A rename keeps the blob, an empty directory (git's own commands never make one) has none:
+    only the name is new."""
+    world.branch("bottle/renamed")
+    git("mv", "README.md", f"{GITHUB_TOKEN}.md", cwd=world.clone)
+    git("commit", "--quiet", "-m", "rename", cwd=world.clone)
+    commit = ref(world.clone, "HEAD")
+    refused_secret(world, ("HEAD:bottle/renamed",), f"GitHub Token in a file or directory name (commit {commit[:12]})")
+    listing = git("ls-tree", "origin/main", cwd=world.clone).stdout
+    empty = literal_object(world, "tree", "")
+    tree = subprocess.run(["git", "mktree"], cwd=world.clone, env=CLIENT_ENV, capture_output=True, check=True,
+                          input=f"{listing}040000 tree {empty}\tdocs-{GITHUB_TOKEN}\n".encode()).stdout.decode().strip()
+    commit = git("commit-tree", tree, "-p", "origin/main", "-m", "an empty directory", cwd=world.clone).stdout.strip()
+    refused_secret(world, (f"{commit}:refs/heads/bottle/empty-dir",),
+                   f"GitHub Token in a file or directory name (commit {commit[:12]})")
+
+
+def test_a_tag_at_a_tree_has_its_names_scanned(world):
+    world.branch("bottle/tree-names")
+    world.commit({f"{GITHUB_TOKEN}/notes.txt": "fine\n"})
+    tree = ref(world.clone, "HEAD^{tree}")
+    refused_secret(world, (f"{tree}:refs/tags/bottle/tree-names",),
+                   f"GitHub Token in a file or directory name (tree {tree[:12]})")
 
 
 @pytest.mark.parametrize("who", ["AUTHOR", "COMMITTER"])
@@ -535,14 +560,19 @@ def test_a_tag_at_a_tree_has_its_blobs_scanned_whole(world):
     refused_secret(world, (f"{tree}:refs/tags/bottle/tree",), f"GitHub Token in the content (blob {blob[:12]})")
 
 
-def test_a_secret_in_a_ref_name_is_refused_and_cut_from_the_answer_and_the_audit(world):
+@pytest.mark.parametrize("name, detector", [(GITHUB_TOKEN, "GitHub Token"), ("x" + AWS_KEY, "AWS Access Key")],
+                         ids=["as-is", "glued-after-a-letter"])
+def test_a_secret_in_a_ref_name_is_refused_and_replaced_in_the_answer_and_the_audit(world, name, detector):
     since = max((event["id"] for event in read_events(world.audit)), default=0)
     world.branch("bottle/fine")
-    refused_secret(world, (f"HEAD:refs/heads/bottle/{GITHUB_TOKEN}",),
-                   "refs/heads/bottle/[GitHub Token cut]: refused: the ref name holds what looks like a secret: "
-                   "GitHub Token")
+    message = refused(world.push(f"HEAD:refs/heads/bottle/{name}"),
+                      f": refused: the ref name holds what looks like a secret: {detector}")
+    shown = re.search(r"remote: (refs/heads/bottle/\S*): refused", message)[1]
+    assert re.fullmatch(r"refs/heads/bottle/x?\[bottle:redacted:[a-z-]+:\d+\]", shown), shown
     [event] = read_events(world.audit, since_id=since)
-    assert (event["path"], event["detail"]["check"]) == ("refs/heads/bottle/[GitHub Token cut]", "secret")
+    assert (event["path"], event["detail"]["check"]) == (shown, "secret")
+    stored = b"".join(path.read_bytes() for path in world.dir.glob("audit.sqlite*"))
+    assert name.encode() not in stored and name[-20:] not in gate_lines(message)
 
 
 @pytest.mark.parametrize(("char", "named"), [
@@ -586,10 +616,15 @@ def test_unsafe_characters_are_named(text, found):
     assert gitgate_check.unsafe_character(text) == found
 
 
-def test_shown_names_are_escaped_and_cut_where_a_secret_starts():
+def test_shown_names_are_escaped_and_have_every_secret_replaced():
     scanner = Scanner()
     assert gitgate_check.shown(scanner, "refs/heads/bottle/a\x1b[2J\u202eb") == "refs/heads/bottle/a\\x1b[2J\\u202eb"
-    assert gitgate_check.shown(scanner, f"bottle/{GITHUB_TOKEN}/\x1b") == "bottle/[GitHub Token cut]"
+    marker = r"\[bottle:redacted:github-token:\d+\]"
+    assert re.fullmatch(rf"bottle/{marker}/\\x1b", gitgate_check.shown(scanner, f"bottle/{GITHUB_TOKEN}/\x1b"))
+    # every secret, wherever it starts: the detector that comes first need not find the first secret
+    google = "AIza" + "G" * 35
+    both = gitgate_check.shown(scanner, f"bottle/{google}/{GITHUB_TOKEN}")
+    assert re.fullmatch(rf"bottle/\[bottle:redacted:google-api-key:\d+\]/{marker}", both), both
     assert gitgate_check.shown(scanner, "plain/name.txt line 3") == "plain/name.txt line 3"
 
 

@@ -20,7 +20,8 @@ def print_plan(plan: Plan) -> None:
     table.add_row("egress allow", ", ".join(plan.egress.allow) or "nothing")
     for c in plan.egress.credentials:
         value = f"{c.scheme} ${c.env}" if c.scheme else f"${c.env}"
-        table.add_row("credential", f"{c.host}: {c.header}: {value} (the agent's {c.env} is a placeholder)")
+        place = f"{c.host}{'' if c.port == 443 else f':{c.port}'}{c.path}"  # as an allow rule has it, and the prefix
+        table.add_row("credential", f"{place}: {c.header}: {value} (the agent's {c.env} is a placeholder)")
     table.add_row("backend / image", f"{plan.backend} / {plan.image}")
     limits = plan.resources.model_dump()
     table.add_row("limits", " ".join(f"{name}={value or 'unlimited'}" for name, value in limits.items()))

@@ -6,11 +6,12 @@
 # the end (unless KEEP_CA=1), and the final stage copies its file system into an
 # empty image, so no layer holds them.
 #
-# By default everything runs as the unprivileged user "sidecar"; bottle itself
-# runs the container as the invoking user with every capability dropped (so
-# what the daemons write in the bottle's bind-mounted state dir is that user's),
-# and mounts a tmpfs on /run/bottle for the secrets the init writes from its
-# config. tini is PID 1 so that orphans are reaped and signals reach the init.
+# By default everything runs as the unprivileged user "sidecar", whose uid and
+# gid (65531, no host account's) are SIDECAR_UID in bottle/sidecar_runtime.py.
+# bottle runs the container as that user when it runs as root, else as the
+# invoking user, with every capability dropped either way, and mounts a tmpfs
+# on /run/bottle for the secrets the init writes from its config. tini is PID 1
+# so that orphans are reaped and signals reach the init.
 
 ARG BASE=debian:bookworm-slim
 ARG MITMPROXY_VERSION=11.0.2
@@ -30,8 +31,8 @@ RUN apt-get update \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/*
 
-RUN groupadd --system --gid 999 sidecar \
- && useradd --system --uid 999 --gid sidecar --home-dir /var/lib/bottle --shell /usr/sbin/nologin sidecar \
+RUN groupadd --system --gid 65531 sidecar \
+ && useradd --system --no-log-init --uid 65531 --gid sidecar --home-dir /var/lib/bottle --shell /usr/sbin/nologin sidecar \
  && install -d -o sidecar -g sidecar -m 0700 /var/lib/bottle /run/bottle
 
 # Each ARG is declared just before the step using it (see agent.Dockerfile).

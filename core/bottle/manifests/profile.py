@@ -168,7 +168,8 @@ SHAPED_PLACEHOLDER_LENGTH = 108
 
 
 class CredentialRoute(BaseModel):
-    """``[[credentials]]``: the sidecar injects a host secret into requests to one host.
+    """``[[credentials]]``: the sidecar injects a host secret into requests to one place, a host and port
+    (and, optionally, paths under a prefix): another port of the host may be another server.
 
     The real value is read from the host's environment variable ``env`` at
     launch and goes to the sidecar only; the agent's ``env`` variable of the
@@ -178,6 +179,9 @@ class CredentialRoute(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     host: str = Field(pattern=r"^[A-Za-z0-9.-]+$", description="exact host name the credential is for")
+    port: int = Field(443, ge=1, le=65535, description="the HTTPS port the credential is sent to")
+    path: str = Field("", description='a path prefix such as "/v1/": the credential goes to paths under it only; '
+                      "empty: every path")
     header: str = Field("authorization", pattern=r"^[A-Za-z0-9-]+$")
     scheme: str = Field("", pattern=r"^[A-Za-z]*$", description='e.g. "Bearer"; empty sends the bare value')
     env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="host environment variable holding the value")
@@ -185,6 +189,13 @@ class CredentialRoute(BaseModel):
         None, description='what a secret in a request to this host does, "block" or "redact"; '
         "unset, [egress] on_secret decides"
     )
+
+    @field_validator("path")
+    @classmethod
+    def _prefix(cls, path: str) -> str:
+        from bottle.sidecar.policy import parse_path_prefix
+
+        return parse_path_prefix(path)  # its ValueError says what a prefix may be
 
     @property
     def placeholder(self) -> str:
@@ -353,12 +364,13 @@ class ProfileFile(BaseModel):
 
     @field_validator("credentials")
     @classmethod
-    def _one_route_per_host(cls, routes: tuple[CredentialRoute, ...]) -> tuple[CredentialRoute, ...]:
+    def _one_route_per_place(cls, routes: tuple[CredentialRoute, ...]) -> tuple[CredentialRoute, ...]:
         # The sidecar strips the client's credential headers and injects one; two would fail it at start.
-        hosts = [route.host.lower() for route in routes]
-        twice = sorted({host for host in hosts if hosts.count(host) > 1})
+        places = [f"{route.host.lower()}:{route.port}" for route in routes]
+        twice = sorted({place for place in places if places.count(place) > 1})
         if twice:
-            raise ValueError(f"more than one route for {', '.join(twice)}: the sidecar injects one credential per host")
+            raise ValueError(f"more than one route for {', '.join(twice)}: the sidecar injects one credential "
+                             "per host and port")
         return routes
 
 
@@ -469,7 +481,7 @@ def load_profile(name: str, config_dir: Path, referrer: str = "") -> Profile:
     on_secret: dict[str, str] = {}
     exempt_detectors: dict[str, None] = {}
     exempt_values: dict[str, None] = {}
-    routes: dict[str, CredentialRoute] = {}  # by host: a child's route replaces its parent's
+    routes: dict[tuple[str, int], CredentialRoute] = {}  # by host and port: a child's route replaces its parent's
     git: dict = {}
     supervise: dict = {}
     for _, layer in reversed(chain):  # parents first, children override
@@ -488,7 +500,7 @@ def load_profile(name: str, config_dir: Path, referrer: str = "") -> Profile:
         on_secret = _then(on_secret, layer.egress.on_secret)
         exempt_detectors.update(dict.fromkeys(layer.egress.secret_exempt.detectors))
         exempt_values.update(dict.fromkeys(layer.egress.secret_exempt.values))
-        routes.update({route.host.lower(): route for route in layer.credentials})
+        routes.update({(route.host.lower(), route.port): route for route in layer.credentials})
     git_config = GitConfig(**git)
     problem = git_config.pairing_problem()
     if problem is not None:

@@ -169,13 +169,13 @@ class EgressAddon:
         if policy.secret_mode(normalize_host(request.host), request.port, request.scheme) == "redact":
             message.content, hits = scanner.redact(message.content, "websocket message", self._markers)
             if hits:
-                self._record("redacted", flow, **_redactions(hits), redact_path=True)
+                self._record("redacted", flow, **_redactions(hits), secret=True)
             return
         hit = scanner.scan(message.content, "websocket message")
         if hit is not None:
             message.drop()
             self._record("blocked", flow, reason=f"a secret: {hit}", detail={"check": "secret", **_hit_detail(hit)},
-                         redact_path=True)
+                         secret=True)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         """Stream what must not wait in the sidecar; audit an upstream that answers with a failure.
@@ -237,23 +237,31 @@ class EgressAddon:
     async def _admit_tunnel(self, flow: http.HTTPFlow) -> None:
         """CONNECT host:port: what the client will speak inside is not known yet, so either scheme may allow it."""
         policy = self.policies.current()
+        self._refuse_secret_names(policy, [("host", flow.request.host)])
         host, port = normalize_host(flow.request.host), flow.request.port
         _refuse_doh(doh_reason(host))
         rule, addresses = await self._destination(policy, host, port, ("https", "http"))
         self._record("allowed", flow, reason=f"rule {rule.text!r}", detail={"rule": rule.text, "addresses": addresses})
 
     async def _admit_request(self, flow: http.HTTPFlow) -> None:
+        """A request, plain or inside a tunnel. The credential goes to its route's place only, host, port and
+        path; the client's own credential headers are dropped on every port and path of a route's host: the
+        key's audience gets no value from the agent, only, where the route serves, the sidecar's."""
         policy = self.policies.current()
         request = flow.request
+        self._refuse_secret_names(policy, _names(flow))
         host, port, scheme = normalize_host(request.host), request.port, request.scheme
         _refuse_fronting(flow)
         _refuse_doh(doh_reason(host, request.path, request.headers.get("content-type", ""),
                                request.headers.get("accept", "")))
         rule, addresses = await self._destination(policy, host, port, (scheme,))
-        route = policy.route_for(host) if scheme == "https" else None  # never a real credential in clear text
-        if route is not None:
-            for name in {route.header, *AUTH_HEADERS}:
+        injected = policy.credential_headers(host) if scheme == "https" else set()  # never a credential in clear text
+        if injected:
+            for name in injected | set(AUTH_HEADERS):
                 request.headers.pop(name, None)
+        route = policy.route_at(host, port) if injected else None
+        if route is not None and not route.serves(port, request.path):
+            route = None
         redacted = self._screen_secrets(flow, policy)
         if route is not None:
             secret = self.credentials.get(route.name)
@@ -289,6 +297,18 @@ class EgressAddon:
             infos = []
         return rule, sorted({info[4][0] for info in infos})
 
+    def _refuse_secret_names(self, policy: Policy, names: list[tuple[str, str | bytes]]) -> None:
+        """Blocked if a name of the request (see :func:`_names`) carries a secret, whatever its host's mode:
+        a name cannot be replaced by a marker (the request would go elsewhere, or mean something else).
+        Checked first: before the host is resolved, since a DNS query would carry the secret out."""
+        hit = self._scanner_for(policy).scan_names(
+            (where, name if isinstance(name, bytes) else name.encode("utf-8", "surrogateescape"))
+            for where, name in names)
+        if hit is not None:
+            raise Blocked("secret", f"the request carries what looks like a secret: {hit}",
+                          f"take the secret out: in the {hit.location} it is never replaced by a marker, whatever "
+                          f"on_secret says; if it is no secret, {_exemption(hit)}", _hit_detail(hit))
+
     def _screen_secrets(self, flow: http.HTTPFlow, policy: Policy) -> list[Hit]:
         """Blocked if the request carries a secret, unless its host's mode is "redact": then each
         secret in the URL's path, the headers and the body is replaced by its marker (see
@@ -302,7 +322,7 @@ class EgressAddon:
             hit = scanner.scan_request(url, request.headers.fields, body)
             if hit is not None:
                 raise Blocked("secret", f"the request carries what looks like a secret: {hit}",
-                              _secret_remedy(hit, rule_for(host, port, scheme), policy.route_for(host)),
+                              _secret_remedy(hit, rule_for(host, port, scheme), policy.route_at(host, port)),
                               _hit_detail(hit))
             return []
         redacted = scanner.redact_request(url, request.headers.fields, body, self._markers)
@@ -334,17 +354,29 @@ class EgressAddon:
         body = f"bottle egress: blocked {request.method} {target}\nwhy: {blocked.why}\nto allow it: {blocked.remedy}\n"
         flow.response = http.Response.make(status, body, {"content-type": "text/plain; charset=utf-8"})
         self._record("blocked", flow, reason=blocked.why, detail={"check": blocked.check, **blocked.detail},
-                     redact_path=blocked.check == "secret")
+                     secret=blocked.check == "secret")
 
-    def _record(self, decision: str, flow: http.HTTPFlow, *, reason: str, detail: dict, redact_path=False) -> None:
-        """One audit row for *flow*. Its path is kept without the query, and not at all
-        (*redact_path*) when it may hold a secret."""
+    def _record(self, decision: str, flow: http.HTTPFlow, *, reason: str, detail: dict, secret=False) -> None:
+        """One audit row for *flow*. Its path is kept without the query; for a flow that carried a
+        *secret*, not at all, and its host and method with the secrets in them replaced by markers
+        (names are checked before anything else: a row for a flow with a secret in one is this row)."""
         request = flow.request
-        path = None if redact_path or request.method == "CONNECT" else request.path.partition("?")[0]
+        host, method = normalize_host(request.host), request.method
+        if secret:
+            host = self._redacted(request.host, host)
+            method = self._redacted(request.data.method.decode("utf-8", "surrogateescape"), method)
+        path = None if secret or request.method == "CONNECT" else request.path.partition("?")[0]
         self.audit.record(
-            "egress", decision, method=request.method, host=normalize_host(request.host), port=request.port,
-            path=path, reason=reason, detail=detail,
+            "egress", decision, method=method, host=host, port=request.port, path=path, reason=reason, detail=detail,
         )
+
+    def _redacted(self, sent: str, shown: str) -> str:
+        """A name for the row of a flow that carried a secret: as *sent* with its secrets replaced by
+        markers, if it held one; else as *shown* (a host in lower case, a method in upper case, as rows
+        have them) with its secrets replaced: either form may be the one a detector matches."""
+        scanner = self._scanner_for(self.policies.current())
+        redacted = scanner.redact_name(sent, self._markers)
+        return redacted if redacted != sent else scanner.redact_name(shown, self._markers)
 
     def policy_reloaded(self, message: str, failed: bool) -> None:
         print(f"bottle-egress: policy {message}", file=sys.stderr, flush=True)
@@ -380,6 +412,21 @@ def _refuse_fronting(flow: http.HTTPFlow) -> None:
                           {"claimed": claimed})
 
 
+def _names(flow: http.HTTPFlow) -> list[tuple[str, str | bytes]]:
+    """What names a request's destination and form rather than what it carries, each with where it is:
+    the host (as the client wrote it), the TLS SNI and ALPN offers (mitmproxy sends them on upstream),
+    the Host header, the method (as sent, and in upper case as mitmproxy shows it and rows keep it)
+    and every header's name."""
+    request, client = flow.request, flow.client_conn
+    names = [("host", request.host), ("method", request.data.method), ("method", request.method)]
+    if client.sni:
+        names.append(("TLS SNI", client.sni))
+    if request.host_header:
+        names.append(("Host header", request.host_header))
+    names += [("TLS ALPN offer", offer) for offer in client.alpn_offers or ()]
+    return names + [("header name", name) for name, _ in request.headers.fields]
+
+
 def _allow_hint(bottle: str, rule: str) -> str:
     return f"bottle egress allow {bottle} {rule}  (or add {json.dumps(rule)} to the bottle profile's [egress] allow)"
 
@@ -388,20 +435,24 @@ def _hit_detail(hit: Hit) -> dict:
     return {"detector": hit.detector, "location": hit.location, "offset": hit.offset}
 
 
-def _secret_remedy(hit: Hit, rule: str, route: CredentialRoute | None) -> str:
-    """What lets such a request go: the secret taken out, an exemption, or the host's mode "redact"."""
+def _exemption(hit: Hit) -> str:
+    """How a profile says what *hit* found is no secret."""
     if hit.detector in DETECTORS:
         exempt = f'[egress] secret_exempt = {{ detectors = ["{hit.detector}"] }}'
     else:  # the profile's own pattern
         exempt = f"a narrower pattern in [egress] secret_patterns (this is {hit.detector})"
+    return f"exempt it in the bottle profile with {exempt}, or its exact value in [egress] secret_exempt.values"
+
+
+def _secret_remedy(hit: Hit, rule: str, route: CredentialRoute | None) -> str:
+    """What lets such a request go: the secret taken out, an exemption, or the host's mode "redact"."""
     if route is not None and route.on_secret:
         redact = f'on_secret = "redact" in the [[credentials]] route for {route.host}'
     else:
         redact = f'[egress] on_secret = {{ {json.dumps(rule)} = "redact" }}'
     return (f"take the secret out (API credentials belong in a credential route, which the sidecar injects); "
-            f"if it is no secret, exempt it in the bottle profile with {exempt}, or its exact value in "
-            f"[egress] secret_exempt.values; or have each secret to this host replaced by a marker and the "
-            f"request sent on, with {redact}")
+            f"if it is no secret, {_exemption(hit)}; or have each secret to this host replaced by a marker and "
+            f"the request sent on, with {redact}")
 
 
 def _redactions(hits: list[Hit]) -> dict:

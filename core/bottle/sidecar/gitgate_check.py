@@ -31,7 +31,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from .secrets_scan import Hit, Scanner
+from .secrets_scan import Hit, Markers, Scanner
 
 MiB = 1024 * 1024
 MAX_FINDINGS = 10  # per ref: enough to fix them all in one go, short enough to read
@@ -146,13 +146,16 @@ def unsafe_character(text: str) -> str | None:
     return None
 
 
+#: The markers that stand for secrets in what the gate repeats: one gate process serves one bottle,
+#: so a secret reads the same in every answer and audit row of its gate.
+MARKERS = Markers()
+
+
 def shown(scanner: Scanner, text: str) -> str:
-    """*text* (a ref or file name the agent chose) as the gate may repeat it, in its answer and
-    in the audit log: cut where a secret starts, and with unsafe characters escaped (``\\x1b``)."""
-    raw = text.encode("utf-8", "surrogateescape")
-    hit = scanner.scan(raw, "name")
-    if hit is not None:
-        text = raw[:hit.offset].decode("utf-8", "surrogateescape") + f"[{hit.detector} cut]"
+    """*text* (a ref or file name the agent chose) as the gate may repeat it, in its answer and in
+    the audit log: each secret replaced by its marker, as a name is scanned (no word needed around
+    it, see ``Scanner.scan_names``), and unsafe characters escaped (``\\x1b``)."""
+    text = scanner.redact_name(text, MARKERS)
     return "".join(ascii(char)[1:-1] if unicodedata.category(char) in UNSAFE_CATEGORIES else char for char in text)
 
 
@@ -171,7 +174,7 @@ def name_problem(scanner: Scanner, update: Update) -> Problem | None:
     if unsafe is not None:
         return Problem("ref-name", f"the ref name holds {unsafe}",
                        "push to a name without control, bidi or other invisible characters")
-    hit = scanner.scan(update.ref.encode("utf-8", "surrogateescape"), "the ref name")
+    hit = scanner.scan_names([("the ref name", update.ref.encode("utf-8", "surrogateescape"))])
     if hit is not None:
         return Problem("secret", f"the ref name holds what looks like a secret: {hit.detector}",
                        "push to a name with no secret in it; keep secrets in the environment",

@@ -4,8 +4,8 @@ The host writes the policy as JSON::
 
     {"bottle": "SLUG",
      "allow": ["api.anthropic.com", "*.github.com", "http://mirror.local:8080", "10.1.2.3:5432"],
-     "credentials": [{"host": "api.anthropic.com", "header": "x-api-key", "scheme": "",
-                      "name": "ANTHROPIC_API_KEY", "placeholder": "...", "on_secret": "redact"}],
+     "credentials": [{"host": "api.anthropic.com", "port": 443, "path": "/v1/", "header": "x-api-key",
+                      "scheme": "", "name": "ANTHROPIC_API_KEY", "placeholder": "...", "on_secret": "redact"}],
      "secret_patterns": ["regex", ...],
      "on_secret": [{"rule": "api.anthropic.com", "mode": "redact"}, {"rule": "*.corp.example", "mode": "block"}],
      "secret_exempt": {"detectors": ["JSON Web Token"], "values": ["a token-shaped test fixture"]}}
@@ -17,9 +17,14 @@ the proxy could not read is an error at ``bottle run``, not a silent deny.
 
 What a secret found in a request does is its host's *mode*: ``block`` (a 403,
 the default) or ``redact`` (each secret replaced by a marker, the request goes
-on). A credential route's own ``on_secret`` decides for its host; otherwise the
-last ``on_secret`` entry whose rule matches, else ``block``. ``secret_exempt``
-names detectors that are not run and values that are no secret.
+on). A credential route's own ``on_secret`` decides for its host and port;
+otherwise the last ``on_secret`` entry whose rule matches, else ``block``.
+``secret_exempt`` names detectors that are not run and values that are no secret.
+
+A credential route is one place: a host, a port (443 unless it says) and
+optionally a path prefix. The credential goes there only (``CredentialRoute.serves``);
+another port of the same host may be another server, and one that echoes
+the headers it gets would hand the credential to the agent.
 
 Stdlib only: the host imports this module, and it has no mitmproxy.
 """
@@ -31,6 +36,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -284,9 +290,26 @@ def parse_detector(name: str) -> str:
     raise ValueError(f"{name!r} is not a detector; the detectors are: {', '.join(DETECTORS)}")
 
 
+def parse_path_prefix(text: str) -> str:
+    """A credential route's path prefix as written ("" or "/": every path); ValueError unless it is
+    a plain absolute path: no query, no percent escape, no "." or ".." segment."""
+    if text and not (_PREFIX.match(text) and not {".", ".."} & set(text.split("/"))):
+        raise ValueError(f"must be empty or a path prefix such as /v1/ (letters, digits, - . _ ~, no . or .. "
+                         f"segment), not {text!r}")
+    return text
+
+
+def plain_path(path: str) -> bool:
+    """Whether *path* (a request's, without its query) means to every server what it says: read
+    as servers read paths (percent escapes decoded, once or twice, "\\" as "/", ";params" dropped)
+    it holds no "." or ".." segment. Otherwise a server could take ``/v1/../admin`` for ``/admin``."""
+    decoded = unquote(unquote(path)).replace("\\", "/")
+    return not any(segment.partition(";")[0] in (".", "..") for segment in decoded.split("/"))
+
+
 @dataclass(frozen=True)
 class CredentialRoute:
-    """The sidecar injects the credential *name* into requests to *host*, in *header*.
+    """The sidecar injects the credential *name* into requests to *host* on *port* under *path*, in *header*.
 
     The agent holds *placeholder* at most; the proxy strips whatever the client
     sent and puts the real value in its place.
@@ -297,16 +320,31 @@ class CredentialRoute:
     scheme: str  # "" sends the bare value; "Bearer" sends "Bearer VALUE"
     name: str
     placeholder: str
-    on_secret: str = ""  # a mode (SECRET_MODES) for this host's requests; "" leaves it to the policy's on_secret
+    on_secret: str = ""  # a mode (SECRET_MODES) for requests to host:port; "" leaves it to the policy's on_secret
+    port: int = 443
+    path: str = ""  # a path prefix (parse_path_prefix); "": every path
 
     def header_value(self, secret: str) -> str:
         return f"{self.scheme} {secret}" if self.scheme else secret
 
+    def serves(self, port: int, path: str) -> bool:
+        """Whether a request to this route's host on *port* for *path* (query and all) gets the credential.
+
+        A prefix matches whole segments (``/v1/`` and ``/v1`` take ``/v1`` and ``/v1/messages``,
+        not ``/v1beta``), on the path as sent, which must then also be plain (:func:`plain_path`).
+        """
+        prefix = self.path.rstrip("/")
+        if port != self.port or not prefix:
+            return port == self.port
+        target = path.partition("?")[0]
+        return (target == prefix or target.startswith(prefix + "/")) and plain_path(target)
+
 
 _TOP_FIELDS = {"bottle", "allow", "credentials", "secret_patterns", "on_secret", "secret_exempt"}
-_ROUTE_FIELDS = {"host", "header", "scheme", "name", "placeholder", "on_secret"}
+_ROUTE_FIELDS = {"host", "port", "path", "header", "scheme", "name", "placeholder", "on_secret"}
 _EXEMPT_FIELDS = {"detectors", "values"}
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+\Z")  # an HTTP header name or auth scheme
+_PREFIX = re.compile(r"(/[A-Za-z0-9._~-]*)+\Z")
 
 
 @dataclass(frozen=True)
@@ -353,9 +391,9 @@ class Policy:
             except re.error as err:
                 raise PolicyError(f"secret_patterns[{index}]: {pattern!r} is not a regular expression: {err}") from None
         routes = [_route(index, entry) for index, entry in enumerate(_list(data, "credentials", dict))]
-        hosts = [route.host for route in routes]
-        if len(set(hosts)) != len(hosts):
-            raise PolicyError(f"credentials: one route per host, but {hosts}")
+        places = [f"{route.host}:{route.port}" for route in routes]
+        if len(set(places)) != len(places):
+            raise PolicyError(f"credentials: one route per host and port, but {places}")
         modes = [_mode(index, entry) for index, entry in enumerate(_list(data, "on_secret", dict))]
         detectors, values = _exempt(data.get("secret_exempt", {}))
         return cls(bottle, tuple(rules), tuple(routes), tuple(patterns), tuple(modes), detectors, values)
@@ -371,18 +409,24 @@ class Policy:
             address = ipaddress.ip_address(address)
         return next((rule for rule in self.rules if rule.names_address(address, port)), None)
 
-    def route_for(self, host: str) -> CredentialRoute | None:
+    def route_at(self, host: str, port: int) -> CredentialRoute | None:
+        """The credential route for *host*:*port*, whatever its path prefix says; or None."""
         name = normalize_host(host)
-        return next((route for route in self.credentials if route.host == name), None)
+        return next((route for route in self.credentials if (route.host, route.port) == (name, port)), None)
+
+    def credential_headers(self, host: str) -> frozenset[str]:
+        """The headers the routes for *host* inject, on any of its ports; empty if it has none."""
+        name = normalize_host(host)
+        return frozenset(route.header for route in self.credentials if route.host == name)
 
     def secret_mode(self, host: str, port: int, scheme: str) -> str:
         """What a secret in a request to *host*:*port* over *scheme* does: "block" or "redact".
 
-        The host's credential route decides if it says (routes are for HTTPS
-        only), then the last ``on_secret`` entry whose rule matches: a child
-        profile's entries come after its parents'.
+        The credential route for host:port decides if it says (routes are for
+        HTTPS only), then the last ``on_secret`` entry whose rule matches: a
+        child profile's entries come after its parents'.
         """
-        route = self.route_for(host) if scheme == "https" else None
+        route = self.route_at(host, port) if scheme == "https" else None
         if route is not None and route.on_secret:
             return route.on_secret
         return next((mode for rule, mode in reversed(self.on_secret) if rule.matches(host, port, scheme)), "block")
@@ -431,9 +475,16 @@ def _exempt(exempt: object) -> tuple[frozenset[str], tuple[str, ...]]:
 def _route(index: int, entry: dict) -> CredentialRoute:
     where = f"credentials[{index}]: "
     _no_unknown(entry, _ROUTE_FIELDS, where)
-    values = {field: entry.get(field, "") for field in _ROUTE_FIELDS}
+    port = entry.get("port", DEFAULT_PORTS["https"])
+    if not (isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536):
+        raise PolicyError(f"{where}'port' must be a port number (1-65535), not {port!r}")
+    values = {field: entry.get(field, "") for field in _ROUTE_FIELDS - {"port"}}
     if not all(isinstance(value, str) for value in values.values()):
-        raise PolicyError(f"{where}every field must be a string")
+        raise PolicyError(f"{where}every field but 'port' must be a string")
+    try:
+        parse_path_prefix(values["path"])
+    except ValueError as err:
+        raise PolicyError(f"{where}'path' {err}") from None
     host = normalize_host(values["host"])
     try:
         rule = parse_rule(values["host"])
@@ -452,7 +503,7 @@ def _route(index: int, entry: dict) -> CredentialRoute:
     if values["on_secret"] not in ("", *SECRET_MODES):
         raise PolicyError(f"{where}'on_secret' must be one of {', '.join(SECRET_MODES)}, not {values['on_secret']!r}")
     return CredentialRoute(host, values["header"].lower(), values["scheme"], values["name"], values["placeholder"],
-                           values["on_secret"])
+                           values["on_secret"], port, values["path"])
 
 
 class PolicyFile:

@@ -14,6 +14,22 @@ Not secrets: the credential placeholders, the vendors' documented example keys
 (``EXAMPLE_KEYS``) and the values a profile exempts; a profile may also turn
 detectors off.
 
+What is scanned: a request's *names* (the host as the client wrote it, the
+TLS SNI and ALPN offers, the Host header, the method, every header's name;
+:meth:`Scanner.scan_names`), its URL, its header values and its body
+(:meth:`Scanner.scan_request`). What the request declares is decoded first, as
+its server will read it (:class:`_View`): percent escapes in the URL and in a
+form body (``application/x-www-form-urlencoded``); the ``\\u00XX`` escapes of
+printable ASCII characters and ``\\/`` in a JSON body; content encodings (gzip, ...) the
+proxy undoes before. What nothing declares (base64, hex, a compressed body
+sent as something else, a secret split in two) is beyond any pattern scanner.
+
+Tokens are found wherever they start, glued to a letter (``xAKIA...``) or
+not, except in bodies for the detectors whose patterns turn up by chance in
+base64 (``WEAK``), of which a body may hold megabytes (a screenshot): there a
+match with a letter or digit right before it *and* right after it is taken for
+base64, not a token (:func:`_glued`).
+
 Left out of detect-secrets: the keyword and entropy detectors, and the
 assignment-style ones built like them (Cloudant, IBM, SoftLayer), which flag
 ordinary code and run at 10-30 MB/s each; IPPublicDetector (an address is not
@@ -73,6 +89,15 @@ EXTRA = (
 # (GitHub's ``(ghp|gho|...)_``), and the secret is the whole match.
 SECRET_IN_GROUP = frozenset({"aws.AWSKeyDetector", "basic_auth.BasicAuthDetector"})
 
+# Detectors whose patterns turn up by chance in random base64, standard or URL-safe (how images and
+# files travel in a body), more often than once in 10 GB: a short prefix before common letters.
+# Per byte of it: Google's AIza 2e-8 (once in 50 MB); GitHub's ghp_ (and gho_, ...) 2e-7 and
+# npm's npm_ 2e-8, in URL-safe base64 only (the standard alphabet has no "_"); AWS's AKIA (and
+# A3T., ...) 2.4e-10. Twilio's AC and SK are two letters before 32 lowercase letters and digits, as
+# hex digests are. The others start with six or more fixed characters, or hold one base64 has not
+# ("." "-" ":" " "): once in 10 GB or far rarer.
+WEAK = frozenset({"AWS Access Key", "GitHub Token", "npm Token", "Google API Key", "Twilio API Key"})
+
 # Keys the vendors publish as examples, found in docs, tutorials and test
 # fixtures; never anyone's credential.
 EXAMPLE_KEYS = (
@@ -87,6 +112,13 @@ EXAMPLE_KEYS = (
 _WORD = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _HEX = frozenset(b"0123456789ABCDEFabcdef")
 _BACKSLASH = ord("\\")
+# The escapes a request may declare, as patterns whose group 1 is the byte's hex digits, or else
+# group 2 the byte: percent escapes (a URL, a form body); in JSON, \/ and the \u00XX of a printable
+# ASCII character (what tokens are made of; a control character's, such as a terminal's \u001b, is
+# left). JSON's pattern stops at every backslash, 1 GB/s on Messages API bodies; one that holds no
+# escape to decode is not copied.
+_PERCENT = re.compile(rb"%([0-9A-Fa-f]{2})")
+_JSON = re.compile(rb"\\(?:u00([2-7][0-9A-Fa-f])|(/))")
 
 
 @dataclass(frozen=True)
@@ -106,7 +138,7 @@ class _Detector:
     name: str
     regex: re.Pattern[bytes]
     confirm: Callable[[str], bool] | None = None  # a detector's own veto on a match
-    whole_word: bool = True  # see _glued; the profile's own patterns match as written
+    weak: bool = False  # in WEAK: in a body, a match inside a word is not counted (see _glued)
     in_group: bool = False  # the secret is the capture group that matched (SECRET_IN_GROUP)
 
 
@@ -203,8 +235,8 @@ def _builtin() -> tuple[_Detector, ...]:
     for plugin, kind, source, flags in PATTERNS:
         regex = re.compile(source.encode(), flags)
         in_group = plugin in SECRET_IN_GROUP and regex.groups > 0
-        detectors.append(_Detector(kind, regex, functools.partial(_confirm, plugin), in_group=in_group))
-    return tuple(detectors + [_Detector(name, re.compile(pattern)) for name, pattern in EXTRA])
+        detectors.append(_Detector(kind, regex, functools.partial(_confirm, plugin), kind in WEAK, in_group))
+    return tuple(detectors + [_Detector(name, re.compile(pattern), weak=name in WEAK) for name, pattern in EXTRA])
 
 
 def _confirm(plugin: str, text: str) -> bool:
@@ -218,18 +250,63 @@ def _confirm(plugin: str, text: str) -> bool:
 BUILTIN = _builtin()
 
 
-def _glued(data: bytes, start: int) -> bool:
-    """Whether the match at *start* begins inside a longer run of letters and digits.
+def _glued(data: bytes, start: int, end: int) -> bool:
+    """Whether the match *start*:*end* sits inside a longer run of letters and digits, on both sides.
 
-    Tokens stand apart from what precedes them. Inside base64 (a screenshot
-    in a Messages API body, say) a short prefix followed by enough base64
-    letters turns up by chance: ``AIza`` plus 35 of them about every 50 MB.
-    Requiring the start of a word makes that 30 times rarer. A JSON escape
-    (``\\nAKIA...``) ends a word.
+    Inside base64 a weak detector's pattern turns up by chance (``WEAK``):
+    ``AIza`` plus 35 base64 letters about every 50 MB. Such a match nearly
+    always has base64 letters on either side; asking for a word start or a
+    word end makes it 16 times rarer. A token written into text has a space, a
+    quote, an escape or the end on one side at least, so one glued to a letter
+    in front (``xAKIA...``) still counts. A JSON escape (``\\nAKIA...``) ends a word.
     """
-    if start == 0 or data[start] not in _WORD or data[start - 1] not in _WORD:
+    if start == 0 or end == len(data) or data[start - 1] not in _WORD or data[end] not in _WORD:
         return False
     return not (start >= 2 and data[start - 2] == _BACKSLASH)
+
+
+@dataclass(frozen=True)
+class _View:
+    """Bytes as their server reads them: *data* is *raw* with the escapes it declares decoded.
+
+    A hit is found in *data* and told, or replaced, where *raw* has it: ``at``
+    maps an offset in data to raw. Each escape decodes to one byte.
+    """
+
+    raw: bytes
+    data: bytes
+    escapes: tuple[int, ...] = ()  # where in data each escape's byte is
+    shifts: tuple[int, ...] = ()  # how far raw is ahead of data after each escape
+
+    @classmethod
+    def of(cls, raw: bytes, codec: re.Pattern[bytes] | None = None) -> "_View":
+        """*raw* with the escapes of *codec* (``_PERCENT``, ``_JSON``; None: as it is) decoded."""
+        pieces, escapes, shifts, done, shift = [], [], [], 0, 0
+        for match in codec.finditer(raw) if codec is not None else ():
+            start, end = match.span()
+            pieces += [raw[done:start], bytes([int(match[1], 16)]) if match[1] else match[2]]
+            escapes.append(start - shift)
+            shift += end - start - 1
+            shifts.append(shift)
+            done = end
+        if not escapes:
+            return cls(raw, raw)
+        pieces.append(raw[done:])
+        return cls(raw, b"".join(pieces), tuple(escapes), tuple(shifts))
+
+    def at(self, offset: int) -> int:
+        index = bisect.bisect_left(self.escapes, offset)
+        return offset + (self.shifts[index - 1] if index else 0)
+
+
+def body_codec(headers: Iterable[tuple[bytes, bytes]]) -> re.Pattern[bytes] | None:
+    """How a body is escaped, by the media type its ``content-type`` header declares: a form's
+    percent escapes, JSON's, or None."""
+    media = next((value for name, value in headers if name.lower() == b"content-type"), b"").lower()
+    media = media.partition(b";")[0].strip()
+    if media == b"application/x-www-form-urlencoded":
+        return _PERCENT
+    return _JSON if media.endswith(b"/json") or media.endswith(b"+json") else None
 
 
 def _escaped(data: bytes, at: int) -> bool:
@@ -269,16 +346,18 @@ class Scanner:
     def __init__(self, patterns: Iterable[tuple[str, re.Pattern[bytes]]] = (), exempt_values: Iterable[str] = (),
                  exempt_detectors: Iterable[str] = ()):
         off = {detector_id(name) for name in exempt_detectors}
-        detectors = BUILTIN + tuple(_Detector(name, regex, whole_word=False) for name, regex in patterns)
+        detectors = BUILTIN + tuple(_Detector(name, regex) for name, regex in patterns)
         self._detectors = tuple(detector for detector in detectors if detector_id(detector.name) not in off)
         self._exempt = tuple(value.encode() for value in (*EXAMPLE_KEYS, *exempt_values))
 
-    def _found(self, data: bytes) -> Iterator[tuple[str, int, int, int]]:
-        """(detector, start of the match, start and end of the secret) for each secret in *data*, detector by
-        detector: :meth:`scan` stops at the first, :meth:`redact` takes all, and with no secret both cost the same."""
+    def _found(self, view: _View, body: bool) -> Iterator[tuple[str, int, int, int]]:
+        """(detector, start of the match, start and end of the secret) for each secret in *view*, detector by
+        detector, as offsets in its raw bytes: :meth:`scan` stops at the first, :meth:`redact` takes all, and
+        with no secret both cost the same. In a *body*, weak detectors skip matches inside words (_glued)."""
+        data = view.data
         for detector in self._detectors:
             for match in detector.regex.finditer(data):
-                if detector.whole_word and _glued(data, match.start()):
+                if body and detector.weak and _glued(data, *match.span()):
                     continue
                 start, end = match.span(match.lastindex) if detector.in_group and match.lastindex else match.span()
                 secret = data[start:end]
@@ -286,22 +365,27 @@ class Scanner:
                     continue
                 if detector.confirm and not detector.confirm(match.group().decode("latin-1")):
                     continue
-                yield detector.name, match.start(), start, end
+                yield detector.name, view.at(match.start()), view.at(start), view.at(end)
 
-    def scan(self, data: bytes, location: str = "body") -> Hit | None:
-        """The first secret in *data*, or None."""
-        for name, offset, _, _ in self._found(data):
+    def scan(self, data: bytes, location: str = "body", codec: re.Pattern[bytes] | None = None, *,
+             body: bool = True) -> Hit | None:
+        """The first secret in *data* (decoded by *codec*, see :class:`_View`), or None. *body*: what a body
+        holds, where weak detectors skip matches inside words; names, URLs and headers are not."""
+        for name, offset, _, _ in self._found(_View.of(data, codec), body):
             return Hit(name, location, offset)
         return None
 
-    def redact(self, data: bytes, location: str, markers: Markers) -> tuple[bytes, list[Hit]]:
-        """*data* with every secret replaced by its marker, and a hit for each (its offset in *data* as given).
+    def redact(self, data: bytes, location: str, markers: Markers, codec: re.Pattern[bytes] | None = None, *,
+               body: bool = True) -> tuple[bytes, list[Hit]]:
+        """*data* with every secret replaced by its marker, and a hit for each (its offset in *data* as given);
+        *codec* and *body* as for :meth:`scan`. An escaped secret is replaced escapes and all.
 
         Secrets that overlap (two detectors on one token) are replaced as one,
         named by the detector of the first. Each span is kept out of backslash
         escapes (see :func:`_outside_escapes`).
         """
-        spans = sorted((*_outside_escapes(data, start, end), name) for name, _, start, end in self._found(data))
+        found = self._found(_View.of(data, codec), body)
+        spans = sorted((*_outside_escapes(data, start, end), name) for name, _, start, end in found)
         merged: list[list] = []
         for start, end, name in spans:
             if merged and start < merged[-1][1]:
@@ -317,27 +401,47 @@ class Scanner:
         pieces.append(data[done:])
         return b"".join(pieces), [Hit(name, location, start) for start, _, name in merged]
 
+    def scan_names(self, names: Iterable[tuple[str, bytes]]) -> Hit | None:
+        """The first secret in *names* ((location, bytes) pairs: what names a request's destination and
+        form rather than what it carries, see the module's doc), as they are, or None."""
+        return self._first_hit([(location, _View(name, name)) for location, name in names])
+
+    def redact_name(self, name: str, markers: Markers) -> str:
+        """*name* (a host, a method, a ref) with every secret in it replaced by its marker: how a record
+        may keep what a secret was found in."""
+        raw = name.encode("utf-8", "surrogateescape")
+        return self.redact(raw, "name", markers, body=False)[0].decode("utf-8", "surrogateescape")
+
     def scan_request(self, url: bytes, headers: Iterable[tuple[bytes, bytes]], body: bytes) -> Hit | None:
-        """The first secret in the URL, a header value or the body, or None.
+        """The first secret in the URL, a header value or the body, or None; each decoded as the request
+        declares (see :class:`_View`). The header names must have passed :meth:`scan_names`: a hit
+        in a header's value names the header.
 
         The URL and the headers go through as one small text (one pass per
         pattern, not one per header); the offset is mapped back to its part.
         Headers the proxy adds itself are not here to be scanned: it scans
         before it injects.
         """
-        return self._head_hit(url, headers) or self.scan(body)
+        headers = list(headers)
+        return self._head_hit(url, headers) or self.scan(body, codec=body_codec(headers))
 
-    def _head_hit(self, url: bytes, headers: Iterable[tuple[bytes, bytes]]) -> Hit | None:
-        parts = [("url", url)] + [(_header(name), value) for name, value in headers]
+    def _head_hit(self, url: bytes, headers: list[tuple[bytes, bytes]]) -> Hit | None:
+        return self._first_hit([("url", _View.of(url, _PERCENT))]
+                               + [(_header(name), _View(value, value)) for name, value in headers])
+
+    def _first_hit(self, parts: list[tuple[str, _View]]) -> Hit | None:
+        """The first secret in *parts* ((location, view) pairs), scanned as one text of their decoded
+        bytes, a line each; its offset told in the raw bytes of its part."""
         starts, position = [], 0
-        for _, value in parts:
+        for _, view in parts:
             starts.append(position)
-            position += len(value) + 1
-        hit = self.scan(b"\n".join(value for _, value in parts))
-        if hit is not None:
-            index = bisect.bisect_right(starts, hit.offset) - 1
-            return Hit(hit.detector, parts[index][0], hit.offset - starts[index])
-        return None
+            position += len(view.data) + 1
+        hit = self.scan(b"\n".join(view.data for _, view in parts), body=False)
+        if hit is None:
+            return None
+        index = bisect.bisect_right(starts, hit.offset) - 1
+        location, view = parts[index]
+        return Hit(hit.detector, location, view.at(hit.offset - starts[index]))
 
     def redact_request(self, url: bytes, headers: Iterable[tuple[bytes, bytes]], body: bytes,
                        markers: Markers) -> Redacted:
@@ -349,12 +453,12 @@ class Scanner:
         headers = list(headers)
         hits: list[Hit] = []
         if self._head_hit(url, headers) is not None:
-            url, hits = self.redact(url, "url", markers)
+            url, hits = self.redact(url, "url", markers, _PERCENT, body=False)
             for index, (name, value) in enumerate(headers):
-                value, found = self.redact(value, _header(name), markers)
+                value, found = self.redact(value, _header(name), markers, body=False)
                 headers[index] = (name, value)
                 hits += found
-        body, found = self.redact(body, "body", markers)
+        body, found = self.redact(body, "body", markers, body_codec(headers))
         return Redacted(url, headers, body, hits + found)
 
 
