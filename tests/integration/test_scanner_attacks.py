@@ -82,7 +82,8 @@ def test_each_channel_is_blocked_and_audited_without_the_secret(home, fake_api, 
         outcomes.append((attack, code, out, rows, blocked))
 
     for attack, code, out, rows, blocked in outcomes:
-        report(f"  scanner attack: {attack.name}: curl {code} {out.strip()[-40:]}, {len(blocked)} blocked row(s)")
+        report(f"  scanner attack: {attack.name}: curl {code} {' '.join(out.split())[-60:]}, "
+               f"{len(blocked)} row(s) blocked for the secret")
     for attack, code, out, rows, blocked in outcomes:
         assert code != 0 or out.strip().endswith("403"), (attack.name, out)
         assert [(row["detail"]["detector"], row["detail"]["location"]) for row in blocked] == [

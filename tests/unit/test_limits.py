@@ -68,7 +68,9 @@ def test_a_bad_limit_names_the_file_the_field_and_how_to_lift_it(home, profile, 
     usage_error(lambda: profile("bad"), path, f"`{field}`", '"unlimited"')
 
 
-@pytest.mark.parametrize(("spec", "size"), [("512m", 512 * MiB), ("4G", 4 * GiB), ("100k", 102400), ("7", 7), ("3b", 3)])
+@pytest.mark.parametrize(
+    ("spec", "size"), [("512m", 512 * MiB), ("4G", 4 * GiB), ("100k", 102400), ("7", 7), ("3b", 3)]
+)
 def test_size_bytes(spec, size):
     assert size_bytes(spec) == size
 

@@ -54,8 +54,9 @@ def upstream_ref(repository: Path, name: str) -> str:
 
 
 def test_a_push_through_the_gate_lands_upstream_written_by_the_repositorys_owner(tmp_path, upstream, relay):
-    gate = start_gate(tmp_path, {"bottle": "relay-test", "upstream": "/bottle/upstream", "relay": str(relay.socket_path),
-                                 "push_refs": ["refs/heads/bottle/*"], "fetch_refs": ["HEAD"]})
+    gate = start_gate(tmp_path, {"bottle": "relay-test", "upstream": "/bottle/upstream",
+                                 "relay": str(relay.socket_path), "push_refs": ["refs/heads/bottle/*"],
+                                 "fetch_refs": ["HEAD"]})
     assert isinstance(gate, Gate), gate.stdout
     clone = tmp_path / "clone"
     try:

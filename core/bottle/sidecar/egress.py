@@ -6,14 +6,17 @@ Run in the sidecar as::
         --confdir DIR --policy FILE --credentials FILE --audit FILE
 
 It intercepts TLS with the bottle's CA (``DIR/mitmproxy-ca.pem``, key and
-certificate, made by the host) and denies by default. A CONNECT passes when a
-rule allows its host and port, the host is no DNS-over-HTTPS resolver, and
-every address the name resolves to is public (or named by a rule literally).
-A request then passes when its Host header and SNI name where it goes,
-does not look like DNS over HTTPS, and carries no secret (where the policy's
-mode for its host is "redact", each secret is replaced by a marker instead); for
-a credential route's host the client's own credentials are stripped and the real
-one put in.
+certificate, made by the host) and denies by default. A CONNECT passes when its
+host carries no secret (checked before the name is resolved), a rule allows its
+host and port, the host is no DNS-over-HTTPS resolver, and every address the
+name resolves to is public (or named by a rule literally). A request then passes
+when nothing that names it (host, SNI, ALPN offers, Host header, method, header
+names) carries a secret, its Host header and SNI name where it goes, it does not
+look like DNS over HTTPS, and it carries no secret (where the policy's mode for
+its host is "redact", each secret in the URL, the header values and the body is
+replaced by a marker instead); on a credential route's host the client's own
+credentials are stripped, and where the route says (its port, its path prefix)
+the real one is put in.
 Anything else gets a 403 saying what blocked it and how an operator allows it,
 and every decision is a row in the audit log.
 

@@ -96,7 +96,8 @@ def tmpfs_size(limits: Resources) -> int:
 
 def volume_names(plan: Plan) -> dict[str, str]:
     """The bottle's tmpfs volumes where there is no quota: name -> the guest path each holds."""
-    return {f"{resource_name(plan.slug)}-home": plan.guest.home, f"{resource_name(plan.slug)}-workdir": plan.guest.workdir}
+    name = resource_name(plan.slug)
+    return {f"{name}-home": plan.guest.home, f"{name}-workdir": plan.guest.workdir}
 
 
 class DockerBottle(Bottle):
