@@ -94,6 +94,10 @@ known_hosts = "{pinned}"
         ('push_refs = ["bottle/*"]', "git.push_refs", "refs/"),
         ('protected = ["main"]', "git.protected", "refs/"),
         ('allow_force = "maybe"', "git.allow_force", "boolean"),
+        ('allow_force = "yes"', "git.allow_force", "boolean"),  # TOML has booleans: a string is a mistake
+        ("allow_force = 1", "git.allow_force", "boolean"),
+        ("max_push_mb = true", "git.max_push_mb", "integer"),
+        ('max_push_mb = "5"', "git.max_push_mb", "integer"),
         ("max_push_mb = 0", "git.max_push_mb", "greater than 0"),
         ("max_push_mb = 1.5", "git.max_push_mb", "integer"),
         ('identity = { email = "nobody" }', "git.identity.email", "pattern"),
@@ -164,6 +168,8 @@ def test_supervise_table_merges_field_by_field_over_extends(home, profile):
     [
         ("enable = true", "supervise.enable", "unknown key"),
         ('enabled = "sometimes"', "supervise.enabled", "boolean"),
+        ('enabled = "true"', "supervise.enabled", "boolean"),
+        ('answer_timeout = "60"', "supervise.answer_timeout", "integer"),
         ("answer_timeout = 0", "supervise.answer_timeout", "greater than 0"),
         ("answer_timeout = 86401", "supervise.answer_timeout", "86400"),
         ('deny = "Bash"', "supervise.deny", "tuple"),

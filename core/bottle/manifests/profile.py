@@ -13,7 +13,9 @@ from pathlib import Path
 
 from typing import Annotated, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, PlainValidator, StrictBool, StrictInt, ValidationInfo, field_validator, model_validator,
+)
 
 from bottle.errors import UsageError
 from bottle.manifests.common import NAME_PATTERN, EnvMap, check_name, read_text, validate
@@ -267,10 +269,10 @@ class GitConfig(BaseModel):
         "branch); nothing else of upstream enters the gate. Default: HEAD and the agent's `branch`",
     )
     protected: tuple[str, ...] | None = Field(None, description="refs never updated; default: upstream's default branch")
-    allow_force: bool = False
+    allow_force: StrictBool = False
     identity: GitIdentity = GitIdentity()
-    max_push_mb: int = Field(50, gt=0)
-    max_push_refs: int = Field(20, gt=0, description="refs one push may update (each is checked and audited)")
+    max_push_mb: StrictInt = Field(50, gt=0)
+    max_push_refs: StrictInt = Field(20, gt=0, description="refs one push may update (each is checked and audited)")
     credential: GitCredential | None = None
     known_hosts: str | None = Field(None, description="upstream's SSH host key line(s), pinned")
 
@@ -327,8 +329,8 @@ class SuperviseConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = False
-    answer_timeout: int = Field(600, gt=0, le=86400, description="seconds a request waits for an answer")
+    enabled: StrictBool = False
+    answer_timeout: StrictInt = Field(600, gt=0, le=86400, description="seconds a request waits for an answer")
     deny: tuple[dict, ...] = Field((), description='PreToolUse deny rules: {tool, pattern, field, reason}')
 
     @field_validator("deny")
