@@ -24,6 +24,7 @@ bottle's edge and the host goes on answering:
 import os
 from dataclasses import dataclass
 
+from bottle.errors import UsageError
 from bottle.manifests.profile import UNLIMITED, Profile
 from bottle.plan import Resources
 
@@ -61,8 +62,19 @@ def built_in(host: Host) -> Resources:
 
 
 def resources(profile: Profile, host: Host | None = None) -> Resources:
-    """The limits a bottle of *profile* gets: the profile's, else the built-in ones; None where lifted."""
-    defaults = built_in(host or Host.this_one())
+    """The limits a bottle of *profile* gets: the profile's, else the built-in ones; None where lifted.
+
+    More CPUs than the host has would pass here and fail at the engine, after
+    the network and sidecar exist, with the engine's words: it is refused now.
+    """
+    host = host or Host.this_one()
+    if isinstance(profile.cpus, float) and profile.cpus > host.cores:
+        where = ", ".join(map(str, profile.files)) or f"profile {profile.name!r}"
+        raise UsageError(
+            f"{where}: field `cpus`: {profile.cpus:g} is more than the {host.cores} this machine has; "
+            'set at most that, or "unlimited".'
+        )
+    defaults = built_in(host)
     chosen = {}
     for field in Resources.model_fields:
         value = getattr(profile, field)

@@ -68,6 +68,13 @@ def test_a_bad_limit_names_the_file_the_field_and_how_to_lift_it(home, profile, 
     usage_error(lambda: profile("bad"), path, f"`{field}`", '"unlimited"')
 
 
+def test_more_cpus_than_the_host_has_is_refused_before_the_engine_sees_it(home, profile, usage_error):
+    path = home.profile("greedy", "cpus = 6\n")
+    usage_error(lambda: resources(profile("greedy"), HOST), path, "field `cpus`", "more than the 4", '"unlimited"')
+    home.profile("all", "cpus = 4\n")
+    assert resources(profile("all"), HOST).cpus == 4.0
+
+
 @pytest.mark.parametrize(
     ("spec", "size"), [("512m", 512 * MiB), ("4G", 4 * GiB), ("100k", 102400), ("7", 7), ("3b", 3)]
 )
