@@ -27,7 +27,7 @@ from pathlib import Path
 import docker
 
 from benchmarks.enginetap import EngineTap
-from bottle.prepare import AGENT_BASE_ENV
+from bottle_provisioners.claude import AGENT_BASE_ENV
 from tests.support.certs import TestCA
 from tests.support.fake_anthropic import FakeMessagesAPI
 from tests.support.hostnet import host_gateway

@@ -5,14 +5,19 @@ hook has no documentation or no test exercising it.
 
 Hooks are named after the moment they run:
 
-* registration   -- :func:`bottle_register_backends`
-* planning       -- :func:`bottle_plan_files`, :func:`bottle_plan_claude_args`,
-                    :func:`bottle_plan_env` (no side effects; the result is the plan)
+* registration   -- :func:`bottle_addhooks`, :func:`bottle_register_backends`,
+                    :func:`bottle_register_commands` (once per process, right after loading)
+* planning       -- :func:`bottle_agent_command`, :func:`bottle_plan_files`,
+                    :func:`bottle_plan_agent_args`, :func:`bottle_plan_env`
+                    (no side effects; the result is the plan)
 * provisioning   -- one hook per built-in provisioner, called in :data:`PROVISION_ORDER`,
                     then :func:`bottle_provision` for third-party provisioners
 * lifecycle      -- :func:`bottle_started`, :func:`bottle_stopping`
 
 Within one hook, pluggy's ``tryfirst``/``trylast`` order the implementations.
+Every plugin module is imported for ``bottle --help``: import what is heavy
+(pydantic models such as :class:`bottle.plan.PlanFile`, the Docker SDK) inside
+the implementations, not at module level.
 """
 
 from typing import TYPE_CHECKING, Callable
@@ -20,8 +25,10 @@ from typing import TYPE_CHECKING, Callable
 import pluggy
 
 if TYPE_CHECKING:
+    import typer
+
     from bottle.backend import Backend, Bottle
-    from bottle.plan import Plan, PlanContext, PlanFile
+    from bottle.plan import AgentCommand, Plan, PlanContext, PlanFile
 
 PROJECT = "bottle"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -40,7 +47,23 @@ PROVISION_ORDER = (
 )
 
 
-# -- registration -----------------------------------------------------------
+# -- registration: once per process, right after loading, before any command runs
+
+
+@hookspec(historic=True)
+def bottle_addhooks(pluginmanager: pluggy.PluginManager) -> None:
+    """Publish hooks of your own for other plugins to implement (pytest's ``pytest_addhooks``).
+
+    Call ``pluginmanager.add_hookspecs(module)`` with a module of
+    ``@hookspec`` functions (``bottle.hookspecs.hookspec``). This is how two
+    plugins work together without importing each other: the one that asks
+    declares the hook, the one that answers implements it. Implement another
+    plugin's hook with ``@hookimpl(optionalhook=True)``, so that yours still
+    loads when that plugin is not installed or is disabled; a hook nobody
+    declares, implemented without it, is reported as a failure of your plugin
+    (a misspelt name, most often). Historic: a plugin registered later is
+    called on registration, so the order plugins load in does not matter.
+    """
 
 
 @hookspec
@@ -54,7 +77,35 @@ def bottle_register_backends(register: "Callable[[Backend], None]") -> None:
     """
 
 
+@hookspec
+def bottle_register_commands(app: "typer.Typer") -> None:
+    """Add commands or sub-apps to ``bottle`` (``app.command``, ``app.add_typer``), as llm's ``register_commands``.
+
+    The core's own commands come first, registered the same way by an
+    essential plugin that cannot be disabled. A command or group name that
+    another plugin already registered is an error naming both plugins. Every
+    plugin is imported and asked for ``bottle --help``, so import heavy
+    modules inside the command, not at module level nor here. A command gets
+    this process's loaded plugins as ``typer.Context.obj``.
+    """
+
+
 # -- planning: no side effects, everything lands in the plan ----------------
+
+
+@hookspec(firstresult=True)
+def bottle_agent_command(ctx: "PlanContext", headless_prompt: "str | None") -> "AgentCommand | None":
+    """Return the agent's command line and base environment, or None when another plugin should answer.
+
+    The first plugin that returns an :class:`bottle.plan.AgentCommand` decides
+    (``firstresult``; ``tryfirst`` to take over from the built-in). Its
+    ``argv`` starts the agent, interactive or, when *headless_prompt* is not
+    None, running that prompt to the end; the core appends the arguments of
+    :func:`bottle_plan_agent_args` and then the user's own (after ``--``).
+    Its ``env`` is the lowest layer of the agent's environment: the agent's,
+    the profile's and the plugins' ``env`` override it. With no plugin
+    answering, ``bottle run`` refuses. Never put a secret here.
+    """
 
 
 @hookspec
@@ -70,12 +121,12 @@ def bottle_plan_files(ctx: "PlanContext") -> "list[PlanFile] | None":
 
 
 @hookspec
-def bottle_plan_claude_args(ctx: "PlanContext") -> "list[str] | None":
-    """Return arguments to add to the ``claude`` command line.
+def bottle_plan_agent_args(ctx: "PlanContext") -> "list[str] | None":
+    """Return arguments to add to the agent's command line.
 
-    They come after bottle's own arguments and before the user's
-    ``-- CLAUDE_ARGS``. Never put a secret here: argv is visible to every
-    process in the guest.
+    They come after the command of :func:`bottle_agent_command` and before the
+    user's own (``bottle run AGENT -- ARGS``). Never put a secret here: argv is
+    visible to every process in the guest.
     """
 
 

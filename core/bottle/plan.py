@@ -50,6 +50,18 @@ class PlanFile(Frozen):
         return self
 
 
+class AgentCommand(Frozen):
+    """How the agent starts: the answer of the ``bottle_agent_command`` hook.
+
+    The core knows no agent by name; it appends the plugins' and the user's
+    arguments to ``argv``, and layers the agent's, the profile's and the
+    plugins' environment over ``env``.
+    """
+
+    argv: tuple[str, ...] = Field(min_length=1)
+    env: ReadOnlyMap = Field(default_factory=dict, description="the lowest layer of the agent's environment")
+
+
 class CredentialPlan(Frozen):
     """A credential route: the sidecar injects the host's ``env`` value for ``host``:``port``, under ``path``.
 

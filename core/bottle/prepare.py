@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bottle import limits, paths
 from bottle.backend import LABEL_AGENT, LABEL_BACKEND, LABEL_HOST, LABEL_PID, LABEL_SLUG
-from bottle.errors import UsageError
+from bottle.errors import EnvironmentProblem, UsageError
 from bottle.manifests.agent import find_agent
 from bottle.manifests.profile import load_profile, upstream_transport
 from bottle.plan import (
@@ -25,14 +25,6 @@ from bottle.plan import (
 )
 from bottle.plugins import Plugins
 from bottle.settings import Settings
-
-#: Quiet Claude Code: no telemetry, no self-update, no traffic but the API.
-AGENT_BASE_ENV = {
-    "DISABLE_TELEMETRY": "1",
-    "DISABLE_AUTOUPDATER": "1",
-    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-}
-
 
 def new_slug(agent_name: str) -> str:
     return f"{agent_name.lower()[:40]}-{secrets.token_hex(3)}"
@@ -108,7 +100,7 @@ def build_plan(
     plugins: Plugins,
     headless_prompt: str | None = None,
     backend: str | None = None,
-    claude_args: tuple[str, ...] = (),
+    agent_args: tuple[str, ...] = (),
     repo: Path | None = None,
 ) -> Plan:
     project_dir = paths.project_dir()
@@ -165,24 +157,26 @@ def build_plan(
         supervise=supervise,
     )
     hook = plugins.hook
+    # What the plan relies on must be there: without them it would run, but not as planned.
+    if git is not None:
+        plugins.require("bottle_provision_git", f"The git gate (--repo, or [git] of profile {profile.name!r})")
+    if supervise is not None:
+        plugins.require("bottle_provision_supervise", f"[supervise] of profile {profile.name!r}")
+    command = hook.bottle_agent_command(ctx=ctx, headless_prompt=headless_prompt)
+    if command is None:
+        raise EnvironmentProblem(
+            "No plugin says how to start the agent: none answers bottle_agent_command."
+            f"{plugins.not_loaded() or ' Install one (see `bottle plugins`).'}"
+        )
     files: list[PlanFile] = [f for result in hook.bottle_plan_files(ctx=ctx) for f in (result or [])]
-    plugin_args = [arg for result in hook.bottle_plan_claude_args(ctx=ctx) for arg in (result or [])]
+    plugin_args = [arg for result in hook.bottle_plan_agent_args(ctx=ctx) for arg in (result or [])]
     plugin_env = _merge_plugin_env(hook.bottle_plan_env(ctx=ctx))
-
-    argv = ["claude"]
-    if headless_prompt is not None:
-        argv += ["-p", headless_prompt]
-    # The bottle is the boundary: inside it the agent may do anything.
-    argv.append("--dangerously-skip-permissions")
-    if agent.model:
-        argv += ["--model", agent.model]
-    argv += plugin_args
-    argv += list(claude_args)
+    argv = [*command.argv, *plugin_args, *agent_args]
 
     # The agent sees only placeholders for routed credentials, whatever the
     # agent or profile env said; plugins (the proxy settings) override both.
     placeholders = {route.env: route.placeholder for route in egress.credentials}
-    env = {**AGENT_BASE_ENV, **agent.env, **profile.env, **placeholders, **plugin_env, "HOME": guest.home}
+    env = {**command.env, **agent.env, **profile.env, **placeholders, **plugin_env, "HOME": guest.home}
     return Plan(
         slug=slug,
         agent=agent.name,

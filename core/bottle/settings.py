@@ -18,6 +18,7 @@ from pydantic_settings import (
 
 from bottle import paths
 from bottle.errors import UsageError
+from bottle.plugin_choice import split_commas
 from bottle.validation import describe_errors
 
 CommaList = Annotated[list[str], NoDecode]
@@ -49,13 +50,15 @@ class Settings(BaseSettings):
     disable_plugins: CommaList = Field(
         default_factory=list, description="plugin names (entry points) not to load, comma separated"
     )
+    plugins: CommaList | None = Field(
+        None, description="the only plugins (entry-point names) to load, comma separated; unset: all, empty: none "
+        "(the core's own commands load whatever this says)"
+    )
 
-    @field_validator("disable_plugins", mode="before")
+    @field_validator("disable_plugins", "plugins", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [name.strip() for name in value.split(",") if name.strip()]
-        return value
+        return split_commas(value)
 
     @field_validator("guest_home", "guest_workdir", "guest_skills_dir")
     @classmethod

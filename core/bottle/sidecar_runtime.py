@@ -33,6 +33,7 @@ from bottle.engine import remove_container, require_image
 from bottle.errors import EnvironmentProblem, UsageError
 from bottle.plan import Plan
 from bottle.sidecar.audit import AuditLog
+from bottle.sidecar.proposals import Queue
 from bottle.upstream_relay import UpstreamRelay
 
 EGRESS_NETWORK = "bottle-egress"
@@ -76,6 +77,8 @@ GIT_CREDENTIAL = "bottle-git-upstream"  # its name in the sidecar's credentials 
 LOCAL_UPSTREAM = "/bottle/upstream"  # what the gate calls a local upstream, which it reaches on:
 UPSTREAM_SOCKET = "/bottle/upstream.sock"  # the host's relay (bind-mounted)
 QUEUE_MOUNT = "/bottle/supervise"
+QUEUE_DIR = "supervise"  # in the state root: the proposal queue every bottle shares with the operator
+QUEUE_FILE = "queue.sqlite"
 #: The sidecar image's ``sidecar`` user and group (sidecar.Dockerfile makes them): above the
 #: ranges distributions give accounts (system ones below 1000, people's from 1000, Debian's
 #: on-demand ones 60000-64999, systemd's dynamic users 61184-65519), below nobody (65534),
@@ -222,11 +225,23 @@ def _prepare_mounts(plan: Plan, ca_cert_pem: bytes, stack: ExitStack) -> dict:
             relay.start(sidecar_user())
             binds[str(relay.socket_path)] = {"bind": UPSTREAM_SOCKET, "mode": "rw"}
     hand_over([state, *state.iterdir()])
-    if plan.supervise is not None:  # the proposal queue all bottles share with the operator
-        from bottle.supervise_ops import prepare_queue  # (it imports this module)
-
+    if plan.supervise is not None:
         binds[str(prepare_queue(plan.state_dir.parent))] = {"bind": QUEUE_MOUNT, "mode": "rw"}
     return binds
+
+
+def prepare_queue(state_root: Path) -> Path:
+    """The directory holding the queue (created, with the queue, if missing):
+    what a bottle's sidecar gets bind-mounted. It is the sidecars' user's alone
+    (0700): the operator's, or the sidecar user's when bottle runs as root
+    (``sidecar_user``; root answers all the same). No other local user may
+    read the asks or, worse, answer them."""
+    directory = Path(state_root) / QUEUE_DIR
+    directory.mkdir(parents=True, mode=0o700, exist_ok=True)
+    os.chmod(directory, 0o700)
+    Queue(directory / QUEUE_FILE)
+    hand_over([directory, *directory.iterdir()])
+    return directory
 
 
 def egress_network(client):

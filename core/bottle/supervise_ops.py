@@ -4,37 +4,24 @@ Shared by ``bottle proposals``, ``bottle answer`` and the ``bottle supervise``
 TUI. An answer is final once written, and the waiting supervise server returns
 it to the agent at once; so whatever an approval grants is done first: an
 approved egress request is on the bottle's live allowlist before the agent
-hears "approved".
+hears "approved". The plugin that owns a kind of proposal does it, asked
+through the hook supervise publishes (``bottle.supervise_hookspecs``), so
+nothing here knows how a host is allowed.
 """
 
-import os
 import time
 from pathlib import Path
 
-from bottle import egress_control
 from bottle.display import terminal_safe
-from bottle.errors import UsageError
-from bottle.sidecar.policy import RuleError, parse_rule
+from bottle.errors import EnvironmentProblem, UsageError
+from bottle.plugins import Plugins
 from bottle.sidecar.proposals import Proposal, ProposalError, Queue
-from bottle.sidecar_runtime import hand_over
+from bottle.sidecar_runtime import QUEUE_DIR, QUEUE_FILE, prepare_queue
 
-QUEUE_DIR = "supervise"
-QUEUE_FILE = "queue.sqlite"
 STATUS = {"approve": "approved", "modify": "modified", "reject": "rejected"}
-
-
-def prepare_queue(state_root: Path) -> Path:
-    """The directory holding the queue (created, with the queue, if missing):
-    what a bottle's sidecar gets bind-mounted. It is the sidecars' user's alone
-    (0700): the operator's, or the sidecar user's when bottle runs as root
-    (``sidecar_user``; root answers all the same). No other local user may
-    read the asks or, worse, answer them."""
-    directory = Path(state_root) / QUEUE_DIR
-    directory.mkdir(parents=True, mode=0o700, exist_ok=True)
-    os.chmod(directory, 0o700)
-    Queue(directory / QUEUE_FILE)
-    hand_over([directory, *directory.iterdir()])
-    return directory
+#: Kinds whose approval means nothing until a plugin carries it out: with none
+#: loaded to do it, approving one is refused (the agent would hear "approved" for nothing).
+GRANTED_BY_PLUGINS = ("egress",)
 
 
 def list_proposals(state_root: Path) -> list[dict]:
@@ -45,21 +32,18 @@ def list_proposals(state_root: Path) -> list[dict]:
     return [proposal.as_dict() for proposal in Queue(path).pending()]
 
 
-def answer(state_root: Path, proposal_id: int, decision: str, note: str = "", host: str | None = None) -> dict:
+def answer(state_root: Path, proposal_id: int, decision: str, note: str = "", host: str | None = None, *,
+           plugins: Plugins) -> dict:
     """Answer proposal *proposal_id*: *decision* is approve, reject or modify
-    (approve an egress request for *host* instead of the one asked for)."""
+    (approve an egress request for *host* instead of the one asked for);
+    *plugins* carry out what an approval grants."""
     if decision not in STATUS:
         raise UsageError(f"Argument DECISION: {decision!r} is not one of {', '.join(STATUS)}.")
     if (decision == "modify") != (host is not None):
         raise UsageError("Argument --host: give a host to allow instead exactly when modifying (approving with --host).")
     queue = Queue(prepare_queue(state_root) / QUEUE_FILE)
     proposal = _pending(queue, proposal_id)
-    value = None
-    if proposal.kind == "egress" and decision != "reject":
-        value = proposal.what if host is None else _rule(host)
-        egress_control.change_allowlist(proposal.bottle, value, allow=True)
-    elif host is not None:
-        raise UsageError(f"Argument --host: proposal {proposal_id} asks for a {proposal.kind}, not a host.")
+    value = None if decision == "reject" else _grant(plugins, proposal, host)
     try:
         return queue.answer(proposal_id, STATUS[decision], note, value).as_dict()
     except ProposalError as err:  # it expired while the allowlist changed
@@ -78,11 +62,24 @@ def _pending(queue: Queue, proposal_id: int) -> Proposal:
     return proposal
 
 
-def _rule(host: str) -> str:
+def _grant(plugins: Plugins, proposal: Proposal, host: str | None) -> str | None:
+    """Carry out the approval of *proposal* (for *host*, if given) through the plugin that owns its kind;
+    what was granted, or None for a kind no plugin carries out (the operator does, by hand)."""
     try:
-        return parse_rule(host).text
-    except RuleError as err:
-        raise UsageError(f"Argument --host: {err}") from None
+        granted = plugins.hook.bottle_supervise_grant(
+            bottle=proposal.bottle, kind=proposal.kind, value=proposal.what if host is None else host
+        )
+    except ValueError as err:
+        where = "Argument --host" if host is not None else f"Argument ID: proposal {proposal.id}"
+        raise UsageError(f"{where}: {terminal_safe(str(err))}") from None  # it may quote what the agent asked
+    if granted is None and host is not None:
+        raise UsageError(f"Argument --host: proposal {proposal.id} asks for a {proposal.kind}, not a host.")
+    if granted is None and proposal.kind in GRANTED_BY_PLUGINS:
+        raise EnvironmentProblem(
+            f"No plugin grants {proposal.kind} proposals (bottle_supervise_grant), so proposal {proposal.id} "
+            f"stays pending.{plugins.not_loaded()}"
+        )
+    return granted
 
 
 def age(created: float) -> str:

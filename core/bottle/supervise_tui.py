@@ -25,6 +25,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, RichLog, St
 
 from bottle.display import terminal_safe
 from bottle.errors import BottleError
+from bottle.plugins import Plugins
 from bottle.sidecar.audit import read_events
 from bottle.sidecar_runtime import audit_path
 from bottle.supervise_ops import age, answer, list_proposals
@@ -63,12 +64,12 @@ class SuperviseApp(App):
     TITLE = "bottle supervise"
     BINDINGS = [Binding("q", "quit", "Quit")]
 
-    def __init__(self, state_root: Path, interval: float = 1.0):
+    def __init__(self, state_root: Path, plugins: Plugins, interval: float = 1.0):
         super().__init__()
-        self.state_root, self.interval = Path(state_root), interval
+        self.state_root, self.plugins, self.interval = Path(state_root), plugins, interval
 
     def get_default_screen(self) -> Screen:
-        return ProposalsScreen(self.state_root, self.interval)
+        return ProposalsScreen(self.state_root, self.plugins, self.interval)
 
 
 class ProposalsScreen(Screen):
@@ -87,9 +88,10 @@ class ProposalsScreen(Screen):
         Binding("n", "note", "Note"),
     ]
 
-    def __init__(self, state_root: Path, interval: float):
+    def __init__(self, state_root: Path, plugins: Plugins, interval: float):
         super().__init__()
         self.state_root = state_root
+        self.plugins = plugins  # they carry out what an approval grants
         self.interval = interval
         self.proposals: dict[str, dict] = {}  # by row key (the id as text)
         self.notes: dict[int, str] = {}  # written with n, sent with the answer
@@ -204,7 +206,7 @@ class ProposalsScreen(Screen):
 
     def _answer(self, proposal_id: int, decision: str, note: str, host: str | None) -> None:
         try:
-            answered = answer(self.state_root, proposal_id, decision, note, host)
+            answered = answer(self.state_root, proposal_id, decision, note, host, plugins=self.plugins)
         except BottleError as err:
             self.app.call_from_thread(partial(self.notify, str(err), severity="error", timeout=15, markup=False))
         else:

@@ -28,7 +28,7 @@ def availability(name: str):
     """The backend's own answer, asked once per session (its probe's cache is the session's, see conftest)."""
     from bottle.plugins import load_plugins
 
-    backend = load_plugins().backends().get(name)
+    backend = load_plugins().backends.get(name)
     return None if backend is None else backend.availability()
 
 

@@ -183,7 +183,7 @@ def test_with_one_backend_down_the_others_bottles_are_listed_and_it_is_named(hom
     from bottle.cli.manage import ls
 
     backends = {"up": Listing(Availability(True), "first-1a2b"), "down": Listing(Availability(False, "no engine"))}
-    monkeypatch.setattr(common, "settings_and_plugins", lambda: (None, SimpleNamespace(backends=lambda: backends)))
+    monkeypatch.setattr(common, "settings_and_plugins", lambda: (None, SimpleNamespace(backends=backends)))
     app = typer.Typer()
     app.command()(ls)
 

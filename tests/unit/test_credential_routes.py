@@ -79,6 +79,7 @@ def test_a_childs_route_for_the_same_place_replaces_its_parents(home):
     (f"{ROUTE}port = 0\n", ["field `credentials.0.port`", "greater than or equal to 1"]),
     (f"{ROUTE}port = 70000\n", ["field `credentials.0.port`", "less than or equal to 65535"]),
     (f'{ROUTE}port = "https"\n', ["field `credentials.0.port`"]),
+    (f'{ROUTE}port = "8443"\n', ["field `credentials.0.port`", "valid integer"]),
     (f'{ROUTE}path = "v1/"\n', ["field `credentials.0.path`", "a path prefix such as /v1/", "'v1/'"]),
     (f'{ROUTE}path = "/v1/../admin"\n', ["field `credentials.0.path`", "no . or .. segment"]),
     (f'{ROUTE}path = "/v1?beta=true"\n', ["field `credentials.0.path`"]),

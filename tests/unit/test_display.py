@@ -21,7 +21,7 @@ import typer
 from textual.widgets import Input, Label, RichLog
 from typer.testing import CliRunner
 
-from bottle import supervise_ops
+from bottle import hookimpl, supervise_ops
 from bottle.display import terminal_safe
 from bottle.sidecar.audit import AuditLog, read_events
 from bottle.sidecar.proposals import Queue
@@ -29,7 +29,7 @@ from bottle.sidecar.supervise import Supervisor, build_app
 from bottle.sidecar_runtime import SERVICE_DIED, Sidecar, audit_path
 from bottle.supervise_ops import QUEUE_FILE, prepare_queue
 from bottle.supervise_tui import CELL, Prompt, SuperviseApp
-from tests.unit.test_supervise_tui import allowlist, rows, settle, text_of  # noqa: F401 (allowlist: a fixture)
+from tests.unit.test_supervise_tui import rows, settle, text_of
 
 PAYLOADS = {
     "cr-erase-line": "evil.example\r\x1b[2Kpypi.org",  # reads as a request for pypi.org
@@ -179,7 +179,32 @@ def test_bottle_audit_json_keeps_the_values_exact_and_the_output_safe(run_bottle
     assert json.loads(out) == read_events(audit_log)
 
 
-def test_bottle_answer_escapes_the_host_it_granted(home, queue, allowlist, capsys):
+class GrantAsGiven:
+    """A plugin granting every proposal as it is given, whatever it holds (a third party's might), after
+    doing ``then`` (nothing, unless a test says): what comes back must still reach the terminal escaped."""
+
+    then = staticmethod(lambda: None)
+
+    @hookimpl(optionalhook=True)
+    def bottle_supervise_grant(self, bottle, kind, value):
+        self.then()
+        return value
+
+
+@pytest.fixture
+def as_given(monkeypatch):
+    """The process's plugins, with GrantAsGiven granting in egress's place (``bottle answer`` uses them)."""
+    from bottle.cli import common
+    from bottle.plugins import load_plugins
+
+    plugins = load_plugins(disabled=["egress"])
+    grant = GrantAsGiven()
+    plugins.manager.register(grant, name="as-given")
+    monkeypatch.setattr(common, "loaded_plugins", lambda: plugins)
+    return SimpleNamespace(plugins=plugins, grant=grant)
+
+
+def test_bottle_answer_escapes_the_host_it_granted(home, queue, as_given, capsys):
     from bottle.cli.supervise import answer
 
     payload = PAYLOADS["cr-erase-line"]
@@ -190,13 +215,13 @@ def test_bottle_answer_escapes_the_host_it_granted(home, queue, allowlist, capsy
     assert out.endswith(f"may now reach {terminal_safe(payload)}\n")
 
 
-def test_an_expired_answer_escapes_the_host_that_stays_allowed(home, queue, monkeypatch, usage_error):
+def test_an_expired_answer_escapes_the_host_that_stays_allowed(home, queue, as_given, usage_error):
     payload = PAYLOADS["osc-title"]
     proposal_id = queue.propose(SLUG, "coder", "egress", payload, "docs")
-    monkeypatch.setattr(supervise_ops.egress_control, "change_allowlist",
-                        lambda slug, rule, allow: queue.answer(proposal_id, "expired", "too late"))
+    as_given.grant.then = lambda: queue.answer(proposal_id, "expired", "too late")
 
-    message = usage_error(lambda: supervise_ops.answer(home.state_root, proposal_id, "approve"), "expired",
+    message = usage_error(lambda: supervise_ops.answer(home.state_root, proposal_id, "approve",
+                                                       plugins=as_given.plugins), "expired",
                           f"{terminal_safe(payload)} stays allowed")
     assert_terminal_safe(message, lines=0)
 
@@ -224,12 +249,12 @@ def test_a_dead_sidecars_last_words_are_escaped():
 # --- the TUI, under Textual's pilot -------------------------------------------------------------------------------
 
 
-def test_the_tui_escapes_the_table_details_prompt_tail_and_notices(home, queue, audit_log, allowlist, monkeypatch):
+def test_the_tui_escapes_the_table_details_prompt_tail_and_notices(home, queue, audit_log, as_given, monkeypatch):
     for payload in PAYLOADS.values():
         queue.propose(SLUG, "coder", "egress", payload, payload)
 
     async def scenario():
-        app = SuperviseApp(home.state_root)
+        app = SuperviseApp(home.state_root, as_given.plugins)
         notices = []
         monkeypatch.setattr(app, "notify", lambda message, **options: notices.append(message))
         async with app.run_test(size=(200, 50)) as pilot:

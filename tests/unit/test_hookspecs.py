@@ -1,10 +1,12 @@
 """Every hook is documented where it is declared, implemented as declared, and exercised.
 
-"Exercised" means a built-in plugin (plugins/) implements it, so every run
-calls it; or, for the hooks no built-in needs, a named integration test runs a
-real bottle with the probe plugin, which implements them all. Those hooks are
-listed below with the reason no built-in implements them: a hook nobody
-implements and no test runs is a promise nobody checks.
+"Exercised" means a built-in plugin (an entry point of this repository's
+distributions) implements it, so every run calls it; or, for the hooks no
+built-in needs, a named integration test runs a real bottle with the probe
+plugin, which implements them all. Those hooks are listed below with the
+reason no built-in implements them: a hook nobody implements and no test runs
+is a promise nobody checks. The hooks built-ins publish for each other
+(``bottle_addhooks``) are held to the same rules as the core's.
 """
 
 import ast
@@ -12,14 +14,19 @@ import importlib.util
 import inspect
 from pathlib import Path
 
+import pluggy
 import pytest
 
-from bottle import hookspecs
+from bottle import hookspecs, supervise_hookspecs
 from bottle.plugins import load_plugins
 
 REPO = Path(__file__).parents[2]
 PROBE = REPO / "tests/support/probe_plugin/bottle_probe_plugin.py"
-HOOKS = [name for name, value in vars(hookspecs).items() if name.startswith("bottle_") and callable(value)]
+#: The core's hookspecs, and those the built-ins publish through bottle_addhooks.
+SPEC_MODULES = (hookspecs, supervise_hookspecs)
+SPECS = {name: value for module in SPEC_MODULES for name, value in vars(module).items()
+         if name.startswith("bottle_") and callable(value)}
+HOOKS = list(SPECS)
 LIFECYCLE = "tests/integration/test_lifecycle.py::test_provisioners_run_in_core_order_after_plan_files"
 
 #: Hooks no built-in plugin implements: why not, and the test that runs each through the probe plugin.
@@ -37,11 +44,11 @@ NOT_BUILT_IN = {
 
 @pytest.fixture(scope="module")
 def builtin_plugins():
-    """The loaded plugin modules that come from this repository's plugins/ directory, by entry-point name."""
+    """The loaded plugin modules that come from this repository (core/ or plugins/), by entry-point name."""
     plugins = load_plugins()
     found = {name: module for name, module in plugins.manager.list_name_plugin()
-             if (REPO / "plugins") in Path(inspect.getfile(module)).parents}
-    assert found, "no built-in plugin is installed (pip install -e plugins/*)"
+             if {REPO / "core", REPO / "plugins"} & set(Path(inspect.getfile(module)).parents)}
+    assert {"core", "docker", "prompt"} <= set(found), "built-ins missing (pip install -e . -e plugins/*)"
     return plugins, found
 
 
@@ -60,9 +67,17 @@ def test_there_are_hooks():
     assert {"bottle_register_backends", "bottle_plan_files", "bottle_provision"} <= set(HOOKS)
 
 
+def test_every_declared_hook_is_held_to_these_rules(builtin_plugins):
+    """A hook some built-in publishes is in SPEC_MODULES, so it is documented, implemented and tested."""
+    plugins, _ = builtin_plugins
+    declared = {name for name, caller in vars(plugins.hook).items()
+                if isinstance(caller, pluggy.HookCaller) and caller.has_spec()}
+    assert declared == set(HOOKS)
+
+
 @pytest.mark.parametrize("hook", HOOKS)
 def test_hook_is_documented(hook):
-    doc = inspect.getdoc(getattr(hookspecs, hook)) or ""
+    doc = inspect.getdoc(SPECS[hook]) or ""
     assert len(doc.split()) >= 8, f"{hook} needs a docstring saying when it runs and what it may do"
 
 
@@ -81,9 +96,9 @@ def test_builtin_implementations_match_their_hookspec(builtin_plugins):
     for name, module in modules.items():
         for hook, functions in _impls(module).items():
             if hook not in HOOKS:
-                wrong.append(f"{name}: {hook} is not a hook in bottle.hookspecs")
+                wrong.append(f"{name}: {hook} is not a hook of {', '.join(m.__name__ for m in SPEC_MODULES)}")
                 continue
-            declared = list(inspect.signature(getattr(hookspecs, hook)).parameters)
+            declared = list(inspect.signature(SPECS[hook]).parameters)
             for function in functions:
                 taken = list(inspect.signature(function).parameters)
                 if not set(taken) <= set(declared):

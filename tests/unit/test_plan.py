@@ -6,12 +6,13 @@ import stat
 import pytest
 
 from bottle_provisioners.ca import CA_VARIABLES
+from bottle_provisioners.claude import AGENT_BASE_ENV
 from pydantic import ValidationError
 
 from bottle.backend import LABEL_AGENT, LABEL_BACKEND, LABEL_SLUG
 from bottle.limits import Host, built_in
 from bottle.plan import Plan, Resources
-from bottle.prepare import AGENT_BASE_ENV, build_plan, write_state
+from bottle.prepare import build_plan, write_state
 from bottle.settings import load_settings
 
 APPEND = "--append-system-prompt-file"
@@ -114,7 +115,7 @@ def test_interactive(home, plan_for):
 
 def test_user_claude_args_come_last(home, plan_for):
     home.agent("agent", "Be brief.", model="m")
-    argv = plan_for(headless_prompt="go", claude_args=("--max-turns", "5")).claude_argv
+    argv = plan_for(headless_prompt="go", agent_args=("--max-turns", "5")).claude_argv
     assert argv[-2:] == ("--max-turns", "5")
     assert argv.index(APPEND) < argv.index("--max-turns")
     assert argv.index("--model") < argv.index("--max-turns")
@@ -164,10 +165,10 @@ def test_base_env_quiets_claude(home, plan_for):
 
 def test_resources_and_image_from_the_profile(home, plan_for):
     home.profile("base", 'image = "img:profile"\nmemory = "2g"\npids = 100\ndisk = "5g"\n')
-    home.profile("big", 'extends = "base"\ncpus = 2.5\ndisk = "unlimited"\n')
+    home.profile("big", 'extends = "base"\ncpus = 0.5\ndisk = "unlimited"\n')
     home.agent("agent", bottle="big")
     plan = plan_for()
-    assert plan.resources == Resources(cpus=2.5, memory="2g", pids=100, disk=None)
+    assert plan.resources == Resources(cpus=0.5, memory="2g", pids=100, disk=None)
     assert plan.image == "img:profile"
     assert plan.profile == "big"
     assert plan.profile_files == (home.config_dir / "bottles" / "big.toml", home.config_dir / "bottles" / "base.toml")
@@ -263,7 +264,7 @@ def test_plan_json_round_trip(home, plan_for):
     home.skill("style")
     home.profile("p", 'cpus = 1.5\nmemory = "1g"\n[env]\nA = "b"\n')
     home.agent("agent", "Be brief.", bottle="p", skills=["style"], model="m", env={"X": "y"})
-    plan = plan_for(headless_prompt="go", claude_args=("--max-turns", "2"))
+    plan = plan_for(headless_prompt="go", agent_args=("--max-turns", "2"))
     assert Plan.model_validate_json(plan.model_dump_json()) == plan
     assert json.loads(plan.model_dump_json())["claude_argv"] == list(plan.claude_argv)
 

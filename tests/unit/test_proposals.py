@@ -139,7 +139,7 @@ def test_listing_before_any_bottle_asked_is_empty_and_creates_nothing(home):
     assert not (home.state_root / "supervise").exists()
 
 
-def test_approving_egress_changes_the_allowlist_then_answers(home, monkeypatch):
+def test_approving_egress_changes_the_allowlist_then_answers(home, monkeypatch, plugins):
     queue = Queue(prepare_queue(home.state_root) / "queue.sqlite")
     proposal_id = queue.propose("slug-1", "coder", "egress", "pypi.org", "install requests")
     calls = []
@@ -148,58 +148,58 @@ def test_approving_egress_changes_the_allowlist_then_answers(home, monkeypatch):
         calls.append((slug, rule, allow, queue.get(proposal_id).status))
 
     monkeypatch.setattr(egress_control, "change_allowlist", change)
-    answered = answer(home.state_root, proposal_id, "approve", "ok for today")
+    answered = answer(home.state_root, proposal_id, "approve", "ok for today", plugins=plugins)
 
     assert calls == [("slug-1", "pypi.org", True, "pending")]
     assert (answered["status"], answered["answer_value"], answered["answer_note"]) == ("approved", "pypi.org", "ok for today")
     assert list_proposals(home.state_root) == []
 
 
-def test_modifying_egress_allows_the_operators_host(home, allowlist):
+def test_modifying_egress_allows_the_operators_host(home, allowlist, plugins):
     queue = Queue(prepare_queue(home.state_root) / "queue.sqlite")
     proposal_id = queue.propose("slug-1", "coder", "egress", "files.pythonhosted.org", "wheels")
 
-    answered = answer(home.state_root, proposal_id, "modify", host="*.pythonhosted.org")
+    answered = answer(home.state_root, proposal_id, "modify", host="*.pythonhosted.org", plugins=plugins)
 
     assert allowlist == [("slug-1", "*.pythonhosted.org", True)]
     assert (answered["status"], answered["answer_value"]) == ("modified", "*.pythonhosted.org")
 
 
-def test_rejecting_or_approving_other_kinds_leaves_the_allowlist_alone(home, allowlist):
+def test_rejecting_or_approving_other_kinds_leaves_the_allowlist_alone(home, allowlist, plugins):
     queue = Queue(prepare_queue(home.state_root) / "queue.sqlite")
     egress = queue.propose("s", "a", "egress", "evil.example", "exfiltrate")
     capability = queue.propose("s", "a", "capability", "jq", "parse")
 
-    assert answer(home.state_root, egress, "reject", "no")["status"] == "rejected"
-    approved = answer(home.state_root, capability, "approve", "installed it")
+    assert answer(home.state_root, egress, "reject", "no", plugins=plugins)["status"] == "rejected"
+    approved = answer(home.state_root, capability, "approve", "installed it", plugins=plugins)
     assert (approved["status"], approved["answer_value"]) == ("approved", None)
     assert allowlist == []
 
 
-def test_bad_answers_name_the_argument(home, allowlist, usage_error):
+def test_bad_answers_name_the_argument(home, allowlist, usage_error, plugins):
     queue = Queue(prepare_queue(home.state_root) / "queue.sqlite")
     capability = queue.propose("s", "a", "capability", "jq", "parse")
     egress = queue.propose("s", "a", "egress", "pypi.org", "pip")
     root = home.state_root
 
-    usage_error(lambda: answer(root, 4242, "approve"), "Argument ID", "no proposal 4242")
-    usage_error(lambda: answer(root, egress, "maybe"), "Argument DECISION", "'maybe'")
-    usage_error(lambda: answer(root, egress, "modify"), "Argument --host")
-    usage_error(lambda: answer(root, egress, "approve", host="x.org"), "Argument --host")
-    usage_error(lambda: answer(root, capability, "modify", host="x.org"), "Argument --host", "capability")
-    usage_error(lambda: answer(root, egress, "modify", host="https://x.org/path"), "Argument --host", "x.org/path")
-    answer(root, capability, "reject")
-    usage_error(lambda: answer(root, capability, "approve"), "Argument ID", "already answered: rejected")
+    usage_error(lambda: answer(root, 4242, "approve", plugins=plugins), "Argument ID", "no proposal 4242")
+    usage_error(lambda: answer(root, egress, "maybe", plugins=plugins), "Argument DECISION", "'maybe'")
+    usage_error(lambda: answer(root, egress, "modify", plugins=plugins), "Argument --host")
+    usage_error(lambda: answer(root, egress, "approve", host="x.org", plugins=plugins), "Argument --host")
+    usage_error(lambda: answer(root, capability, "modify", host="x.org", plugins=plugins), "Argument --host", "capability")
+    usage_error(lambda: answer(root, egress, "modify", host="https://x.org/path", plugins=plugins), "Argument --host", "x.org/path")
+    answer(root, capability, "reject", plugins=plugins)
+    usage_error(lambda: answer(root, capability, "approve", plugins=plugins), "Argument ID", "already answered: rejected")
     assert allowlist == []
 
 
-def test_an_egress_request_that_expires_while_approved_says_the_host_stays_allowed(home, monkeypatch, usage_error):
+def test_an_egress_request_that_expires_while_approved_says_the_host_stays_allowed(home, monkeypatch, usage_error, plugins):
     queue = Queue(prepare_queue(home.state_root) / "queue.sqlite")
     proposal_id = queue.propose("slug-1", "a", "egress", "pypi.org", "pip")
     monkeypatch.setattr(egress_control, "change_allowlist",
                         lambda slug, rule, allow: queue.answer(proposal_id, "expired", "too late"))
 
-    usage_error(lambda: answer(home.state_root, proposal_id, "approve"),
+    usage_error(lambda: answer(home.state_root, proposal_id, "approve", plugins=plugins),
                 "already answered: expired", "pypi.org stays allowed", "bottle egress deny slug-1 pypi.org")
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 
+from bottle.plugin_choice import plugin_choice
 from bottle.settings import Settings, load_settings
 
 DEFAULT_IMAGE = Settings.model_fields["image"].default
@@ -73,6 +74,28 @@ def test_disable_plugins_from_env_is_comma_separated(monkeypatch, value, expecte
 def test_disable_plugins_from_config_file_is_a_list(home):
     home.config('disable_plugins = ["docker", "skills"]\n')
     assert load_settings().disable_plugins == ["docker", "skills"]
+
+
+@pytest.mark.parametrize(("env", "toml", "expected"), [
+    ({}, "", ([], None)),
+    ({"BOTTLE_PLUGINS": ""}, "", ([], [])),
+    ({"BOTTLE_PLUGINS": "docker, prompt", "BOTTLE_DISABLE_PLUGINS": "skills"}, "", (["skills"], ["docker", "prompt"])),
+    ({}, 'disable_plugins = ["docker"]\nplugins = "prompt,skills"\n', (["docker"], ["prompt", "skills"])),
+    ({"BOTTLE_DISABLE_PLUGINS": ""}, 'disable_plugins = ["docker"]\nplugins = []\n', ([], [])),
+])
+def test_the_plugins_to_load_are_read_as_the_settings_read_them(home, monkeypatch, env, toml, expected):
+    """plugin_choice reads them without pydantic, for `bottle --help`; Settings documents and validates them."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    home.config(toml)
+    settings = load_settings()
+    assert plugin_choice() == (settings.disable_plugins, settings.plugins) == expected
+
+
+def test_plugins_to_load_that_are_not_names_are_refused(home, usage_error):
+    home.config("plugins = 3\n")
+    usage_error(plugin_choice, home.config_file, "`plugins`")
+    usage_error(load_settings, home.config_file, "`plugins`")
 
 
 @pytest.mark.parametrize(

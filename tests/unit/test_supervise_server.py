@@ -121,14 +121,14 @@ def call_tool(server: Server, tool: str, arguments: dict):
     return asyncio.run(_session_call(server.base, lambda session: session.call_tool(tool, arguments)))
 
 
-def answer_when_asked(server: Server, decision: str, **kwargs) -> threading.Thread:
+def answer_when_asked(server: Server, plugins, decision: str, **kwargs) -> threading.Thread:
     """In the background, as the operator: answer the first proposal that appears."""
 
     def work():
         deadline = time.monotonic() + TIMEOUT
         while not (pending := list_proposals(server.state_root)) and time.monotonic() < deadline:
             time.sleep(0.05)
-        answer(server.state_root, pending[0]["id"], decision, **kwargs)
+        answer(server.state_root, pending[0]["id"], decision, plugins=plugins, **kwargs)
 
     thread = threading.Thread(target=work)
     thread.start()
@@ -154,8 +154,8 @@ def test_the_agent_sees_the_three_tools(server):
     assert by_name["report_blocked"].inputSchema["required"] == ["text"]
 
 
-def test_an_approved_egress_request_returns_after_the_allowlist_changed(server, allowlist):
-    operator = answer_when_asked(server, "approve", note="for the docs build")
+def test_an_approved_egress_request_returns_after_the_allowlist_changed(server, allowlist, plugins):
+    operator = answer_when_asked(server, plugins, "approve", note="for the docs build")
 
     result = result_of(call_tool(server, "request_egress", {"host": "PyPI.org", "reason": "pip install requests"}))
     operator.join()
@@ -173,8 +173,8 @@ def test_an_approved_egress_request_returns_after_the_allowlist_changed(server, 
     assert events[1]["detail"]["granted"] == "pypi.org"
 
 
-def test_a_modified_egress_request_tells_what_was_allowed_instead(server, allowlist):
-    operator = answer_when_asked(server, "modify", host="*.pythonhosted.org")
+def test_a_modified_egress_request_tells_what_was_allowed_instead(server, allowlist, plugins):
+    operator = answer_when_asked(server, plugins, "modify", host="*.pythonhosted.org")
 
     result = result_of(call_tool(server, "request_egress", {"host": "files.pythonhosted.org:443", "reason": "wheels"}))
     operator.join()
@@ -188,8 +188,8 @@ def test_a_modified_egress_request_tells_what_was_allowed_instead(server, allowl
     ("request_capability", {"what": "jq", "reason": "parse JSON"}, "jq"),
     ("report_blocked", {"text": "the tests need a GPU"}, "the tests need a GPU"),
 ])
-def test_a_rejection_is_returned_with_the_note(server, allowlist, tool, arguments, what):
-    operator = answer_when_asked(server, "reject", note="not in this bottle")
+def test_a_rejection_is_returned_with_the_note(server, allowlist, tool, arguments, what, plugins):
+    operator = answer_when_asked(server, plugins, "reject", note="not in this bottle")
 
     result = result_of(call_tool(server, tool, arguments))
     operator.join()

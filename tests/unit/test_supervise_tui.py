@@ -47,9 +47,9 @@ def rows(app) -> list[list[str]]:
     return [[str(cell) for cell in table.get_row_at(index)] for index in range(table.row_count)]
 
 
-def test_a_pending_proposal_appears_is_approved_by_key_and_disappears(home, queue, allowlist):
+def test_a_pending_proposal_appears_is_approved_by_key_and_disappears(home, queue, allowlist, plugins):
     async def scenario():
-        app = SuperviseApp(home.state_root, interval=0.1)
+        app = SuperviseApp(home.state_root, plugins, interval=0.1)
         async with app.run_test(size=(140, 40)) as pilot:
             await pilot.pause()
             assert rows(app) == []
@@ -70,12 +70,12 @@ def test_a_pending_proposal_appears_is_approved_by_key_and_disappears(home, queu
     assert allowlist == [("slug-1", "pypi.org", True)]
 
 
-def test_a_note_goes_with_the_answer_and_modify_asks_for_the_host(home, queue, allowlist):
+def test_a_note_goes_with_the_answer_and_modify_asks_for_the_host(home, queue, allowlist, plugins):
     first = queue.propose("slug-1", "coder", "egress", "files.pythonhosted.org", "wheels")
     second = queue.propose("slug-2", "reviewer", "capability", "jq", "parse JSON")
 
     async def scenario():
-        app = SuperviseApp(home.state_root)
+        app = SuperviseApp(home.state_root, plugins)
         async with app.run_test(size=(140, 40)) as pilot:
             await pilot.pause()
             await pilot.press("n")
@@ -103,7 +103,7 @@ def test_a_note_goes_with_the_answer_and_modify_asks_for_the_host(home, queue, a
     assert allowlist == [("slug-1", "*.pythonhosted.org", True)]
 
 
-def test_a_failed_answer_is_shown_and_the_proposal_stays(home, queue, monkeypatch):
+def test_a_failed_answer_is_shown_and_the_proposal_stays(home, queue, monkeypatch, plugins):
     def not_running(slug, rule, allow):
         raise UsageError(f"Bottle {slug!r} is not running (its sidecar is gone); nothing to change.")
 
@@ -111,7 +111,7 @@ def test_a_failed_answer_is_shown_and_the_proposal_stays(home, queue, monkeypatc
     proposal_id = queue.propose("gone", "coder", "egress", "pypi.org", "pip")
 
     async def scenario():
-        app = SuperviseApp(home.state_root)
+        app = SuperviseApp(home.state_root, plugins)
         shown = []
         monkeypatch.setattr(app, "notify", lambda message, **options: shown.append((message, options)))
         async with app.run_test(size=(140, 40)) as pilot:
@@ -126,7 +126,7 @@ def test_a_failed_answer_is_shown_and_the_proposal_stays(home, queue, monkeypatc
     assert queue.get(proposal_id).status == "pending"
 
 
-def test_the_audit_tail_follows_the_selected_bottle(home, queue):
+def test_the_audit_tail_follows_the_selected_bottle(home, queue, plugins):
     for slug in ("slug-1", "slug-2"):
         path = audit_path(home.state_root / slug)
         path.parent.mkdir(parents=True)
@@ -137,7 +137,7 @@ def test_the_audit_tail_follows_the_selected_bottle(home, queue):
     queue.propose("slug-2", "coder", "egress", "slug-2.example", "docs")
 
     async def scenario():
-        app = SuperviseApp(home.state_root, interval=0.1)
+        app = SuperviseApp(home.state_root, plugins, interval=0.1)
         async with app.run_test(size=(140, 40)) as pilot:
             await pilot.pause()
             tail = app.query_one(RichLog)
@@ -159,12 +159,12 @@ def text_of(log: RichLog) -> str:
     return "\n".join(line.text for line in log.lines)
 
 
-def test_what_the_agent_wrote_is_shown_as_written(home, queue):
+def test_what_the_agent_wrote_is_shown_as_written(home, queue, plugins):
     hostile = "[/] [b red]URGENT[/b red] [link=x]ok[/link]"
     queue.propose("slug-1", "coder", "egress", hostile, hostile)
 
     async def scenario():
-        app = SuperviseApp(home.state_root)
+        app = SuperviseApp(home.state_root, plugins)
         async with app.run_test(size=(200, 40)) as pilot:
             await pilot.pause()
             assert rows(app)[0][5:] == [hostile, hostile]

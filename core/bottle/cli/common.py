@@ -1,20 +1,29 @@
-"""Helpers shared by the commands: loading settings and plugins, printing JSON."""
+"""Helpers shared by the commands: settings and plugins, printing JSON."""
 
+import functools
 import json
-import sys
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
+import typer
+
+SLUG = typer.Argument(..., metavar="SLUG", help="The bottle's slug (see `bottle ls`).")
+
+
+@functools.cache
+def loaded_plugins():
+    """This process's plugins, loaded once: ``main()`` registers their commands, which use the same."""
+    from bottle.plugin_choice import plugin_choice
+    from bottle.plugins import load_plugins
+
+    return load_plugins(*plugin_choice())
+
 
 def settings_and_plugins(**flags: Any):
-    from bottle.plugins import load_plugins
+    """The settings, with the *flags* the user gave on top, and this process's plugins."""
     from bottle.settings import load_settings
 
-    settings = load_settings(**flags)
-    plugins = load_plugins(settings.disable_plugins)
-    for name, error in plugins.failures.items():
-        print(f"bottle: plugin {name!r} failed to load: {error}", file=sys.stderr)
-    return settings, plugins
+    return load_settings(**flags), loaded_plugins()
 
 
 def print_json(data: Any) -> None:

@@ -21,12 +21,12 @@ def bootstrap(
     """
     from rich.console import Console
 
-    from bottle.cli.common import settings_and_plugins
     from bottle.engine import docker_client
     from bottle.images.bootstrap import bootstrap_base
     from bottle.images.build import image_status
+    from bottle.settings import load_settings
 
-    settings, _ = settings_and_plugins(image_base=tag, debian_suite=suite)
+    settings = load_settings(image_base=tag, debian_suite=suite)
     client = docker_client()
     console = Console(stderr=True)
     if not force and image_status(client, settings.image_base) is not None:
@@ -52,11 +52,11 @@ def build(
     bottle's sidecar code)."""
     from rich.console import Console
 
-    from bottle.cli.common import settings_and_plugins
     from bottle.engine import docker_client
     from bottle.images.build import build_image, default_build_ca_certs, host_npm_registry, host_pip_index
+    from bottle.settings import load_settings
 
-    settings, _ = settings_and_plugins(
+    settings = load_settings(
         image=tag, sidecar_image=sidecar_tag, image_base=base, build_ca_certs=ca_cert or None, build_keep_ca=keep_ca
     )
     console = Console(stderr=True)

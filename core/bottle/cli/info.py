@@ -6,7 +6,7 @@ import typer
 
 
 def plugins(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
-    """List loaded plugins: name, distribution, version and the hooks each implements."""
+    """List loaded plugins: name, distribution, version, the hooks each implements and what it provides."""
     from bottle.cli.common import print_json, settings_and_plugins
 
     settings, loaded = settings_and_plugins()
@@ -15,19 +15,47 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")
         print_json(
             {
                 "plugins": infos,
+                "distributions": _distributions(infos),
                 "failed": loaded.failures,
                 "disabled": list(loaded.disabled),
-                "backends": sorted(loaded.backends()),
+                "not_allowed": list(loaded.not_allowed),
+                "backends": sorted(loaded.backends),
             }
         )
         return
     for plugin in infos:
-        print(f"{plugin.name:12} {plugin.distribution} {plugin.version}")
+        print(f"{plugin.name:12} {plugin.distribution} {plugin.version}{' (essential)' if plugin.essential else ''}")
         print(f"{'':12} hooks: {', '.join(plugin.hooks)}")
+        for kind in PROVIDED:
+            if getattr(plugin, kind):
+                print(f"{'':12} {kind}: {', '.join(getattr(plugin, kind))}")
     for name, error in loaded.failures.items():
         print(f"{name:12} FAILED: {error}")
     for name in loaded.disabled:
         print(f"{name:12} disabled by BOTTLE_DISABLE_PLUGINS")
+    for name in loaded.not_allowed:
+        print(f"{name:12} not in BOTTLE_PLUGINS")
+
+
+#: What a plugin may provide besides hook implementations, as PluginInfo names it.
+PROVIDED = ("backends", "commands")
+
+
+def _distributions(infos) -> list[dict]:
+    """The plugins grouped by the distribution that installed them, with what each distribution provides."""
+    grouped: dict[tuple[str, str], list] = {}
+    for info in infos:
+        grouped.setdefault((info.distribution, info.version), []).append(info)
+    return [
+        {
+            "name": name,
+            "version": version,
+            "plugins": [info.name for info in members],
+            "hooks": sorted({hook for info in members for hook in info.hooks}),
+            **{kind: sorted(item for info in members for item in getattr(info, kind)) for kind in PROVIDED},
+        }
+        for (name, version), members in sorted(grouped.items())
+    ]
 
 
 def doctor(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
@@ -42,7 +70,7 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
 
     settings, loaded = settings_and_plugins()
     report: dict = {"backends": {}, "images": {}, "config": {}, "plugin_failures": loaded.failures}
-    for name, backend in sorted(loaded.backends().items()):
+    for name, backend in sorted(loaded.backends.items()):
         availability = backend.availability()
         report["backends"][name] = {"available": availability.ok, "reason": availability.reason}
     if report["backends"].get("docker", {}).get("available"):
@@ -64,7 +92,7 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
         "state root": paths.state_root(),
     }.items():
         report["config"][label] = {"path": str(path), "exists": path.exists()}
-    report["limits"] = _limits(settings.image, loaded.backends(), report["backends"])
+    report["limits"] = _limits(settings.image, loaded.backends, report["backends"])
     if as_json:
         print_json(report)
     else:

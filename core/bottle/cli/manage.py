@@ -20,7 +20,7 @@ def all_bottles():
 
     _, loaded = settings_and_plugins()
     available, unavailable = [], {}
-    for name, backend in sorted(loaded.backends().items()):
+    for name, backend in sorted(loaded.backends.items()):
         availability = backend.availability()
         if availability.ok:
             available.append(backend)

@@ -28,7 +28,7 @@ def run(
     settings, plugins = settings_and_plugins(image=image)
     plan = build_plan(
         agent, settings=settings, plugins=plugins, headless_prompt=prompt, backend=backend,
-        claude_args=tuple(claude_args or ()), repo=repo,
+        agent_args=tuple(claude_args or ()), repo=repo,
     )
     if dry_run:
         if as_json:

@@ -47,6 +47,7 @@ def answer(
 ) -> None:
     """Answer a proposal; the agent's waiting tool call returns the answer at once."""
     from bottle import paths
+    from bottle.cli.common import loaded_plugins
     from bottle.display import terminal_safe
     from bottle.errors import UsageError
     from bottle.supervise_ops import answer as answer_proposal
@@ -56,7 +57,7 @@ def answer(
     if reject and host is not None:
         raise UsageError("Argument --host: only with --approve (to allow another host than the one asked for).")
     decision = "reject" if reject else "approve" if host is None else "modify"
-    answered = answer_proposal(paths.state_root(), proposal_id, decision, note, host)
+    answered = answer_proposal(paths.state_root(), proposal_id, decision, note, host, plugins=loaded_plugins())
     granted = f": {answered['bottle']} may now reach {answered['answer_value']}" if answered["answer_value"] else ""
     print(terminal_safe(f"proposal {proposal_id} {answered['status']}{granted}"))
 
@@ -64,7 +65,8 @@ def answer(
 def supervise() -> None:
     """Watch and answer the proposals of all bottles in a terminal UI, with the selected bottle's audit log."""
     from bottle import paths
+    from bottle.cli.common import loaded_plugins
     from bottle.supervise_tui import SuperviseApp
 
-    SuperviseApp(paths.state_root()).run()
+    SuperviseApp(paths.state_root(), loaded_plugins()).run()
 

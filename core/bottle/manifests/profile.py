@@ -181,7 +181,7 @@ class CredentialRoute(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     host: str = Field(pattern=r"^[A-Za-z0-9.-]+$", description="exact host name the credential is for")
-    port: int = Field(443, ge=1, le=65535, description="the HTTPS port the credential is sent to")
+    port: StrictInt = Field(443, ge=1, le=65535, description="the HTTPS port the credential is sent to")
     path: str = Field("", description='a path prefix such as "/v1/": the credential goes to paths under it only; '
                       "empty: every path")
     header: str = Field("authorization", pattern=r"^[A-Za-z0-9-]+$")

@@ -333,11 +333,10 @@ class CredentialRoute:
         A prefix matches whole segments (``/v1/`` and ``/v1`` take ``/v1`` and ``/v1/messages``,
         not ``/v1beta``), on the path as sent, which must then also be plain (:func:`plain_path`).
         """
-        prefix = self.path.rstrip("/")
-        if port != self.port or not prefix:
-            return port == self.port
-        target = path.partition("?")[0]
-        return (target == prefix or target.startswith(prefix + "/")) and plain_path(target)
+        if port != self.port:
+            return False
+        prefix, target = self.path.rstrip("/"), path.partition("?")[0]
+        return not prefix or (target == prefix or target.startswith(prefix + "/")) and plain_path(target)
 
 
 _TOP_FIELDS = {"bottle", "allow", "credentials", "secret_patterns", "on_secret", "secret_exempt"}

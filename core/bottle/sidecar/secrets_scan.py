@@ -19,10 +19,10 @@ TLS SNI and ALPN offers, the Host header, the method, every header's name;
 :meth:`Scanner.scan_names`), its URL, its header values and its body
 (:meth:`Scanner.scan_request`). What the request declares is decoded first, as
 its server will read it (:class:`_View`): percent escapes in the URL and in a
-form body (``application/x-www-form-urlencoded``); the ``\\u00XX`` escapes of
-printable ASCII characters and ``\\/`` in a JSON body; content encodings (gzip, ...) the
-proxy undoes before. What nothing declares (base64, hex, a compressed body
-sent as something else, a secret split in two) is beyond any pattern scanner.
+form body (``application/x-www-form-urlencoded``); ``\\/`` and the ``\\u00XX``
+escapes of printable ASCII characters in a JSON body; content encodings (gzip,
+...) the proxy undoes before. What nothing declares (base64, hex, a compressed
+body sent as something else, a secret split in two) is beyond any pattern scanner.
 
 Tokens are found wherever they start, glued to a letter (``xAKIA...``) or
 not, except in bodies for the detectors whose patterns turn up by chance in
@@ -45,8 +45,9 @@ alternation the patterns would lose those literal starts and crawl at
 ~20 MB/s; a case-insensitive pattern loses its literal start the same way. So
 each pattern is its own regex, compiled case-sensitively (issuers fix the case
 of their prefixes: ``xoxb-``, ``AKIA``), except that patterns of one detector
-that begin alike share a regex. A scan is some 25 passes over the data, about
-100 MB/s in all on a small VM (the target is 50).
+that begin alike share a regex. A scan is some 25 passes over the data, and
+one more for a JSON body's escapes: about 90 MB/s in all on a small VM (the
+target is 50).
 
 The sidecar image copies detect-secrets' patterns into a module when it is
 built (``python -m bottle_sidecar.secrets_scan --freeze``), so that the proxy
@@ -92,8 +93,8 @@ SECRET_IN_GROUP = frozenset({"aws.AWSKeyDetector", "basic_auth.BasicAuthDetector
 # Detectors whose patterns turn up by chance in random base64, standard or URL-safe (how images and
 # files travel in a body), more often than once in 10 GB: a short prefix before common letters.
 # Per byte of it: Google's AIza 2e-8 (once in 50 MB); GitHub's ghp_ (and gho_, ...) 2e-7 and
-# npm's npm_ 2e-8, in URL-safe base64 only (the standard alphabet has no "_"); AWS's AKIA (and
-# A3T., ...) 2.4e-10. Twilio's AC and SK are two letters before 32 lowercase letters and digits, as
+# npm's npm_ 2e-8, in URL-safe base64 only (the standard alphabet has no "_"); AWS's AKIA, A3T
+# and the like 2.4e-10. Twilio's AC and SK are two letters before 32 lowercase letters and digits, as
 # hex digests are. The others start with six or more fixed characters, or hold one base64 has not
 # ("." "-" ":" " "): once in 10 GB or far rarer.
 WEAK = frozenset({"AWS Access Key", "GitHub Token", "npm Token", "Google API Key", "Twilio API Key"})
@@ -299,7 +300,7 @@ class _View:
         return offset + (self.shifts[index - 1] if index else 0)
 
 
-def body_codec(headers: Iterable[tuple[bytes, bytes]]) -> re.Pattern[bytes] | None:
+def _body_codec(headers: Iterable[tuple[bytes, bytes]]) -> re.Pattern[bytes] | None:
     """How a body is escaped, by the media type its ``content-type`` header declares: a form's
     percent escapes, JSON's, or None."""
     media = next((value for name, value in headers if name.lower() == b"content-type"), b"").lower()
@@ -423,7 +424,7 @@ class Scanner:
         before it injects.
         """
         headers = list(headers)
-        return self._head_hit(url, headers) or self.scan(body, codec=body_codec(headers))
+        return self._head_hit(url, headers) or self.scan(body, codec=_body_codec(headers))
 
     def _head_hit(self, url: bytes, headers: list[tuple[bytes, bytes]]) -> Hit | None:
         return self._first_hit([("url", _View.of(url, _PERCENT))]
@@ -458,7 +459,7 @@ class Scanner:
                 value, found = self.redact(value, _header(name), markers, body=False)
                 headers[index] = (name, value)
                 hits += found
-        body, found = self.redact(body, "body", markers, body_codec(headers))
+        body, found = self.redact(body, "body", markers, _body_codec(headers))
         return Redacted(url, headers, body, hits + found)
 
 

@@ -12,7 +12,6 @@ copy, before any provision hook runs, which is how the ``ca`` provisioner
 """
 
 from bottle import hookimpl
-from bottle.plan import PlanFile
 
 NAME = "ca"
 GUEST_CA = "/usr/local/share/ca-certificates/bottle-ca.crt"
@@ -23,6 +22,8 @@ LOCAL = "localhost,127.0.0.1,::1"
 
 @hookimpl
 def bottle_plan_files(ctx):
+    from bottle.plan import PlanFile  # pydantic: not for `bottle --help`
+
     cert = ctx.sidecar.ca_cert
     return [
         PlanFile(host_path=cert, guest_path=GUEST_CA, provider=NAME, root_owned=True),

@@ -6,18 +6,19 @@ append: an empty prompt must not change Claude Code's behaviour.
 """
 
 from bottle import hookimpl
-from bottle.plan import PlanFile
 
 NAME = "prompt"
 
 
 @hookimpl
 def bottle_plan_files(ctx):
+    from bottle.plan import PlanFile  # pydantic: not for `bottle --help`
+
     return [PlanFile(host_path=ctx.prompt_file, guest_path=ctx.guest.prompt_path, provider=NAME)]
 
 
 @hookimpl
-def bottle_plan_claude_args(ctx):
+def bottle_plan_agent_args(ctx):
     if not ctx.agent.prompt.strip():
         return []
     return ["--append-system-prompt-file", ctx.guest.prompt_path]

@@ -13,8 +13,6 @@ from pathlib import Path
 
 from bottle import hookimpl, paths
 from bottle.errors import UsageError
-from bottle.manifests.common import check_name
-from bottle.plan import PlanFile
 
 NAME = "skills"
 
@@ -63,6 +61,8 @@ def _check_links(skill: Path) -> None:
 
 
 def resolve_skill(name: str, agent_file: Path, dirs: list[Path]) -> Path:
+    from bottle.manifests.common import check_name  # pydantic: not for `bottle --help`
+
     try:
         check_name(name, "skill")
     except UsageError as err:
@@ -84,6 +84,8 @@ def resolve_skill(name: str, agent_file: Path, dirs: list[Path]) -> Path:
 
 @hookimpl
 def bottle_plan_files(ctx):
+    from bottle.plan import PlanFile  # pydantic: not for `bottle --help`
+
     dirs = skill_dirs(ctx.project_dir, paths.config_dir())
     return [
         PlanFile(

@@ -22,6 +22,12 @@ This makes the hooks an audit trail and a guard against honest mistakes, not
 a proof: the hook processes are the agent's, which can kill them, and
 anything the client posts, the agent can post too (the server labels hook
 events as the guest's). The sandbox and the sidecar are the boundary.
+
+The same plugin is the operator's side: it publishes the hook through which
+an approval is carried out (``bottle.supervise_hookspecs``) and adds
+``bottle proposals``, ``bottle answer`` and ``bottle supervise``, whose code
+is in the core until supervise has a distribution of its own; so blocking
+``supervise`` blocks all of it.
 """
 
 import json
@@ -83,7 +89,23 @@ def settings(url: str) -> dict:
 
 
 @hookimpl
-def bottle_plan_claude_args(ctx):
+def bottle_addhooks(pluginmanager):
+    from bottle import supervise_hookspecs
+
+    pluginmanager.add_hookspecs(supervise_hookspecs)
+
+
+@hookimpl
+def bottle_register_commands(app):
+    from bottle.cli import supervise
+
+    app.command("proposals")(supervise.proposals)
+    app.command("answer")(supervise.answer)
+    app.command("supervise")(supervise.supervise)
+
+
+@hookimpl
+def bottle_plan_agent_args(ctx):
     return ["--mcp-config", MCP_CONFIG] if ctx.profile.supervise.enabled else []
 
 

@@ -1,0 +1,22 @@
+"""The core's own commands, registered as the essential plugin ``core``.
+
+They are added through ``bottle_register_commands`` like any plugin's, first,
+and cannot be blocked (``BOTTLE_PLUGINS``, ``BOTTLE_DISABLE_PLUGINS``), as
+pytest's essential plugins: without them bottle could neither run a bottle
+nor say which plugins it has.
+"""
+
+from bottle import hookimpl
+from bottle.cli import audit, info, manage, run
+
+
+@hookimpl
+def bottle_register_commands(app):
+    app.command("run")(run.run)
+    app.command("plugins")(info.plugins)
+    app.command("doctor")(info.doctor)
+    app.command("ls")(manage.ls)
+    app.command("stop")(manage.stop)
+    app.command("gc")(manage.gc)
+    app.command("exec")(manage.exec_)
+    app.command("audit")(audit.audit)
