@@ -8,6 +8,7 @@ proxy reloads it on the next request) and reads the audit rows its requests left
 """
 
 import asyncio
+import gzip
 import http.client
 import json
 import os
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -687,6 +689,44 @@ def test_a_request_body_at_the_limit_is_scanned_and_sent(world):
 
     assert world.https_request("/upload", method="POST", body=b"x" * MiB) == (200, "hello from upstream")
     assert len(world.https.seen[-1]["body"]) == MiB
+
+
+def test_a_small_body_that_inflates_past_the_limit_gets_413(world):
+    """1 MiB is the proxy's limit here; 64 KiB of gzip inflates to 64 MiB: it must not be inflated whole."""
+    world.policy(loopback(world.https_port))
+    seen = len(world.https.seen)
+    world.events()
+    bomb = gzip.compress(b"\0" * (64 * MiB), compresslevel=9)
+    assert len(bomb) < MiB
+
+    status, answer = world.https_request("/upload", method="POST", body=bomb, headers={"content-encoding": "gzip"})
+
+    assert status == 413
+    assert "decodes (gzip) to more than the egress proxy's limit of 1 MiB" in answer
+    assert len(world.https.seen) == seen
+    (row,) = [event for event in world.events() if event["decision"] == "blocked"]
+    assert row["detail"]["check"] == "size"
+
+
+@pytest.mark.parametrize(("encoding", "body"), [("br", b"\x1b\x00\x00"), ("gzip, gzip", b"x"), ("gzip", b"not gzip")])
+def test_a_body_the_proxy_cannot_decode_with_a_bound_is_refused(world, encoding, body):
+    """Scanning the encoded bytes would find nothing: what cannot be undone here does not leave."""
+    world.policy(loopback(world.https_port))
+    seen = len(world.https.seen)
+
+    status, answer = world.https_request("/upload", method="POST", body=body, headers={"content-encoding": encoding})
+
+    assert status == 415
+    assert "why: the request body" in answer
+    assert len(world.https.seen) == seen
+
+
+def test_a_deflate_body_with_or_without_its_zlib_header_is_scanned(world):
+    world.policy(loopback(world.https_port))
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    for body in (zlib.compress(f"k={GITHUB_TOKEN}".encode()), raw.compress(f"k={GITHUB_TOKEN}".encode()) + raw.flush()):
+        status, answer = world.https_request("/upload", method="POST", body=body, headers={"content-encoding": "deflate"})
+        assert status == 403 and "GitHub Token in body" in answer
 
 
 def test_the_request_body_limit_must_be_a_size():

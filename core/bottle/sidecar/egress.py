@@ -46,6 +46,7 @@ import socket
 import sqlite3
 import sys
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -86,6 +87,7 @@ class Blocked(Exception):
     why: str  # one line, never a secret
     remedy: str
     detail: dict = field(default_factory=dict)
+    status: int = 403
 
 
 class ForbiddenAddress(OSError):
@@ -142,7 +144,10 @@ class CheckedResolver:
 class EgressAddon:
     """The mitmproxy addon: the checks, the credential routes, the audit rows."""
 
-    def __init__(self, policies: PolicyFile, credentials: dict[str, str], audit: AuditLog, resolver: CheckedResolver):
+    def __init__(self, policies: PolicyFile, credentials: dict[str, str], audit: AuditLog, resolver: CheckedResolver,
+                 body_limit: int = human.parse_size(DEFAULT_REQUEST_BODY_LIMIT)):
+        """*body_limit*: bytes a request body may have, as sent and once decoded (``--request-body-limit``)."""
+        self.body_limit = body_limit
         self.policies = policies
         self.credentials = credentials
         self.audit = audit
@@ -211,7 +216,7 @@ class EgressAddon:
         audited: nothing failed that an operator could change.
         """
         if flow.error.msg == REQUEST_TOO_LARGE:
-            limit = human.parse_size(ctx.options.body_size_limit)
+            limit = self.body_limit
             self._deny(flow, Blocked("size", f"the request body is over the egress proxy's limit of {_size(limit)}",
                                      "none for this request: send less at once (the limit is the egress proxy's "
                                      "--request-body-limit)", {"limit": limit}), status=413)
@@ -231,7 +236,7 @@ class EgressAddon:
         try:
             await admit(flow)
         except Blocked as blocked:
-            self._deny(flow, blocked)
+            self._deny(flow, blocked, blocked.status)
         except Exception:  # fail closed: a bug in a check must not let the request through
             logger.exception("egress check failed")
             self._deny(flow, Blocked("internal", "the egress proxy failed while checking this request",
@@ -320,7 +325,7 @@ class EgressAddon:
         request = flow.request
         host, port, scheme = normalize_host(request.host), request.port, request.scheme
         scanner = self._scanner_for(policy)
-        url, body = request.url.encode(), request.get_content(strict=False) or b""
+        url, body = request.url.encode(), decoded_body(request, self.body_limit)
         if policy.secret_mode(host, port, scheme) == "block":
             hit = scanner.scan_request(url, request.headers.fields, body)
             if hit is not None:
@@ -474,6 +479,48 @@ def _size(size: int) -> str:
     return f"{size / MiB:g} MiB ({size} bytes)"
 
 
+#: Content encodings a request body may declare: each is undone with a bound on what it inflates to.
+DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def decoded_body(request: http.Request, limit: int) -> bytes:
+    """The request's body with its declared content-encoding undone, for scanning: at most *limit* bytes.
+
+    The size limit counts the body as sent; compressed, a few KiB can inflate
+    to gigabytes in the sidecar's memory (mitmproxy's own decoding has no
+    bound), so a body that decodes past *limit* gets a 413. An encoding that
+    cannot be undone with a bound here (br, zstd, several in a row) or a body
+    that does not decode as declared is refused (415): scanning its compressed
+    bytes would see no secret at all. Clients send request bodies plain or
+    gzipped; Claude Code sends them plain.
+    """
+    raw = request.raw_content or b""
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return raw
+    if encoding not in DECODERS:
+        raise Blocked("encoding", f"the request body's content-encoding {encoding!r} cannot be scanned here",
+                      "send the body plain or with gzip or deflate", {"encoding": encoding}, status=415)
+    inflater = zlib.decompressobj(DECODERS[encoding])
+    try:
+        body = inflater.decompress(raw, limit + 1)
+    except zlib.error:
+        if encoding != "deflate":
+            raise Blocked("encoding", f"the request body does not decode as {encoding}", "send what it declares",
+                          {"encoding": encoding}, status=415) from None
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # "deflate" is often sent without zlib's header
+        try:
+            body = inflater.decompress(raw, limit + 1)
+        except zlib.error:
+            raise Blocked("encoding", "the request body does not decode as deflate", "send what it declares",
+                          {"encoding": encoding}, status=415) from None
+    if len(body) > limit:
+        raise Blocked("size", f"the request body decodes ({encoding}) to more than the egress proxy's limit of "
+                      f"{_size(limit)}", "none for this request: send less at once (the limit is the egress "
+                      "proxy's --request-body-limit)", {"limit": limit, "encoding": encoding}, status=413)
+    return body
+
+
 class BoundedHttpStream(http_layers.HttpStream):
     """mitmproxy's HTTP stream, with ``body_size_limit`` for request bodies only, refused our way.
 
@@ -617,7 +664,8 @@ def proxy_master(opts: options.Options):
 async def serve(args: argparse.Namespace, policies: PolicyFile, credentials: dict[str, str], audit: AuditLog) -> None:
     master = proxy_master(options.Options())
     loop = asyncio.get_running_loop()
-    addon = EgressAddon(policies, credentials, audit, CheckedResolver(loop, policies))
+    addon = EgressAddon(policies, credentials, audit, CheckedResolver(loop, policies),
+                        human.parse_size(args.request_body_limit))
     policies.report = addon.policy_reloaded
     master.addons.add(addon)
     master.options.update(
