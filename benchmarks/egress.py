@@ -1,4 +1,4 @@
-"""What the egress sidecar costs: latency, scanning speed, memory. One run, one bottle.
+"""What the egress sidecar costs: latency, scanning speed, memory. One run, one bottle per sidecar image.
 
 Prints, measured in the same run:
 - the latency of a small HTTPS request over a kept-alive connection, from the
@@ -6,8 +6,9 @@ Prints, measured in the same run:
   request from a container of the agent image on Docker's default bridge
   network straight to the same upstream (p50, p99 and the p50 added);
 - the secret scanner's speed (MB/s) on Messages-API-like request bodies
-  (system prompt, tools, code in tool results, a screenshot), in process, as
-  the proxy calls it; and large POSTs end to end, through the sidecar and direct;
+  (system prompt, tools, code in tool results, a screenshot), in a container of
+  the sidecar image (its Python, not the host's), as the proxy calls it; and
+  large POSTs end to end, through the sidecar and direct;
 - a 200 MB download with curl, through the sidecar and direct (MB/s), and what
   it costs the egress proxy's memory: its RSS and PSS before, at the peak (RSS:
   the kernel's high-water mark, reset just before; PSS: sampled meanwhile) and
@@ -31,6 +32,7 @@ connection, through a CONNECT tunnel for the bottle, timed per request.
 Everything the run starts is torn down at the end.
 
 Run: .venv/bin/python -m benchmarks.egress [--requests N] [--post-mb M] [--download-mb D]
+     [--sidecar-image TAG ...]  (several: each measured in turn in this run, then a table side by side)
 """
 
 import argparse
@@ -50,7 +52,7 @@ from pathlib import Path
 
 import docker
 
-from bottle.sidecar.secrets_scan import Scanner
+from bottle.settings import Settings
 from tests.support.certs import TestCA
 from tests.support.fake_anthropic import FakeMessagesAPI, held
 from tests.support.hostnet import host_gateway
@@ -279,27 +281,51 @@ REQUEST_HEADERS = [
 ]
 
 
-def scan_speed(repeats: int) -> dict:
-    """MB/s of Scanner.scan_request over bodies of several sizes, as the proxy calls it."""
-    scanner = Scanner([], [PLACEHOLDER])
-    url = b"https://api.anthropic.com/v1/messages?beta=true"
-    result = {}
-    total_bytes, total_s = 0, 0.0
-    for size in (64 * 1024, 256 * 1024, MiB, 4 * MiB):
-        body = messages_body(size, seed=size)
-        hit = scanner.scan_request(url, REQUEST_HEADERS, body)
-        if hit is not None:
-            raise SystemExit(f"the benchmark body of {size} bytes has a false positive: {hit}")
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            scanner.scan_request(url, REQUEST_HEADERS, body)
-            times.append(time.perf_counter() - started)
-        seconds = statistics.median(times)
-        result[f"{len(body) // 1024}KiB"] = round(len(body) / seconds / 1e6, 1)
-        total_bytes += len(body)
-        total_s += seconds
-    return {"all_bodies_mb_s": round(total_bytes / total_s / 1e6, 1), "by_body_size_mb_s": result}
+# Run in a container of the sidecar image, on its Python, over the bodies in /bench (one file each, with the
+# URL and headers in /bench/request.json): the median MB/s of Scanner.scan_request by body, as the proxy calls it.
+SCAN_SPEED_PY = r"""
+import json, statistics, sys, time
+from pathlib import Path
+from bottle_sidecar.secrets_scan import Scanner
+request = json.loads(Path("/bench/request.json").read_text())
+url, headers = request["url"].encode(), [(k.encode(), v.encode()) for k, v in request["headers"]]
+scanner, result = Scanner([], [request["placeholder"]]), {}
+for path in sorted(Path("/bench").glob("body-*"), key=lambda p: p.stat().st_size):
+    body = path.read_bytes()
+    hit = scanner.scan_request(url, headers, body)
+    if hit is not None:
+        sys.exit(f"the benchmark body of {len(body)} bytes has a false positive: {hit}")
+    times = []
+    for _ in range(int(sys.argv[1])):
+        started = time.perf_counter()
+        scanner.scan_request(url, headers, body)
+        times.append(time.perf_counter() - started)
+    result[len(body)] = statistics.median(times)
+print(json.dumps(result))
+"""
+
+
+def scan_speed(client, sidecar_image: str, repeats: int) -> dict:
+    """MB/s of Scanner.scan_request over bodies of several sizes, as the proxy calls it, on the
+    sidecar image's Python (which is not the host's)."""
+    with tempfile.TemporaryDirectory(prefix="bottle-bench-scan-") as bench:
+        os.chmod(bench, 0o755)  # for the image's own user
+        for size in (64 * 1024, 256 * 1024, MiB, 4 * MiB):
+            Path(bench, f"body-{size}").write_bytes(messages_body(size, seed=size))
+        Path(bench, "request.json").write_text(json.dumps({
+            "url": "https://api.anthropic.com/v1/messages?beta=true", "placeholder": PLACEHOLDER,
+            "headers": [(k.decode(), v.decode()) for k, v in REQUEST_HEADERS]}))
+        try:
+            output = client.containers.run(sidecar_image, entrypoint=["python", "-c", SCAN_SPEED_PY, str(repeats)],
+                                           volumes={bench: {"bind": "/bench", "mode": "ro"}}, network_disabled=True,
+                                           remove=True)
+        except docker.errors.ContainerError as err:
+            raise SystemExit(f"the scanner benchmark failed in {sidecar_image}: {err.stderr.decode(errors='replace')}")
+    seconds = {int(size): value for size, value in json.loads(output).items()}
+    return {
+        "all_bodies_mb_s": round(sum(seconds) / sum(seconds.values()) / 1e6, 1),
+        "by_body_size_mb_s": {f"{size // 1024}KiB": round(size / value / 1e6, 1) for size, value in seconds.items()},
+    }
 
 
 # -- the containers ---------------------------------------------------------------------------------------------
@@ -429,11 +455,42 @@ def main() -> None:
     parser.add_argument("--download-mb", type=int, default=200, help="size of the download (MB, 10^6 bytes)")
     parser.add_argument("--scan-repeats", type=int, default=9)
     parser.add_argument("--image", default="bottle/agent:latest")
+    parser.add_argument("--sidecar-image", action="append", dest="sidecar_images", metavar="TAG",
+                        help="a sidecar image to measure (repeatable: each is measured in turn, in this run, against "
+                             "the same upstream; default: the sidecar_image setting)")
     args = parser.parse_args()
 
-    scanning = scan_speed(args.scan_repeats)
+    images = args.sidecar_images or [Settings().sidecar_image]
+    results = {image: measure(args, image) for image in images}
+    print(json.dumps(results if len(images) > 1 else results[images[0]], indent=2))
+    if len(images) > 1:
+        print(compare(results))
 
+
+def compare(results: dict[str, dict]) -> str:
+    """The numbers that matter, one column per sidecar image."""
+    rows = {
+        "added p50 (ms)": lambda r: r["latency"]["added_p50_ms"],
+        "added p99 (ms)": lambda r: r["latency"]["added_p99_ms"],
+        "download through the sidecar (MB/s)": lambda r: r["download"]["through_sidecar_mb_s"],
+        "large POST through the sidecar (MB/s)": lambda r: r["large_post_end_to_end"]["through_sidecar_mb_s"],
+        "secret scanning in the sidecar image (MB/s)": lambda r: r["scanner_in_sidecar_image"]["all_bodies_mb_s"],
+        "sidecar idle, docker stats (MiB)": lambda r: r["sidecar_memory_idle"]["docker_stats_mib"],
+        "sidecar idle, PSS of its processes (MiB)": lambda r: r["sidecar_memory_idle"]["processes_pss_mib"],
+        "egress proxy RSS rise at the download's peak (MiB)": lambda r: r["download"]["rise_peak_rss_mib"],
+        "sidecar after load, docker stats (MiB)": lambda r: r["sidecar_memory_after_load"]["docker_stats_mib"],
+    }
+    width = max(map(len, rows)) + 2
+    lines = [" " * width + "".join(f"{image:>32}" for image in results)]
+    lines += [f"{name:<{width}}" + "".join(f"{value(result):>32}" for result in results.values())
+              for name, value in rows.items()]
+    return "\n".join(lines)
+
+
+def measure(args: argparse.Namespace, sidecar_image: str) -> dict:
+    """One bottle whose sidecar is *sidecar_image*: scanning, latency, download, large POSTs, memory."""
     client = docker.from_env(timeout=300)
+    scanning = scan_speed(client, sidecar_image, args.scan_repeats)
     if leftovers(client):
         raise SystemExit(f"a bottle of the benchmark agent {AGENT} was still there (removed); run again")
     gateway = host_gateway(client)
@@ -456,7 +513,7 @@ def main() -> None:
 
     release = threading.Event()
     process = None
-    result: dict = {"scanner_in_process": scanning}
+    result: dict = {"scanner_in_sidecar_image": scanning}
     try:
         with FakeMessagesAPI([held(release)], api_key=REAL_KEY, host="0.0.0.0", tls=(str(cert), str(key))) as api:
             project = work / "project"
@@ -471,7 +528,8 @@ def main() -> None:
                 f'[[credentials]]\nhost = "{gateway}"\nport = {api.port}\nheader = "x-api-key"\nenv = "{KEY_ENV}"\n'
             )
             env = {k: v for k, v in os.environ.items() if not k.startswith("BOTTLE_")}
-            env.update(XDG_CONFIG_HOME=str(work / "config"), XDG_STATE_HOME=str(work / "state"), **{KEY_ENV: REAL_KEY})
+            env.update(XDG_CONFIG_HOME=str(work / "config"), XDG_STATE_HOME=str(work / "state"), **{KEY_ENV: REAL_KEY},
+                       BOTTLE_SIDECAR_IMAGE=sidecar_image, BOTTLE_IMAGE=args.image)
             started = time.perf_counter()
             process = subprocess.Popen([sys.executable, "-m", "bottle", "run", AGENT, "--prompt", "hi"], cwd=project,
                                        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -551,7 +609,7 @@ def main() -> None:
             "download_memory": result["download"]["rise_peak_rss_mib"] <= 8,
         },
     }
-    print(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":

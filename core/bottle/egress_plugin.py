@@ -9,12 +9,12 @@ there.
 """
 
 from bottle import hookimpl
-from bottle.cli import egress
+from bottle.cli import egress as commands
 
 
 @hookimpl
 def bottle_register_commands(app):
-    app.add_typer(egress.app, name="egress")
+    app.add_typer(commands.app, name="egress")
 
 
 @hookimpl(optionalhook=True)

@@ -33,18 +33,24 @@ def require_image(client, ref: str, kind: str):
     """The local image *ref*, a bottle's *kind* ("agent" or "sidecar") image.
 
     Every bottle starts from both, whatever the backend; each is checked here
-    before its container (or microVM) is made, so that a missing one is one
-    message, whichever it is, saying how to build exactly that tag.
+    before its container (or microVM) is made, so that a missing one, or one
+    of another format than this bottle runs (see ``bottle.images.build.IMAGE_FORMATS``),
+    is one message, whichever it is, saying how to build exactly that tag.
     """
     from docker.errors import ImageNotFound
 
+    from bottle.images.build import format_problem
+
+    build = (f"Run `bottle image build --only {kind} {BUILD_TAG_FLAG[kind]} {ref}` "
+             "(and `bottle image bootstrap` first where no registry is reachable).")
     try:
-        return client.images.get(ref)
+        image = client.images.get(ref)
     except ImageNotFound:
-        raise EnvironmentProblem(
-            f"The {kind} image {ref!r} is not built. Run `bottle image build --only {kind} {BUILD_TAG_FLAG[kind]} {ref}` "
-            "(and `bottle image bootstrap` first where no registry is reachable)."
-        ) from None
+        raise EnvironmentProblem(f"The {kind} image {ref!r} is not built. {build}") from None
+    problem = format_problem(kind, image.labels)
+    if problem:
+        raise EnvironmentProblem(f"The {kind} image {ref!r} cannot run with this bottle: {problem}. {build}")
+    return image
 
 
 def remove_container(api, ref: str) -> None:

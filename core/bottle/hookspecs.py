@@ -85,8 +85,8 @@ def bottle_register_commands(app: "typer.Typer") -> None:
     essential plugin that cannot be disabled. A command or group name that
     another plugin already registered is an error naming both plugins. Every
     plugin is imported and asked for ``bottle --help``, so import heavy
-    modules inside the command, not at module level nor here. A command gets
-    this process's loaded plugins as ``typer.Context.obj``.
+    modules inside the command, not at module level nor here. A command finds
+    this process's plugins with ``bottle.cli.common.loaded_plugins()``.
     """
 
 

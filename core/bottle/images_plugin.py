@@ -4,9 +4,9 @@ An entry point of the core's distribution while the image code lives there.
 """
 
 from bottle import hookimpl
-from bottle.cli import image
+from bottle.cli import image as commands
 
 
 @hookimpl
 def bottle_register_commands(app):
-    app.add_typer(image.app, name="image")
+    app.add_typer(commands.app, name="image")

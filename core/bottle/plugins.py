@@ -89,7 +89,7 @@ class Plugins:
                     hooks=tuple(sorted(caller.name for caller in self.manager.get_hookcallers(plugin) or [])),
                     backends=self._provided_by("backend", name),
                     commands=self._provided_by("command", name),
-                    essential=name in ESSENTIAL and ep is not None,
+                    essential=name in ESSENTIAL,
                 )
             )
         return sorted(infos, key=lambda info: info.name)
@@ -108,7 +108,8 @@ class Plugins:
         owners[name] = plugin
 
     def _impls(self, hook_name: str) -> list[pluggy.HookImpl]:
-        """A registration hook's implementations, in the order their plugins were registered (the core's first).
+        """A registration hook's implementations, in the order their plugins were registered (the core's first;
+        ``tryfirst``/``trylast`` aside).
 
         Each is called on its own, rather than through the hook, so that what
         it registers is known to be its plugin's; for a registry the order only

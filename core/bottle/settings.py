@@ -7,7 +7,7 @@ where guest files go); *what* a bottle may reach lives in bottle profiles.
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -32,8 +32,14 @@ class Settings(BaseSettings):
     backend: str = Field("docker", description="backend used when the profile names none")
     image: str = Field("bottle/agent:latest", description="agent image tag")
     sidecar_image: str = Field("bottle/sidecar:latest", description="sidecar image tag (egress proxy and other daemons)")
-    image_base: str = Field("debian:bookworm-slim", description="base image the agent image builds on")
-    debian_suite: str = Field("bookworm", description="suite `bottle image bootstrap` makes the base from")
+    image_base: str | None = Field(
+        None,  # filled in from debian_suite: see _base_of_the_suite
+        description="base image both images build on (default: debian:SUITE-slim, SUITE being debian_suite)",
+    )
+    debian_suite: str = Field(
+        "trixie", description="Debian suite `bottle image bootstrap` makes the base from (the sidecar needs "
+        "trixie, Debian 13, or later: its mitmproxy needs Python 3.12)",
+    )
     build_ca_certs: list[Path] | None = Field(
         None, description="extra CA certificates trusted while building images (default: the host's)"
     )
@@ -66,6 +72,13 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith("/"):
             raise ValueError("expected an absolute guest path (starting with /)")
         return value
+
+    @model_validator(mode="after")
+    def _base_of_the_suite(self) -> "Settings":
+        """The base image is named after its suite, so bases of two suites live side by side."""
+        if self.image_base is None:
+            self.image_base = f"debian:{self.debian_suite}-slim"
+        return self
 
     @property
     def skills_dir(self) -> str:

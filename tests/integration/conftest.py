@@ -28,6 +28,7 @@ LABEL = "bottle.slug"
 REAL_KEY_ENV = KEY_ENV
 REAL_API_KEY = "sk-ant-api03-" + "R3alKeyOnlyTheSidecarHolds" * 3 + "-AA"
 REPORT = pytest.StashKey[list[str]]()
+IMAGE_SETTINGS = ("BOTTLE_IMAGE", "BOTTLE_SIDECAR_IMAGE")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -164,9 +165,11 @@ class BottleHome:
 
 @pytest.fixture
 def home(tmp_path, agent_image) -> BottleHome:
-    # No real credential of the caller's comes in: only the fake key.
+    # No real credential of the caller's comes in: only the fake key. Nor any
+    # setting, but the images under test (BOTTLE_SIDECAR_IMAGE=bottle/sidecar:dev
+    # runs the suite against that sidecar image).
     env = {key: value for key, value in os.environ.items()
-           if not key.startswith("BOTTLE_") and key != "CLAUDE_CODE_OAUTH_TOKEN"}
+           if key in IMAGE_SETTINGS or not key.startswith("BOTTLE_") and key != "CLAUDE_CODE_OAUTH_TOKEN"}
     bottle_home = BottleHome(tmp_path)
     env.update(XDG_CONFIG_HOME=str(tmp_path / "config"), XDG_STATE_HOME=str(tmp_path / "state"))
     env[REAL_KEY_ENV] = REAL_API_KEY

@@ -4,14 +4,18 @@
 ``tests/integration`` carries the marker, a test elsewhere that asks for the
 engine is refused at collection, and the benchmarks are never collected.
 Under ``CI=true`` an integration test may skip only for a reason of the host.
+The sidecar's own tests are collected only inside its image.
 """
 
+import ast
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+from tests.conftest import SIDECAR_ONLY
 
 REPO = Path(__file__).parents[2]
 
@@ -106,3 +110,50 @@ def test_outside_ci_a_skip_stays_a_skip(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "CI"}
     done = pytest_run(root, "-q", "tests", env=env)
     assert done.returncode == 0 and done.stdout.splitlines()[-1].startswith("1 passed, 3 skipped"), done.stdout
+
+
+SIDECAR_TESTS = {
+    "tests/unit/test_egress_proxy.py": "import mitmproxy_only_in_the_image\n\ndef test_proxy():\n    pass\n",
+    "tests/unit/test_audit.py": "def test_shared():\n    pass\n",
+    "tests/unit/test_host.py": "def test_host():\n    pass\n",
+}
+
+
+def test_the_sidecar_only_tests_are_left_to_the_image(tmp_path):
+    root = _tree(tmp_path, SIDECAR_TESTS)
+    env = {key: value for key, value in os.environ.items() if key != "BOTTLE_TEST_IN_SIDECAR_IMAGE"}
+
+    on_host = pytest_run(root, "--collect-only", "-q", "tests", env=env)
+    named = pytest_run(root, "--collect-only", "-q", "tests/unit/test_egress_proxy.py", env=env)
+    inside = pytest_run(root, "--collect-only", "-q", "tests", env={**env, "BOTTLE_TEST_IN_SIDECAR_IMAGE": "1"})
+
+    assert on_host.returncode == 0, on_host.stdout + on_host.stderr
+    assert sorted(line for line in on_host.stdout.splitlines() if "::" in line) == [
+        "tests/unit/test_audit.py::test_shared", "tests/unit/test_host.py::test_host"]
+    assert named.returncode == 4 and "pytest tests/integration/test_sidecar_image.py" in named.stderr, named.stderr
+    assert "No module named 'mitmproxy_only_in_the_image'" in inside.stdout, "inside the image it is collected"
+
+
+#: The libraries only the sidecar image has (mitmproxy needs a newer Python than the host may have).
+SIDECAR_LIBRARIES = {"mitmproxy", "wsproto"}
+
+
+def test_every_test_that_needs_the_sidecars_libraries_runs_in_its_image():
+    """A unit test module importing mitmproxy, or a test module that does, is in SIDECAR_ONLY:
+    on the host it would fail to import; left out of the list it would run nowhere."""
+    units = REPO / "tests" / "unit"
+    imports = {}
+    for path in units.glob("test_*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+        imports[path.stem] = names
+    needs = {name for name, names in imports.items() if {n.split(".")[0] for n in names} & SIDECAR_LIBRARIES}
+    while more := {name for name, names in imports.items() if name not in needs
+                   and any(n.removeprefix("tests.unit.") in needs for n in names)}:
+        needs |= more
+    assert sorted(f"{name}.py" for name in needs if f"{name}.py" not in SIDECAR_ONLY) == [], \
+        "add these to SIDECAR_ONLY in tests/conftest.py"

@@ -15,7 +15,7 @@ import json
 from contextlib import ExitStack
 from types import SimpleNamespace
 
-import httpx
+import httpx2
 import pytest
 import typer
 from textual.widgets import Input, Label, RichLog
@@ -144,7 +144,7 @@ def audit_log(home):
     app = build_app(Supervisor(Queue(path.parent / "queue.sqlite"), log, SLUG, "coder", 1, []))
 
     async def record():
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://sidecar") as hooks:
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app), base_url="http://sidecar") as hooks:
             for payload in PAYLOADS.values():
                 log.record("egress", "blocked", method="GET", host=payload, port=443, path=f"/{payload}",
                            reason="host not allowed", detail={"check": "allowlist"})

@@ -1,6 +1,9 @@
 """Build contexts hold the kind's Dockerfile, the CAs and (sidecar) bottle's sidecar package;
-bad input is reported before any build."""
+bad input is reported before any build; an image's labels say what it runs on and
+whether this bottle runs it."""
 
+import re
+import tomllib
 from pathlib import Path
 
 import docker
@@ -11,10 +14,15 @@ import bottle.sidecar
 from bottle.errors import EnvironmentProblem, UsageError
 from bottle.images.bootstrap import mmdebstrap_command
 from bottle.images.build import (
+    FORMAT_LABEL,
+    IMAGE_FORMATS,
+    VERSION_LABEL,
     _follow,
     build_image,
     default_build_ca_certs,
+    describe_versions,
     dockerfile,
+    format_problem,
     pip_index_from_config,
     write_build_context,
 )
@@ -162,3 +170,41 @@ def test_build_failure_names_the_step_and_the_output_tail(tmp_path):
         "building t failed at Step 2/3: The command '/bin/sh -c npm install' returned a non-zero code: 1\n"
         "npm ERR! code SELF_SIGNED_CERT_IN_CHAIN"
     )
+
+
+SIDECAR_LABELS = {
+    "bottle.image": "sidecar", FORMAT_LABEL: str(IMAGE_FORMATS["sidecar"]),
+    **{VERSION_LABEL + name: version for name, version in {
+        "mcp": "2.3.0", "python": "3.13.5", "h11": "0.16.0", "debian": "trixie", "detect-secrets": "1.5.0",
+        "mitmproxy": "12.3.1"}.items()},
+}
+
+
+def test_the_versions_read_in_a_fixed_order():
+    assert describe_versions(SIDECAR_LABELS) == (
+        "Debian trixie, Python 3.13.5, mitmproxy 12.3.1, h11 0.16.0, mcp 2.3.0, detect-secrets 1.5.0")
+
+
+@pytest.mark.parametrize(("labels", "problem"), [
+    (SIDECAR_LABELS, None),
+    ({"bottle.image": "sidecar", "bottle.mitmproxy-version": "11.0.2"},
+     f"it was built by an older bottle (image format 1; this bottle runs format {IMAGE_FORMATS['sidecar']})"),
+    ({FORMAT_LABEL: "99"}, f"it was built by a newer bottle (image format 99; this bottle runs format "
+                           f"{IMAGE_FORMATS['sidecar']})"),
+    ({FORMAT_LABEL: "two"}, f"it was built by an older bottle (image format two; this bottle runs format "
+                            f"{IMAGE_FORMATS['sidecar']})"),
+])
+def test_a_sidecar_image_of_another_format_is_refused(labels, problem):
+    assert format_problem("sidecar", labels) == problem
+
+
+def test_an_agent_image_has_no_format_to_check():
+    assert format_problem("agent", {}) is None
+
+
+def test_the_host_tests_sidecar_code_at_the_image_pins():
+    """The [test] extra's sidecar libraries are the versions sidecar.Dockerfile installs."""
+    pins = dict(re.findall(r"^ARG (\w+)_VERSION=(\S+)$", dockerfile("sidecar").read_text(), re.MULTILINE))
+    extra = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    test = dict(r.split("==") for r in extra["project"]["optional-dependencies"]["test"] if "==" in r)
+    assert test == {"detect-secrets": pins["DETECT_SECRETS"], "mcp": pins["MCP"]}

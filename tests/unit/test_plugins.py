@@ -1,4 +1,5 @@
-"""The plugin manager: entry points, disabling, broken plugins, backend registration."""
+"""The plugin manager: entry points, blocking and allowing, pluggy's checks, the registries
+(backends, commands), the hooks plugins publish for each other, the agent command, failing closed."""
 
 import json
 import os

@@ -137,3 +137,10 @@ def test_relative_guest_paths_rejected(monkeypatch, usage_error, field, source):
 def test_skills_dir_defaults_under_guest_home_and_can_be_overridden():
     assert load_settings(guest_home="/home/bob").skills_dir == "/home/bob/.claude/skills"
     assert load_settings(guest_home="/home/bob", guest_skills_dir="/opt/skills").skills_dir == "/opt/skills"
+
+
+def test_the_base_image_is_named_after_its_suite(monkeypatch):
+    assert (load_settings().debian_suite, load_settings().image_base) == ("trixie", "debian:trixie-slim")
+    monkeypatch.setenv("BOTTLE_DEBIAN_SUITE", "bookworm")
+    assert load_settings().image_base == "debian:bookworm-slim"
+    assert load_settings(image_base="local/base:1").image_base == "local/base:1"

@@ -145,6 +145,7 @@ def summary(labels=LABELS, state="running", name=NAME):
 class FakeImage:
     def __init__(self, image_id="sha256:" + "ab" * 32):
         self.id = image_id
+        self.labels = {}
         self.saves = 0
 
     def save(self, named=False):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-import httpx
+import httpx2
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
@@ -110,8 +110,8 @@ def allowlist(monkeypatch):
 
 async def _session_call(base: str, action):
     # No proxy from the environment: everything here is on loopback.
-    async with httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(TIMEOUT, read=60)) as http:
-        async with streamable_http_client(f"{base}/mcp", http_client=http) as (read, write, _):
+    async with httpx2.AsyncClient(trust_env=False, timeout=httpx2.Timeout(TIMEOUT, read=60)) as http:
+        async with streamable_http_client(f"{base}/mcp", http_client=http) as (read, write):
             async with ClientSession(read, write) as session:
                 await session.initialize()
                 return await action(session)
@@ -136,8 +136,8 @@ def answer_when_asked(server: Server, plugins, decision: str, **kwargs) -> threa
 
 
 def result_of(result) -> dict:
-    assert not result.isError, result.content
-    structured = result.structuredContent
+    assert not result.is_error, result.content
+    structured = result.structured_content
     assert json.loads(result.content[0].text) == structured  # what the model reads
     return structured
 
@@ -147,11 +147,11 @@ def test_the_agent_sees_the_three_tools(server):
 
     by_name = {tool.name: tool for tool in tools}
     assert set(by_name) == {"request_egress", "request_capability", "report_blocked"}
-    egress = by_name["request_egress"].inputSchema
+    egress = by_name["request_egress"].input_schema
     assert egress["required"] == ["host", "reason"]
     assert egress["properties"]["reason"]["maxLength"] == 2000
     assert "blocked" in by_name["request_egress"].description
-    assert by_name["report_blocked"].inputSchema["required"] == ["text"]
+    assert by_name["report_blocked"].input_schema["required"] == ["text"]
 
 
 def test_an_approved_egress_request_returns_after_the_allowlist_changed(server, allowlist, plugins):
@@ -226,7 +226,7 @@ def test_bad_input_is_a_clear_tool_error_and_queues_nothing(server, tool, argume
 
     result = call_tool(server, tool, arguments)
 
-    assert result.isError
+    assert result.is_error
     message = result.content[0].text
     assert fragment in message, message
     assert "pydantic.dev" not in message and len(message) < 1000
@@ -441,7 +441,7 @@ def test_asks_are_limited_in_rate_and_in_number_waiting(tmp_path):
 
     try:
         results, waiting = asyncio.run(_session_call(server.base, flood))
-        assert [r.isError for r in results] == [True] * 4
+        assert [r.is_error for r in results] == [True] * 4
         texts = [r.content[0].text for r in results]
         assert all("1 of your requests are waiting for the operator already" in t for t in texts[:2])
         assert all("too many requests to the operator (at most 3 at once" in t for t in texts[2:])

@@ -48,12 +48,15 @@ def build(
     only: Optional[Literal["agent", "sidecar"]] = typer.Option(None, "--only", help="Build just this image."),
 ) -> None:
     """Build the images: the agent's (base + git, Node.js, Claude Code and a
-    non-root user) and the sidecar's (Python, mitmproxy, detect-secrets, git and
-    bottle's sidecar code)."""
+    non-root user) and the sidecar's (Python, mitmproxy, the MCP SDK,
+    detect-secrets, git and bottle's sidecar code); each line says what the
+    sidecar image holds, as its labels record it."""
     from rich.console import Console
 
     from bottle.engine import docker_client
-    from bottle.images.build import build_image, default_build_ca_certs, host_npm_registry, host_pip_index
+    from bottle.images.build import (
+        build_image, default_build_ca_certs, describe_versions, host_npm_registry, host_pip_index, image_status,
+    )
     from bottle.settings import load_settings
 
     settings = load_settings(
@@ -81,4 +84,5 @@ def build(
             build_args=build_args,
             console=console,
         )
-        console.print(f"built {image_tag} ({image_id[:19]})")
+        versions = describe_versions(image_status(client, image_id).labels)
+        console.print(f"built {image_tag} ({image_id[:19]})" + (f": {versions}" if versions else ""))

@@ -77,9 +77,9 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
         from bottle.engine import docker_client
 
         client = docker_client()
-        for tag in (settings.image, settings.sidecar_image, settings.image_base):
+        for kind, tag in (("agent", settings.image), ("sidecar", settings.sidecar_image), ("base", settings.image_base)):
             status = image_status(client, tag)
-            report["images"][tag] = {"present": status is not None, **(asdict(status) if status else {})}
+            report["images"][tag] = {"present": status is not None, **(_image_report(kind, status) if status else {})}
     config_dir = paths.config_dir()
     project = paths.project_dir() / ".bottle"
     for label, path in {
@@ -102,6 +102,15 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
         raise EnvironmentProblem(f"No backend can run here ({names}); the report says why.")
 
 
+def _image_report(kind: str, status) -> dict:
+    """A present image: its status, the versions its labels record, and why this bottle
+    would not run it (None when it would)."""
+    from bottle.images.build import format_problem, image_versions
+
+    return {**asdict(status), "kind": kind, "versions": image_versions(status.labels),
+            "problem": format_problem(kind, status.labels)}
+
+
 def _limits(image: str, backends: dict, availability: dict) -> dict:
     """Bottle's default limits on this machine, and how each backend that runs here bounds disk."""
     from bottle.limits import Host, built_in
@@ -118,6 +127,7 @@ def _print_report(report: dict) -> None:
         print(f"backend {name:10} {mark} {result['reason']}")
     for tag, status in report["images"].items():
         print(f"image   {tag:30} {'present' if status.get('present') else 'missing: run `bottle image bootstrap` / `bottle image build`'}")
+        _print_image_notes(tag, status)
     for label, result in report["config"].items():
         print(f"config  {label:12} {'found  ' if result['exists'] else 'absent '} {result['path']}")
     for name, error in report["plugin_failures"].items():
@@ -126,3 +136,16 @@ def _print_report(report: dict) -> None:
     print(f'limits  {"defaults":12} {defaults} (a profile sets each, or lifts it with "unlimited")')
     for name, how in report["limits"]["disk"].items():
         print(f"limits  {name:12} disk: {how}")
+
+
+def _print_image_notes(tag: str, status: dict) -> None:
+    """What a present image runs on, and a line saying how to rebuild one this bottle would refuse."""
+    from bottle.engine import BUILD_TAG_FLAG
+    from bottle.images.build import describe_versions
+
+    if status.get("versions"):
+        print(f"image   {'':30} {describe_versions(status['labels'])}")
+    if status.get("problem"):
+        kind = status["kind"]
+        print(f"image   {'':30} NOT RUNNABLE: {status['problem']}; "
+              f"run `bottle image build --only {kind} {BUILD_TAG_FLAG[kind]} {tag}`")

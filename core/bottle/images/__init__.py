@@ -2,8 +2,9 @@
 
 No container registry is assumed to be reachable, so the base image is
 bootstrapped with mmdebstrap from the apt mirrors the host already uses
-(:mod:`.bootstrap`), and the agent image is built on top of it with the engine's
-classic builder (:mod:`.build`). Extra CA certificates the host trusts (for a
+(:mod:`.bootstrap`), and the agent and sidecar images are built on top of it
+with the engine's classic builder (:mod:`.build`), the sidecar's labelled with
+what it runs on and the format of image this bottle runs. Extra CA certificates the host trusts (for a
 TLS-intercepting proxy) are trusted during the build but left out of the
 result unless asked for.
 """

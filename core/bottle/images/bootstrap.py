@@ -42,7 +42,7 @@ def bootstrap_base(
     client: docker.DockerClient,
     *,
     tag: str,
-    suite: str = "bookworm",
+    suite: str,
     mirrors: list[str] | None = None,
     console: Console,
 ) -> str:

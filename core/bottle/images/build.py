@@ -9,6 +9,8 @@ bootstrap`` makes it).
 """
 
 import importlib
+import io
+import json
 import re
 import shutil
 import subprocess
@@ -25,6 +27,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bottle.errors import EnvironmentProblem, UsageError
+from bottle.sidecar.versions import PACKAGES
 
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 OUTPUT_TAIL = 25
@@ -43,6 +46,19 @@ CONTEXT_PACKAGES: dict[ImageKind, dict[str, str]] = {
     "agent": {},
     "sidecar": {"bottle_sidecar": "bottle.sidecar"},
 }
+
+
+#: What each kind's image runs on, printed as JSON by a command in it, is
+#: written into its labels once it is built (``bottle image build`` and
+#: ``bottle doctor`` show them): the installed versions, not the pins.
+DESCRIBE: dict[ImageKind, list[str]] = {"sidecar": ["python", "-m", "bottle_sidecar.versions"]}
+VERSION_LABEL = "bottle.version."  # + name: bottle.version.mitmproxy=12.3.1
+#: The image format this bottle builds and runs, by kind: raised when the host
+#: side needs what an image built by an older bottle lacks (format 2: the sidecar
+#: on Debian 13 with mitmproxy 12, h11 0.16 and the MCP SDK 2). ``bottle run``
+#: refuses an image of another format (:func:`bottle.engine.require_image`).
+IMAGE_FORMATS: dict[ImageKind, int] = {"sidecar": 2}
+FORMAT_LABEL = "bottle.format"
 
 
 def dockerfile(kind: ImageKind) -> Path:
@@ -97,19 +113,36 @@ def pip_index_from_config(config_list: str) -> str | None:
 
 
 def write_build_context(directory: Path, kind: ImageKind, ca_certs: list[Path]) -> None:
-    """Fill ``directory`` with the kind's Dockerfile, its packages and the CAs as
-    ``ca/NN-name.crt`` (numbered so equal names from different folders cannot
-    collide, and ending in .crt because update-ca-certificates takes nothing else)."""
-    missing = [str(path) for path in ca_certs if not path.is_file()]
-    if missing:
-        raise UsageError(f"CA certificate not found: {', '.join(missing)}")
+    """Fill ``directory`` with the kind's Dockerfile, its packages and the CAs (see :func:`write_ca_certs`)."""
+    write_ca_certs(directory, ca_certs)
     shutil.copyfile(dockerfile(kind), directory / "Dockerfile")
-    (directory / "ca").mkdir()
-    for number, path in enumerate(ca_certs):
-        shutil.copyfile(path, directory / "ca" / f"{number:02d}-{path.stem}.crt")
     for name, package in CONTEXT_PACKAGES[kind].items():
         source = Path(importlib.import_module(package).__path__[0])
         shutil.copytree(source, directory / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+def write_ca_certs(directory: Path, ca_certs: list[Path]) -> None:
+    """The CAs a build trusts, as ``DIRECTORY/ca/NN-name.crt`` (numbered so equal names
+    from different folders cannot collide, and ending in .crt because
+    update-ca-certificates takes nothing else)."""
+    missing = [str(path) for path in ca_certs if not path.is_file()]
+    if missing:
+        raise UsageError(f"CA certificate not found: {', '.join(missing)}")
+    (directory / "ca").mkdir()
+    for number, path in enumerate(ca_certs):
+        shutil.copyfile(path, directory / "ca" / f"{number:02d}-{path.stem}.crt")
+
+
+def build_context(
+    client: docker.DockerClient, context: Path, *, tag: str, build_args: Mapping[str, str], console: Console
+) -> str:
+    """Build the Dockerfile in *context* as *tag* with the classic builder, never
+    pulling (its base must be local); return the image id."""
+    stream = client.api.build(
+        path=str(context), tag=tag, buildargs=dict(build_args), pull=False, rm=True, forcerm=True, decode=True
+    )
+    _follow(stream, tag=tag, console=console)
+    return client.images.get(tag).id
 
 
 def build_image(
@@ -133,17 +166,59 @@ def build_image(
             raise EnvironmentProblem(
                 f"base image {base} is not present locally; make it with `bottle image bootstrap`"
             ) from None
-        stream = client.api.build(
-            path=context,
-            tag=tag,
-            buildargs={**build_args, "BASE": base, "KEEP_CA": "1" if keep_ca else "0"},
-            pull=False,
-            rm=True,
-            forcerm=True,
-            decode=True,
-        )
-        _follow(stream, tag=tag, console=console)
+        build_context(client, Path(context), tag=tag, console=console,
+                      build_args={**build_args, "BASE": base, "KEEP_CA": "1" if keep_ca else "0"})
+    if kind in DESCRIBE:
+        labels = {VERSION_LABEL + name: value for name, value in _describe(client, tag, DESCRIBE[kind]).items()}
+        _add_labels(client, tag, {**labels, FORMAT_LABEL: str(IMAGE_FORMATS[kind])}, console=console)
     return client.images.get(tag).id
+
+
+def _describe(client: docker.DockerClient, tag: str, command: list[str]) -> dict[str, str]:
+    """What the image says it runs on: *command*'s JSON, run in a container of it with no network."""
+    try:
+        output = client.containers.run(tag, entrypoint=command, remove=True, network_disabled=True)
+        found = json.loads(output)
+    except (docker.errors.ContainerError, ValueError) as err:
+        raise EnvironmentProblem(f"the image {tag} cannot say what it runs on ({' '.join(command)}): {err}") from None
+    missing = sorted(name for name, value in found.items() if value is None)
+    if missing:
+        raise EnvironmentProblem(f"the image {tag} lacks {', '.join(missing)}: its build installed less than it should")
+    return found
+
+
+def _add_labels(client: docker.DockerClient, tag: str, labels: Mapping[str, str], console: Console) -> None:
+    """Re-tag *tag* as itself plus *labels*: a build of ``FROM`` and ``LABEL``, no layer added."""
+    pairs = " ".join(f"{json.dumps(key)}={json.dumps(value)}" for key, value in sorted(labels.items()))
+    dockerfile = f"FROM {client.images.get(tag).id}\nLABEL {pairs}\n"
+    stream = client.api.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, pull=False, rm=True, decode=True)
+    _follow(stream, tag=tag, console=console)
+
+
+def image_versions(labels: Mapping[str, str]) -> dict[str, str]:
+    """The versions an image's labels record (see :data:`DESCRIBE`), by name."""
+    return {key.removeprefix(VERSION_LABEL): value for key, value in labels.items() if key.startswith(VERSION_LABEL)}
+
+
+def describe_versions(labels: Mapping[str, str]) -> str:
+    """One line of an image's recorded versions: ``Debian trixie, Python 3.13.5, mitmproxy 12.3.1, ...``."""
+    found = image_versions(labels)
+    named = {"debian": "Debian", "python": "Python"}
+    return ", ".join(f"{named.get(name, name)} {found[name]}" for name in ("debian", "python", *PACKAGES)
+                     if name in found)
+
+
+def format_problem(kind: str, labels: Mapping[str, str] | None) -> str | None:
+    """Why an image of *kind* with *labels* is not one this bottle runs, or None when it is."""
+    wanted = IMAGE_FORMATS.get(kind)
+    if wanted is None:
+        return None
+    found = (labels or {}).get(FORMAT_LABEL, "")
+    if found == str(wanted):
+        return None
+    if not found.isdigit() or int(found) < wanted:
+        return f"it was built by an older bottle (image format {found or 1}; this bottle runs format {wanted})"
+    return f"it was built by a newer bottle (image format {found}; this bottle runs format {wanted})"
 
 
 def _follow(stream, *, tag: str, console: Console) -> None:

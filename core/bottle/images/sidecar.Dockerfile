@@ -13,12 +13,19 @@
 # on /run/bottle for the secrets the init writes from its config. tini is PID 1
 # so that orphans are reaped and signals reach the init.
 
-ARG BASE=debian:bookworm-slim
-ARG MITMPROXY_VERSION=11.0.2
+ARG BASE=debian:trixie-slim
+# Each version is one this code was tested with (tests/integration/test_sidecar_image.py
+# asserts them from inside the built image, with h11's floor).
+# mitmproxy 12 needs Python 3.12 or later: Debian 13 (trixie) has 3.13, Debian 12 only 3.11.
+ARG MITMPROXY_VERSION=12.3.1
+# h11, mitmproxy's HTTP/1 parser, pinned on its own: 0.16.0 fixed CVE-2025-43859
+# (lenient chunked-body parsing, a request-smuggling primitive); naming it here
+# keeps a later mitmproxy or mcp pin from bringing an older parser back.
+ARG H11_VERSION=0.16.0
 ARG DETECT_SECRETS_VERSION=1.5.0
-# The supervise server; installed with mitmproxy in one resolution so that
-# both agree on h11.
-ARG MCP_VERSION=1.30.0
+# The supervise server's MCP SDK: 2.x (MCPServer), which needs h11 0.16 like mitmproxy 12;
+# 1.x held mitmproxy at 11 through h11. Installed with mitmproxy in one resolution.
+ARG MCP_VERSION=2.3.0
 
 FROM ${BASE} AS builder
 
@@ -29,7 +36,9 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       ca-certificates git openssh-client procps python3 python3-venv tini \
  && apt-get clean \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* \
+ && python3 -c 'import sys; sys.exit(sys.version_info < (3, 12) and "the sidecar needs Python 3.12 or later \
+(mitmproxy 12): build it on Debian 13 (bottle image bootstrap --suite trixie)")'
 
 RUN groupadd --system --gid 65531 sidecar \
  && useradd --system --no-log-init --uid 65531 --gid sidecar --home-dir /var/lib/bottle --shell /usr/sbin/nologin sidecar \
@@ -40,6 +49,7 @@ RUN groupadd --system --gid 65531 sidecar \
 # system bundle, which now has the extras. pip and setuptools are removed from
 # the venv afterwards: nothing installs at run time.
 ARG MITMPROXY_VERSION
+ARG H11_VERSION
 ARG DETECT_SECRETS_VERSION
 ARG MCP_VERSION
 ARG PIP_INDEX=
@@ -49,7 +59,8 @@ RUN export PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
  && if [ -n "$PIP_INDEX" ]; then export PIP_INDEX_URL="$PIP_INDEX"; fi \
  && python3 -m venv /opt/bottle/venv \
  && /opt/bottle/venv/bin/pip install \
-      "mitmproxy==${MITMPROXY_VERSION}" "detect-secrets==${DETECT_SECRETS_VERSION}" "mcp==${MCP_VERSION}" \
+      "mitmproxy==${MITMPROXY_VERSION}" "h11==${H11_VERSION}" "detect-secrets==${DETECT_SECRETS_VERSION}" \
+      "mcp==${MCP_VERSION}" \
  && /opt/bottle/venv/bin/pip uninstall -y pip setuptools \
  && /opt/bottle/venv/bin/mitmdump --version \
  && rm -rf /root/.cache /tmp/*
@@ -65,16 +76,13 @@ RUN if [ "$KEEP_CA" != 1 ]; then \
       rm -rf /usr/local/share/ca-certificates/bottle-build && update-ca-certificates --fresh; \
     fi
 
+# The versions actually installed, and the image's format, are labels that
+# bottle writes once the image is built (python -m bottle_sidecar.versions).
 FROM scratch
-ARG MITMPROXY_VERSION
-ARG DETECT_SECRETS_VERSION
-ARG MCP_VERSION
 COPY --from=builder / /
 ENV PATH=/opt/bottle/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONPATH=/opt/bottle/lib \
     PYTHONUNBUFFERED=1
-LABEL bottle.image=sidecar \
-      bottle.mitmproxy-version=${MITMPROXY_VERSION} \
-      bottle.detect-secrets-version=${DETECT_SECRETS_VERSION}
+LABEL bottle.image=sidecar
 USER sidecar
 ENTRYPOINT ["tini", "--", "python", "-m", "bottle_sidecar.init"]

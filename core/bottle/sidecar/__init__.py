@@ -17,4 +17,6 @@ modules import each other only relatively and nothing from the rest of
 - ``supervise``: the MCP server the agent asks through, and the hook endpoints.
 - ``proposals``: the operator's queue of asks, shared by all bottles (stdlib only).
 - ``deny_rules``: the PreToolUse deny rules of ``[supervise] deny`` (stdlib only).
+- ``versions``: what the image runs on (Debian suite, Python, mitmproxy, h11, mcp,
+  detect-secrets), for its labels and its test (stdlib only).
 """

@@ -336,7 +336,7 @@ class EgressAddon:
         redacted = scanner.redact_request(url, request.headers.fields, body, self._markers)
         if not redacted.hits:
             return []
-        origin = unparse(request.scheme, request.host, request.port).encode()
+        origin = unparse(request.scheme, request.host, request.port, "").encode()
         if not redacted.url.startswith(origin):
             hit = next(hit for hit in redacted.hits if hit.location == "url" and hit.offset < len(origin))
             raise Blocked("secret", f"the request's host name carries what looks like a secret: {hit}",
@@ -551,7 +551,8 @@ class BoundedHttpStream(http_layers.HttpStream):
         self.flow.live = False
         response, client = self.flow.response, self.context.client
         if response is None:  # the addon's hook failed: mitmproxy's own refusal
-            refusal = http_layers.ResponseProtocolError(self.stream_id, REQUEST_TOO_LARGE, 413)
+            refusal = http_layers.ResponseProtocolError(self.stream_id, REQUEST_TOO_LARGE,
+                                                         http_layers.ErrorCode.REQUEST_TOO_LARGE)
             yield http_layers.SendHttp(refusal, client)
             return True
         # Closed once the body is in: a client that waited for "100 Continue" never sends it, and a reused

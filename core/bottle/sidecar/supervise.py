@@ -56,8 +56,8 @@ from typing import Annotated, Any
 import anyio
 import anyio.to_thread
 import uvicorn
-from mcp.server.fastmcp import FastMCP
-from mcp.server.fastmcp.exceptions import ToolError
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
@@ -362,13 +362,16 @@ def summary(tool: str, tool_input: Any) -> str:
     return f"{cut(tool, MAX_NAME)}: {cut(' '.join(text.split()), SUMMARY)}"
 
 
-class SuperviseMCP(FastMCP):
-    """FastMCP whose argument errors read as one line per argument, without
-    pydantic's links, and whose own tool errors keep their message as raised."""
+class SuperviseMCP(MCPServer):
+    """The SDK's server, whose argument errors read as one line per argument,
+    without pydantic's links, and whose own tool errors keep their message as
+    raised (the SDK prefixes both with "Error executing tool NAME")."""
 
-    async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
+    async def call_tool(self, name: str, arguments: dict[str, Any], context=None) -> Any:
         try:
-            return await super().call_tool(name, arguments)
+            return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError:
+            raise  # a crash: the SDK tells the agent no more than the tool's name
         except ToolError as err:
             cause = err.__cause__
             if isinstance(cause, ValidationError):
@@ -386,36 +389,20 @@ def _explain(error: dict) -> str:
     return f"{where}: {error['msg']} (got {type(error['input']).__name__})"
 
 
-class _QuietSessionEnd(logging.Filter):
-    """Drops the traceback the MCP SDK (1.30) logs as an error each time a client
-    ends its session while its event stream is open, as the SDK's own client
-    does on every exit: a normal end that would bury real errors in the
-    sidecar's output."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        return not (record.getMessage() == "Error in standalone SSE writer"
-                    and isinstance(error, anyio.ClosedResourceError))
-
-
 def configure_logging() -> None:
-    """Plain one-line warnings on stderr (the init relays them); FastMCP's own
+    """Plain one-line warnings on stderr (the init relays them); the SDK's own
     set-up then leaves the root logger alone."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("mcp.server.streamable_http").addFilter(_QuietSessionEnd())
 
 
 def build_app(supervisor: Supervisor) -> Starlette:
-    """The ASGI app: the MCP endpoint at /mcp and the hook endpoints."""
-    mcp = SuperviseMCP(
-        name="bottle-supervise",
-        instructions=INSTRUCTIONS,
-        log_level="WARNING",
-        # Rebinding protection guards servers a browser can be tricked into
-        # calling; this one is on the bottle's internal network, reached by a
-        # name (the sidecar's alias) it is not told.
-        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
-    )
+    """The ASGI app: the MCP endpoint at /mcp and the hook endpoints.
+
+    A request to /mcp over ``MAX_MCP_BODY``, declared or as it arrives, is
+    answered 413 by the SDK, which would otherwise read it whole, however
+    long; the hooks bound their own bodies, reading them as they come.
+    """
+    mcp = SuperviseMCP(name="bottle-supervise", instructions=INSTRUCTIONS, log_level="WARNING")
 
     @mcp.tool()
     async def request_egress(
@@ -449,44 +436,13 @@ def build_app(supervisor: Supervisor) -> Starlette:
     mcp.custom_route("/hooks/pre-tool-use", methods=["POST"])(supervisor.pre_tool_use)
     mcp.custom_route("/hooks/post-tool-use", methods=["POST"])(supervisor.post_tool_use)
     mcp.custom_route("/hooks/stop", methods=["POST"])(supervisor.stop)
-    return LimitMCPBody(mcp.streamable_http_app(), MAX_MCP_BODY)
-
-
-class LimitMCPBody:
-    """ASGI middleware bounding the body of a request to /mcp at *limit* bytes,
-    which the MCP SDK would read whole, however long: a body declared or
-    found to be longer is answered 413; the app gets the rest, read here (the
-    hooks bound their own bodies, reading them as they come)."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not (scope["path"] == "/mcp" or scope["path"].startswith("/mcp/")):
-            return await self.app(scope, receive, send)
-        too_long = JSONResponse({"error": f"request body over {self.limit} bytes"}, status_code=413)
-        length = dict(scope["headers"]).get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > self.limit:
-            return await too_long(scope, receive, send)
-        body, more = bytearray(), True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return None  # the client went away
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.limit:
-                return await too_long(scope, receive, send)
-        read = False
-
-        async def replay():
-            nonlocal read
-            if read:  # later calls wait for the client to go, as the app's streams do
-                return await receive()
-            read = True
-            return {"type": "http.request", "body": bytes(body), "more_body": False}
-
-        return await self.app(scope, replay, send)
+    return mcp.streamable_http_app(
+        max_request_body_size=MAX_MCP_BODY,
+        # Rebinding protection guards servers a browser can be tricked into
+        # calling; this one is on the bottle's internal network, reached by a
+        # name (the sidecar's alias) it is not told.
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
 
 
 class Server(uvicorn.Server):

@@ -32,7 +32,8 @@ is in the core until supervise has a distribution of its own; so blocking
 
 import json
 
-from bottle import hookimpl
+from bottle import hookimpl, supervise_hookspecs
+from bottle.cli import supervise as commands
 from bottle.errors import EnvironmentProblem
 
 MANAGED_SETTINGS = "/etc/claude-code/managed-settings.json"
@@ -90,18 +91,14 @@ def settings(url: str) -> dict:
 
 @hookimpl
 def bottle_addhooks(pluginmanager):
-    from bottle import supervise_hookspecs
-
     pluginmanager.add_hookspecs(supervise_hookspecs)
 
 
 @hookimpl
 def bottle_register_commands(app):
-    from bottle.cli import supervise
-
-    app.command("proposals")(supervise.proposals)
-    app.command("answer")(supervise.answer)
-    app.command("supervise")(supervise.supervise)
+    app.command("proposals")(commands.proposals)
+    app.command("answer")(commands.answer)
+    app.command("supervise")(commands.supervise)
 
 
 @hookimpl
