@@ -12,22 +12,10 @@ there (its placeholder, a value it made up) never reaches the key's audience.
 import pytest
 
 from bottle.manifests.profile import load_profile
-from bottle.prepare import build_plan
-from bottle.settings import load_settings
-from bottle.sidecar.policy import Policy
-from bottle.sidecar_runtime import policy_document
+from tests.unit.test_egress_redaction import plan_policy
 from tests.unit.test_egress_proxy import PLACEHOLDER, REAL_KEY, _audit_bytes, loopback, world  # noqa: F401
 
 ROUTE = '[[credentials]]\nhost = "llm.example.com"\nheader = "x-api-key"\nenv = "LLM_KEY"\n'
-
-
-def plan_policy(home, plugins, profile: str | None) -> Policy:
-    """The policy the proxy reads for an agent in the bottle *profile* (None: the built-in default)."""
-    if profile is not None:
-        home.profile("work", profile)
-    home.agent("agent", **({"bottle": "work"} if profile is not None else {}))
-    plan = build_plan("agent", settings=load_settings(), plugins=plugins)
-    return Policy.from_dict(policy_document(plan, plan.egress.allow))
 
 
 # -- the profile, the plan, the policy --------------------------------------------------------------------------
