@@ -23,9 +23,6 @@ from bottle.prepare import write_state
 from bottle.sidecar.audit import read_events
 from bottle.sidecar_runtime import audit_path
 
-#: What the git gate writes in a ref's ``new`` when a push deletes it.
-DELETED = "0" * 40
-
 
 class Terminated(BaseException):
     """Raised in the main thread on SIGTERM or SIGHUP (a BaseException, like KeyboardInterrupt)."""
@@ -81,7 +78,7 @@ def run_summary(plan: Plan) -> list[str]:
         branches: dict[str, None] = {}  # in push order; a ref the agent deleted again is not upstream any more
         for event in events:
             if (event["source"], event["decision"], event["method"]) == ("git", "allowed", "push"):
-                if event["detail"]["new"] == DELETED:
+                if not event["detail"]["new"].strip("0"):  # all zeros: the push deleted it (SHA-1 or SHA-256)
                     branches.pop(event["path"], None)
                 else:
                     branches[event["path"]] = None

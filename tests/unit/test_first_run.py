@@ -154,6 +154,7 @@ PINNED = 'known_hosts = "git.example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOM
     ("git", "field", "says"),
     [
         (f'upstream = "git@git.example.org:me/app.git"\n{TOKEN}', "git.credential.kind", "not https://"),
+        (f'upstream = "git.example.org:me/app.git"\n{TOKEN}', "git.credential.kind", "not https://"),  # no user@
         (f'upstream = "ssh://git@git.example.org/me/app.git"\n{TOKEN}', "git.credential.kind", "not https://"),
         (f'upstream = "http://git.example.org/me/app.git"\n{TOKEN}', "git.credential.kind", "not https://"),
         (f'upstream = "https://git.example.org/me/app.git"\n{KEY}', "git.credential.kind", "needs an ssh upstream"),
@@ -163,7 +164,7 @@ PINNED = 'known_hosts = "git.example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOM
         (f'upstream = "https://git.example.org/me/app.git"\n{PINNED}', "git.known_hosts", "ssh_key"),
         (f'upstream = "https://git.example.org/me/app.git"\n{TOKEN}\n{PINNED}', "git.known_hosts", "ssh_key"),
     ],
-    ids=["scp-token", "ssh-url-token", "http-token", "https-key", "local-token", "unset-key", "ssh-bare",
+    ids=["scp-token", "scp-no-user-token", "ssh-url-token", "http-token", "https-key", "local-token", "unset-key", "ssh-bare",
          "https-pinned", "https-token-pinned"],
 )
 def test_impossible_pairings_are_refused_naming_the_field(home, run_bottle, git, field, says):

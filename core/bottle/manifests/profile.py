@@ -244,10 +244,13 @@ class GitCredential(BaseModel):
 
 
 def upstream_transport(upstream: str) -> str:
-    """How the gate reaches *upstream*: "local" (a path), "ssh" (``user@host:path``) or the URL's scheme."""
+    """How the gate reaches *upstream*: "local" (a path), "ssh" (git's scp-like ``[user@]host:path``) or the
+    URL's scheme; by the gate's own rule, so that what is refused here is what the gate could not do."""
+    from bottle.sidecar.gitgate import is_ssh
+
     if "://" in upstream:
         return upstream.split("://", 1)[0].lower()
-    return "ssh" if re.match(r"^[\w.-]+@[\w.-]+:", upstream) else "local"
+    return "ssh" if is_ssh(upstream) else "local"
 
 
 class GitConfig(BaseModel):

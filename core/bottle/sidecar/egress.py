@@ -216,10 +216,8 @@ class EgressAddon:
         audited: nothing failed that an operator could change.
         """
         if flow.error.msg == REQUEST_TOO_LARGE:
-            limit = self.body_limit
-            self._deny(flow, Blocked("size", f"the request body is over the egress proxy's limit of {_size(limit)}",
-                                     "none for this request: send less at once (the limit is the egress proxy's "
-                                     "--request-body-limit)", {"limit": limit}), status=413)
+            self._deny(flow, too_large(f"the request body is over the egress proxy's limit of "
+                                      f"{_size(self.body_limit)}", self.body_limit))
         elif flow.metadata.get(UPSTREAM_FAILED):
             reason = self._without_credentials(flow.error.msg)
             self._record("upstream-error", flow, reason=f"the upstream connection failed: {reason}",
@@ -236,7 +234,7 @@ class EgressAddon:
         try:
             await admit(flow)
         except Blocked as blocked:
-            self._deny(flow, blocked, blocked.status)
+            self._deny(flow, blocked)
         except Exception:  # fail closed: a bug in a check must not let the request through
             logger.exception("egress check failed")
             self._deny(flow, Blocked("internal", "the egress proxy failed while checking this request",
@@ -356,11 +354,11 @@ class EgressAddon:
             self._scanner_policy = policy
         return self._scanner
 
-    def _deny(self, flow: http.HTTPFlow, blocked: Blocked, status: int = 403) -> None:
+    def _deny(self, flow: http.HTTPFlow, blocked: Blocked) -> None:
         request = flow.request
         target = request.authority if request.method == "CONNECT" else request.url.partition("?")[0]
         body = f"bottle egress: blocked {request.method} {target}\nwhy: {blocked.why}\nto allow it: {blocked.remedy}\n"
-        flow.response = http.Response.make(status, body, {"content-type": "text/plain; charset=utf-8"})
+        flow.response = http.Response.make(blocked.status, body, {"content-type": "text/plain; charset=utf-8"})
         self._record("blocked", flow, reason=blocked.why, detail={"check": blocked.check, **blocked.detail},
                      secret=blocked.check == "secret")
 
@@ -515,10 +513,15 @@ def decoded_body(request: http.Request, limit: int) -> bytes:
             raise Blocked("encoding", "the request body does not decode as deflate", "send what it declares",
                           {"encoding": encoding}, status=415) from None
     if len(body) > limit:
-        raise Blocked("size", f"the request body decodes ({encoding}) to more than the egress proxy's limit of "
-                      f"{_size(limit)}", "none for this request: send less at once (the limit is the egress "
-                      "proxy's --request-body-limit)", {"limit": limit, "encoding": encoding}, status=413)
+        raise too_large(f"the request body decodes ({encoding}) to more than the egress proxy's limit of "
+                        f"{_size(limit)}", limit, encoding=encoding)
     return body
+
+
+def too_large(why: str, limit: int, **detail) -> Blocked:
+    """The 413 for a request body over *limit*, as sent or once decoded."""
+    return Blocked("size", why, "none for this request: send less at once (the limit is the egress proxy's "
+                   "--request-body-limit)", {"limit": limit, **detail}, status=413)
 
 
 class BoundedHttpStream(http_layers.HttpStream):

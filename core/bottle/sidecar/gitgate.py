@@ -186,7 +186,7 @@ def _config(data: object) -> Config:
         raise ValueError("'known_hosts' must be the text of a known_hosts file")
     relay = data.get("relay")
     if relay is not None and (not isinstance(relay, str) or not relay.startswith("/") or "://" in upstream
-                              or _is_ssh(upstream)):
+                              or is_ssh(upstream)):
         raise ValueError("'relay' must be the path of the Unix socket a local upstream is served on")
     credential = _credential(data.get("credential"), upstream)
     rules = Rules(tuple(patterns["push_refs"]), tuple(patterns["protected"]), allow_force, max_push_mb, max_push_refs)
@@ -207,12 +207,12 @@ def _credential(entry: object, upstream: str) -> Credential | None:
         raise ValueError("'credential.kind' must be \"token\" or \"ssh_key\"")
     if credential.kind == "token" and not upstream.lower().startswith("https://"):
         raise ValueError("a token credential needs an https:// upstream (it would go in clear otherwise)")
-    if credential.kind == "ssh_key" and not _is_ssh(upstream):
+    if credential.kind == "ssh_key" and not is_ssh(upstream):
         raise ValueError("an ssh_key credential needs an ssh upstream (ssh://... or user@host:path)")
     return credential
 
 
-def _is_ssh(url: str) -> bool:
+def is_ssh(url: str) -> bool:
     """ssh://... or git's scp-like user@host:path (a colon before any slash)."""
     if "://" in url:
         return url.split("://", 1)[0].lower() == "ssh"
@@ -310,11 +310,11 @@ class Upstream:
         """Fetch *refs* of upstream into the same refs of the gate (env: its repository's), and no
         tag or other ref along with them; GitError if it cannot."""
         refspecs = "".join(f"+{ref}:{ref}\n" for ref in refs)
-        done = subprocess.run(["git", "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", *self._upload,
-                               "--stdin", "--", self.url], env=self.env(env),
-                              input=refspecs.encode("utf-8", "surrogateescape"), capture_output=True)
-        if done.returncode != 0:
-            raise GitError(self.redact(last_complaint(done.stderr) or f"git fetch exited with {done.returncode}"))
+        try:
+            git(self.env(env), "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", *self._upload, "--stdin",
+                "--", self.url, input=refspecs.encode("utf-8", "surrogateescape"))
+        except GitError as err:
+            raise GitError(self.redact(str(err))) from None
 
     def push(self, env: dict[str, str], updates: list[Update]) -> str | None:
         """Push *updates* upstream from the quarantine (env); None when upstream took them all, else why not.
@@ -389,10 +389,7 @@ class Gate:
             self.upstream.fetch(self.env, moved)
         gone = "".join(f"delete {name}\n" for name in have if name not in wanted)
         if gone:
-            done = subprocess.run(["git", "update-ref", "--stdin"], env=self.env, capture_output=True,
-                                  input=gone.encode("utf-8", "surrogateescape"))
-            if done.returncode != 0:
-                raise GitError(last_complaint(done.stderr) or "git update-ref failed")
+            git(self.env, "update-ref", "--stdin", input=gone.encode("utf-8", "surrogateescape"))
         return head, sorted(wanted), len(refs)
 
     def seed(self) -> str:

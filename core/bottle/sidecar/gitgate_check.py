@@ -68,9 +68,9 @@ class GitError(Exception):
     """A git command failed; the message is git's last line of complaint."""
 
 
-def git(env: dict[str, str], *args: str) -> bytes:
-    """Run git with *env* (the whole environment); its stdout, or GitError."""
-    done = subprocess.run(["git", *args], env=env, capture_output=True)
+def git(env: dict[str, str], *args: str, input: bytes | None = None) -> bytes:
+    """Run git with *env* (the whole environment) and *input* on its stdin; its stdout, or GitError."""
+    done = subprocess.run(["git", *args], env=env, input=input, capture_output=True)
     if done.returncode != 0:
         raise GitError(last_complaint(done.stderr) or f"git {args[0]} exited with {done.returncode}")
     return done.stdout
@@ -289,10 +289,7 @@ def new_objects(env: dict[str, str], new: tuple[str, ...], without: str) -> list
               *new)
     if not ids:
         return []
-    out = subprocess.run(["git", "cat-file", "--batch"], env=env, input=ids, capture_output=True)
-    if out.returncode != 0:
-        raise GitError(last_complaint(out.stderr) or f"git cat-file exited with {out.returncode}")
-    objects, data, at = [], out.stdout, 0
+    objects, data, at = [], git(env, "cat-file", "--batch", input=ids), 0
     while at < len(data):
         header_end = data.index(b"\n", at)
         oid, kind, size = data[at:header_end].decode().split()
