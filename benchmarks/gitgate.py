@@ -8,7 +8,7 @@ Two cases, each pushed as a new branch:
 
 Upstream is a local bare repository. So that neither push finds the other's
 objects already there, it exists twice, identical: the direct push goes to one
-copy, the gate (``python -m bottle.sidecar.gitgate`` on 127.0.0.1, with its
+copy, the gate (``python -m bottle_gitgate_sidecar.gitgate`` on 127.0.0.1, with its
 default max_push_mb of 50) forwards to the other. Each round makes fresh
 commits and pushes them both ways, in alternating order; the medians are
 compared. Target: the gate at most 1.5 times the direct push.
@@ -66,7 +66,7 @@ def start_gate(work: Path, upstream: Path) -> tuple[subprocess.Popen, str]:
     config.write_text(json.dumps({"bottle": "bench", "upstream": str(upstream), "protected": ["refs/heads/main"],
                                   "push_refs": ["refs/heads/bottle/*"], "fetch_refs": ["HEAD"]}))
     gate = subprocess.Popen(
-        [sys.executable, "-m", "bottle.sidecar.gitgate", "--listen-host", "127.0.0.1", "--listen-port", "0",
+        [sys.executable, "-m", "bottle_gitgate_sidecar.gitgate", "--listen-host", "127.0.0.1", "--listen-port", "0",
          "--repo", str(work / "gate.git"), "--config", str(config), "--audit", str(work / "audit.sqlite")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

@@ -34,12 +34,12 @@ def require_image(client, ref: str, kind: str):
 
     Every bottle starts from both, whatever the backend; each is checked here
     before its container (or microVM) is made, so that a missing one, or one
-    of another format than this bottle runs (see ``bottle.images.build.IMAGE_FORMATS``),
+    of another format than this bottle runs (see ``bottle_images.build.IMAGE_FORMATS``),
     is one message, whichever it is, saying how to build exactly that tag.
     """
     from docker.errors import ImageNotFound
 
-    from bottle.images.build import format_problem
+    from bottle_images.build import format_problem
 
     build = (f"Run `bottle image build --only {kind} {BUILD_TAG_FLAG[kind]} {ref}` "
              "(and `bottle image bootstrap` first where no registry is reachable).")

@@ -20,7 +20,7 @@ from bottle.hookspecs import PROVISION_ORDER
 from bottle.plan import Plan
 from bottle.plugins import Plugins
 from bottle.prepare import write_state
-from bottle.sidecar.audit import read_events
+from bottle_sidecar.audit import read_events
 from bottle.sidecar_runtime import audit_path
 
 

@@ -95,7 +95,7 @@ class GitPlan(Frozen):
 
     upstream: str = Field(description="the real remote, as the gate sees it")
     local_upstream: Path | None = Field(
-        None, description="host path of a local upstream, which the host serves to the gate (bottle.upstream_relay)"
+        None, description="host path of a local upstream, which the host serves to the gate (bottle_git.upstream_relay)"
     )
     push_refs: tuple[str, ...] = Field(description="the profile's, {slug} replaced")
     fetch_refs: tuple[str, ...] = Field(description="what the gate mirrors besides push_refs; HEAD: upstream's default")

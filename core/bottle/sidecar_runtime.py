@@ -9,7 +9,7 @@ them in a tmpfs. The rest (policy, audit log) lives in the bottle's state dir,
 bind-mounted. Its daemons run with no capability, as an unprivileged user of
 their own when bottle runs as root (:func:`sidecar_user`); a local upstream
 repository is served to the gate by the host, never mounted
-(``bottle.upstream_relay``).
+(``bottle_git.upstream_relay``).
 
 Whatever the backend, the sidecar runs on the Docker engine: the backend
 decides how its sandbox reaches it.
@@ -27,14 +27,14 @@ from pathlib import Path
 
 from docker.errors import APIError, NotFound
 
-from bottle.ca import generate_ca
+from bottle_egress.authority import generate_ca
 from bottle.display import terminal_safe
 from bottle.engine import remove_container, require_image
 from bottle.errors import EnvironmentProblem, UsageError
 from bottle.plan import Plan
-from bottle.sidecar.audit import AuditLog
-from bottle.sidecar.proposals import Queue
-from bottle.upstream_relay import UpstreamRelay
+from bottle_sidecar.audit import AuditLog
+from bottle_supervise_sidecar.proposals import Queue
+from bottle_git.upstream_relay import UpstreamRelay
 
 EGRESS_NETWORK = "bottle-egress"
 LABEL_SHARED = "bottle.shared"
@@ -257,7 +257,7 @@ def egress_network(client):
 
 def _bundle(plan: Plan, ca, credentials: dict[str, str]) -> bytes:
     egress_argv = [
-        "python", "-m", "bottle_sidecar.egress",
+        "python", "-m", "bottle_egress_sidecar.egress",
         "--listen-host", "0.0.0.0", "--listen-port", str(plan.sidecar.proxy_port),
         "--confdir", f"{RUN_DIR}/mitmproxy", "--policy", f"{STATE_MOUNT}/{POLICY_FILE}",
         "--credentials", f"{RUN_DIR}/credentials.json", "--audit", f"{STATE_MOUNT}/{AUDIT_FILE}",
@@ -274,7 +274,7 @@ def _bundle(plan: Plan, ca, credentials: dict[str, str]) -> bytes:
     services = [{"name": "egress", "argv": egress_argv, "ready": "bottle-egress: listening"}]
     if plan.git is not None:
         gate_argv = [
-            "python", "-m", "bottle_sidecar.gitgate",
+            "python", "-m", "bottle_gitgate_sidecar.gitgate",
             "--listen-host", "0.0.0.0", "--listen-port", str(plan.sidecar.gate_port),
             "--repo", f"{STATE_MOUNT}/gate.git", "--config", f"{STATE_MOUNT}/gitgate.json",
             "--credentials", f"{RUN_DIR}/credentials.json", "--audit", f"{STATE_MOUNT}/{AUDIT_FILE}",
@@ -284,7 +284,7 @@ def _bundle(plan: Plan, ca, credentials: dict[str, str]) -> bytes:
         deny_file = f"{RUN_DIR}/supervise-deny.json"
         files.append({"path": deny_file, "content": json.dumps(list(plan.supervise.deny)), "mode": 0o644})
         supervise_argv = [
-            "python", "-m", "bottle_sidecar.supervise",
+            "python", "-m", "bottle_supervise_sidecar.server",
             "--listen-host", "0.0.0.0", "--listen-port", str(plan.sidecar.supervise_port),
             "--queue", f"{QUEUE_MOUNT}/queue.sqlite", "--audit", f"{STATE_MOUNT}/{AUDIT_FILE}",
             "--bottle", plan.slug, "--agent", plan.agent,

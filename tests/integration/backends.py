@@ -20,7 +20,7 @@ import functools
 
 import pytest
 
-from tests.conftest import require, skip_for_host
+from tests.support.collection import require, skip_for_host
 
 
 @functools.cache

@@ -1,7 +1,7 @@
 """Integration fixtures: a real engine, real images, an isolated bottle home,
 the fake Messages API, and a check that every test leaves nothing behind.
 
-Every test here carries the ``integration`` marker (``tests/conftest.py``).
+Every test here carries the ``integration`` marker (the root ``conftest.py``).
 Lines a test gives :func:`report` are printed at the end of the run, in
 pytest's summary, whatever ``-q`` or ``-s``: CI's log shows them.
 """
@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.conftest import require
+from tests.support.collection import require
 from tests.support import hostnet
 from tests.support.certs import TestCA
 from tests.support.fake_anthropic import FakeMessagesAPI

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bottle.images.apt_sources import debian_mirrors
+from bottle_images.apt_sources import debian_mirrors
 from tests.integration.conftest import REAL_API_KEY
 from tests.support.fake_anthropic import held
 

@@ -1,7 +1,7 @@
 """Git through the gate, from inside a real bottle, against a local upstream.
 
 The upstream is a bare repository on the host, which the host serves to the gate
-(``bottle.upstream_relay``): the agent's container never sees it.
+(``bottle_git.upstream_relay``): the agent's container never sees it.
 Every refused push must leave upstream exactly as it was.
 """
 

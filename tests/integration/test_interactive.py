@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.conftest import require
+from tests.support.collection import require
 from tests.support.fake_anthropic import text
 
 REPLY = "Hello from the fake model, interactively."

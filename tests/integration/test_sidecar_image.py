@@ -4,7 +4,7 @@ older bottle built.
 
 The image is the ``sidecar_image`` setting (``BOTTLE_SIDECAR_IMAGE``). The
 unit tests of what runs in the sidecar (``SIDECAR_ONLY`` and ``SIDECAR_SHARED``
-in ``tests/conftest.py``) run in a container of a test image made from it
+in ``tests/support/collection.py``) run in a container of a test image made from it
 (``tests/support/sidecar_test.Dockerfile``: the image plus pytest and bottle's
 host-side dependencies, which may not change what the sidecar runs on), with
 this repository mounted read-only at /src: a host on Python 3.11 still tests
@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from bottle.images.build import (
+from bottle_images.build import (
     FORMAT_LABEL, IMAGE_FORMATS, build_context, default_build_ca_certs, dockerfile, host_pip_index, image_versions,
     write_ca_certs,
 )
-from tests.conftest import SIDECAR_ONLY, SIDECAR_SHARED, require
+from tests.support.collection import require, sidecar_test_files
 
 REPO = Path(__file__).parents[2]
 TEST_DOCKERFILE = REPO / "tests" / "support" / "sidecar_test.Dockerfile"
@@ -93,7 +93,7 @@ def write_test_context(directory: Path) -> None:
     shutil.copyfile(TEST_DOCKERFILE, directory / "Dockerfile")
     write_ca_certs(directory, default_build_ca_certs())
     requirements = set()
-    for project in [REPO, *sorted(path.parent for path in (REPO / "plugins").glob("*/pyproject.toml"))]:
+    for project in [REPO, *sorted(path.parent for path in (REPO / "plugins").glob("**/pyproject.toml"))]:
         meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
         requirements |= {r for r in meta.get("dependencies", []) if not r.startswith("bottle")}
         requirements |= set(meta.get("optional-dependencies", {}).get("test", []))
@@ -128,7 +128,7 @@ def test_image(engine, sidecar_image, tmp_path_factory) -> str:
 
 
 def test_the_sidecar_unit_tests_pass_inside_the_image(engine, test_image, inside, tmp_path, report):
-    files = sorted(f"tests/unit/{name}" for name in SIDECAR_ONLY | SIDECAR_SHARED)
+    files = [path.relative_to(REPO).as_posix() for path in sidecar_test_files(REPO)]
     container = engine.containers.run(
         test_image,
         ["python", "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "--junitxml=/out/junit.xml", *files],

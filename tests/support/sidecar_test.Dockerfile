@@ -2,7 +2,7 @@
 # Python and libraries (tests/integration/test_sidecar_image.py builds it from
 # the image under test and mounts the repository at /src).
 #
-# Built like bottle's images (bottle.images.build): the build CAs in ca/ are
+# Built like bottle's images (bottle_images.build): the build CAs in ca/ are
 # trusted to reach apt and the package index. The test requirements (bottle's
 # own dependencies and its [test] extra, in requirements.txt) are installed into
 # the sidecar's venv under a constraint of everything already there: a test
@@ -34,9 +34,10 @@ RUN export PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_NO_CACHE_DIR=1 PIP_DI
 
 COPY dist/ /opt/bottle-test/dist/
 RUN cd /opt/bottle-test/dist \
- && python -m pip install --no-deps --no-build-isolation ./core ./plugins/*
+ && python -m pip install --no-deps --no-build-isolation ./core $(find plugins -name pyproject.toml -printf '%h ')
 
-ENV PYTHONPATH=/src/core:/src/plugins/provisioners:/src/plugins/backend_docker:/src/plugins/backend_smolvm:/opt/bottle/lib \
+# The repository's code comes first: the core, then each distribution under plugins/.
+ENV PYTHONPATH=/src/core:/src/plugins/provisioners/egress:/src/plugins/provisioners/git:/src/plugins/provisioners/supervise:/src/plugins/provisioners/basics:/src/plugins/images:/src/plugins/backend_docker:/src/plugins/backend_smolvm:/opt/bottle/lib \
     PYTHONDONTWRITEBYTECODE=1 \
     BOTTLE_TEST_IN_SIDECAR_IMAGE=1
 WORKDIR /src

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from bottle.sidecar.audit import MAX_DETAIL, MAX_FIELD, SCHEMA, AuditLog, _row_bytes, cut, read_events
+from bottle_sidecar.audit import MAX_DETAIL, MAX_FIELD, SCHEMA, AuditLog, _row_bytes, cut, read_events
 
 
 def test_a_recorded_decision_reads_back(tmp_path):

@@ -1,4 +1,4 @@
-"""What pytest collects, and the rules ``tests/conftest.py`` puts on it.
+"""What pytest collects, and the rules the root ``conftest.py`` puts on it (``tests/support/collection.py``).
 
 ``-m "not integration"`` must be the run that needs no engine: every test under
 ``tests/integration`` carries the marker, a test elsewhere that asks for the
@@ -8,6 +8,7 @@ The sidecar's own tests are collected only inside its image.
 """
 
 import ast
+import re
 import os
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.conftest import SIDECAR_ONLY
+from tests.support.collection import SIDECAR_ONLY
 
 REPO = Path(__file__).parents[2]
 
@@ -34,16 +35,18 @@ def test_without_integration_nothing_needs_the_engine_and_no_benchmark_is_collec
     assert done.returncode == 0, done.stdout + done.stderr
     selected = [line.split("::")[0] for line in done.stdout.splitlines() if "::" in line]
     assert selected, done.stdout
-    assert [path for path in selected if not path.startswith("tests/unit/")] == []
+    assert [path for path in selected if not re.match(r"(tests/unit|plugins/.+/tests)/", path)] == []
     assert " deselected" in done.stdout.splitlines()[-1], "the integration tests must be there, and deselected"
 
 
 def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
-    """A copy of the real tests/conftest.py with the given test files around it."""
+    """A copy of the real root conftest.py and its helpers with the given test files around it."""
     root = tmp_path / "repo"
-    (root / "tests").mkdir(parents=True)
-    shutil.copy(REPO / "tests" / "conftest.py", root / "tests" / "conftest.py")
+    (root / "tests" / "support").mkdir(parents=True)
+    shutil.copy(REPO / "conftest.py", root / "conftest.py")
+    shutil.copy(REPO / "tests" / "support" / "collection.py", root / "tests" / "support" / "collection.py")
     (root / "tests" / "__init__.py").write_text("")
+    (root / "tests" / "support" / "__init__.py").write_text("")
     (root / "pytest.ini").write_text("[pytest]\npythonpath = .\nmarkers =\n    integration: needs the engine\n")
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +68,7 @@ def test_a_test_outside_integration_that_asks_for_the_engine_is_refused(tmp_path
 INTEGRATION_TESTS = {
     "tests/integration/test_some.py": """
         import pytest
-        from tests.conftest import skip_for_host
+        from tests.support.collection import skip_for_host
 
         def test_runs():
             pass
@@ -141,9 +144,8 @@ SIDECAR_LIBRARIES = {"mitmproxy", "wsproto"}
 def test_every_test_that_needs_the_sidecars_libraries_runs_in_its_image():
     """A unit test module importing mitmproxy, or a test module that does, is in SIDECAR_ONLY:
     on the host it would fail to import; left out of the list it would run nowhere."""
-    units = REPO / "tests" / "unit"
     imports = {}
-    for path in units.glob("test_*.py"):
+    for path in [*REPO.glob("tests/unit/test_*.py"), *REPO.glob("plugins/**/tests/test_*.py")]:
         names = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
@@ -153,7 +155,7 @@ def test_every_test_that_needs_the_sidecars_libraries_runs_in_its_image():
         imports[path.stem] = names
     needs = {name for name, names in imports.items() if {n.split(".")[0] for n in names} & SIDECAR_LIBRARIES}
     while more := {name for name, names in imports.items() if name not in needs
-                   and any(n.removeprefix("tests.unit.") in needs for n in names)}:
+                   and any(n.removeprefix("tests.unit.") in needs for n in names)}:  # or a sibling's name
         needs |= more
     assert sorted(f"{name}.py" for name in needs if f"{name}.py" not in SIDECAR_ONLY) == [], \
-        "add these to SIDECAR_ONLY in tests/conftest.py"
+        "add these to SIDECAR_ONLY in tests/support/collection.py"

@@ -18,7 +18,8 @@ from bottle.manifests.profile import BUILTIN_CREDENTIALS, CredentialRoute
 from bottle.plan import Plan
 from bottle.prepare import build_plan
 from bottle.settings import load_settings
-from bottle.sidecar import gitgate, init
+from bottle_gitgate_sidecar import gitgate
+from bottle_sidecar import init
 from bottle.sidecar_runtime import _wait_ready, gate_config
 from tests.support.certs import TestCA
 from tests.unit.conftest import UNIT_API_KEY

@@ -17,7 +17,8 @@ from pathlib import Path
 import pluggy
 import pytest
 
-from bottle import hookspecs, supervise_hookspecs
+from bottle import hookspecs
+from bottle_supervise import hookspecs as supervise_hookspecs
 from bottle.plugins import load_plugins
 
 REPO = Path(__file__).parents[2]

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from bottle_provisioners.ca import CA_VARIABLES
+from bottle_egress.ca import CA_VARIABLES
 from bottle_provisioners.claude import AGENT_BASE_ENV
 from pydantic import ValidationError
 

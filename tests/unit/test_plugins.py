@@ -13,24 +13,27 @@ import pluggy
 import pytest
 import typer
 
-from bottle import egress_control, hookimpl
+from bottle import hookimpl
+from bottle_egress import allowlist as egress_control
 from bottle.errors import BottleError, EnvironmentProblem
 from bottle.plan import AgentCommand
 from bottle.plugins import command_names, load_plugins
 from bottle.prepare import build_plan
 from bottle.settings import load_settings
-from bottle.sidecar.proposals import Queue
-from bottle.supervise_ops import QUEUE_FILE, answer, prepare_queue
+from bottle_supervise_sidecar.proposals import Queue
+from bottle_supervise.desk import QUEUE_FILE, answer, prepare_queue
 
 BUILT_INS = {
     "claude": ("bottle-provisioners", "bottle_agent_command"),
     "core": ("bottle", "bottle_register_commands"),
     "docker": ("bottle-backend-docker", "bottle_register_backends"),
-    "egress": ("bottle", "bottle_supervise_grant"),
-    "images": ("bottle", "bottle_register_commands"),
+    "ca": ("bottle-egress", "bottle_plan_files"),
+    "egress": ("bottle-egress", "bottle_supervise_grant"),
+    "git": ("bottle-git", "bottle_provision_git"),
+    "images": ("bottle-images", "bottle_register_commands"),
     "prompt": ("bottle-provisioners", "bottle_plan_files"),
     "skills": ("bottle-provisioners", "bottle_plan_files"),
-    "supervise": ("bottle-provisioners", "bottle_addhooks"),
+    "supervise": ("bottle-supervise", "bottle_addhooks"),
 }
 
 
@@ -184,11 +187,15 @@ def test_cli_lists_what_each_distribution_provides(run_bottle):
     report, _ = plugins_json(run_bottle)
     distributions = {d["name"]: d for d in report["distributions"]}
     core = distributions["bottle"]
-    assert {"core", "egress", "images"} <= set(core["plugins"])
-    assert {"run", "plugins", "doctor", "audit", "egress", "image"} <= set(core["commands"])
-    provisioners = distributions["bottle-provisioners"]
-    assert {"bottle_agent_command", "bottle_addhooks", "bottle_plan_files"} <= set(provisioners["hooks"])
-    assert {"proposals", "answer", "supervise"} <= set(provisioners["commands"])
+    assert core["plugins"] == ["core"]
+    assert {"run", "plugins", "doctor", "audit"} <= set(core["commands"]) and "egress" not in core["commands"]
+    assert {"bottle_agent_command", "bottle_plan_files"} <= set(distributions["bottle-provisioners"]["hooks"])
+    assert set(distributions["bottle-egress"]["plugins"]) == {"ca", "egress"}
+    assert distributions["bottle-egress"]["commands"] == ["egress"]
+    assert distributions["bottle-images"]["commands"] == ["image"]
+    supervise = distributions["bottle-supervise"]
+    assert "bottle_addhooks" in supervise["hooks"]
+    assert {"proposals", "answer", "supervise"} <= set(supervise["commands"])
     assert distributions["bottle-backend-docker"]["backends"] == ["docker"]
     assert {p["name"]: p for p in report["plugins"]}["core"]["essential"] is True
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bottle.sidecar import secrets_scan
-from bottle.sidecar.policy import DETECTORS
-from bottle.sidecar.secrets_scan import Hit, Markers, Scanner
+from bottle_sidecar import secrets_scan
+from bottle_egress_sidecar.policy import DETECTORS
+from bottle_sidecar.secrets_scan import Hit, Markers, Scanner
 
 
 def b64url(data: dict) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from bottle.sidecar import init
+from bottle_sidecar import init
 
 AS_ROOT = os.geteuid() == 0
 TIMEOUT = 10

@@ -11,9 +11,9 @@ import re
 from pathlib import Path
 
 from bottle import sidecar_runtime
-from bottle.images.build import dockerfile
+from bottle_images.build import dockerfile
 from bottle.sidecar_runtime import SIDECAR_UID, hand_over, policy_path, sidecar_user, write_policy
-from bottle.supervise_ops import QUEUE_FILE, prepare_queue
+from bottle_supervise.desk import QUEUE_FILE, prepare_queue
 
 #: Whom this process's sidecars run as.
 EXPECTED = (SIDECAR_UID, SIDECAR_UID) if os.geteuid() == 0 else (os.getuid(), os.getgid())

@@ -17,7 +17,7 @@ def audit(
     from bottle import paths
     from bottle.display import terminal_safe
     from bottle.errors import UsageError
-    from bottle.sidecar.audit import read_events
+    from bottle_sidecar.audit import read_events
     from bottle.sidecar_runtime import audit_path
 
     path = audit_path(paths.state_root() / slug)

@@ -66,7 +66,7 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
     from bottle import paths
     from bottle.cli.common import print_json, settings_and_plugins
     from bottle.errors import EnvironmentProblem
-    from bottle.images.build import image_status
+    from bottle_images.build import image_status
 
     settings, loaded = settings_and_plugins()
     report: dict = {"backends": {}, "images": {}, "config": {}, "plugin_failures": loaded.failures}
@@ -105,7 +105,7 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
 def _image_report(kind: str, status) -> dict:
     """A present image: its status, the versions its labels record, and why this bottle
     would not run it (None when it would)."""
-    from bottle.images.build import format_problem, image_versions
+    from bottle_images.build import format_problem, image_versions
 
     return {**asdict(status), "kind": kind, "versions": image_versions(status.labels),
             "problem": format_problem(kind, status.labels)}
@@ -141,7 +141,7 @@ def _print_report(report: dict) -> None:
 def _print_image_notes(tag: str, status: dict) -> None:
     """What a present image runs on, and a line saying how to rebuild one this bottle would refuse."""
     from bottle.engine import BUILD_TAG_FLAG
-    from bottle.images.build import describe_versions
+    from bottle_images.build import describe_versions
 
     if status.get("versions"):
         print(f"image   {'':30} {describe_versions(status['labels'])}")

@@ -80,7 +80,7 @@ class SecretExempt(BaseModel):
     @field_validator("detectors")
     @classmethod
     def _known(cls, names: tuple[str, ...]) -> tuple[str, ...]:
-        from bottle.sidecar.policy import parse_detector
+        from bottle_egress_sidecar.policy import parse_detector
 
         for name in names:
             parse_detector(name)  # its ValueError names the detectors there are
@@ -137,7 +137,7 @@ class EgressConfig(BaseModel):
     @field_validator("allow", "on_secret")
     @classmethod
     def _rules(cls, rules: tuple[str, ...] | dict[str, str]) -> tuple[str, ...] | dict[str, str]:
-        from bottle.sidecar.policy import RuleError, parse_rule
+        from bottle_egress_sidecar.policy import RuleError, parse_rule
 
         for rule in rules:
             try:
@@ -195,7 +195,7 @@ class CredentialRoute(BaseModel):
     @field_validator("path")
     @classmethod
     def _prefix(cls, path: str) -> str:
-        from bottle.sidecar.policy import parse_path_prefix
+        from bottle_egress_sidecar.policy import parse_path_prefix
 
         return parse_path_prefix(path)  # its ValueError says what a prefix may be
 
@@ -246,7 +246,7 @@ class GitCredential(BaseModel):
 def upstream_transport(upstream: str) -> str:
     """How the gate reaches *upstream*: "local" (a path), "ssh" (git's scp-like ``[user@]host:path``) or the
     URL's scheme; by the gate's own rule, so that what is refused here is what the gate could not do."""
-    from bottle.sidecar.gitgate import is_ssh
+    from bottle_gitgate_sidecar.gitgate import is_ssh
 
     if "://" in upstream:
         return upstream.split("://", 1)[0].lower()
@@ -282,7 +282,7 @@ class GitConfig(BaseModel):
     def pairing_problem(self) -> tuple[str, str] | None:
         """The field and why, if upstream, credential and known_hosts cannot work together.
 
-        These are the gate's own rules (``bottle.sidecar.gitgate``), checked
+        These are the gate's own rules (``bottle_gitgate_sidecar.gitgate``), checked
         when the profile is read instead of once the sidecar has started: a
         token goes in an HTTPS header only, a key goes to ssh, the gate reads a
         local upstream directly, and it pins ``known_hosts`` only for the ssh
@@ -339,7 +339,7 @@ class SuperviseConfig(BaseModel):
     @field_validator("deny")
     @classmethod
     def _rules(cls, rules: tuple[dict, ...]) -> tuple[dict, ...]:
-        from bottle.sidecar.deny_rules import DenyRuleError, parse_rules
+        from bottle_supervise_sidecar.deny_rules import DenyRuleError, parse_rules
 
         try:
             parse_rules(list(rules))
