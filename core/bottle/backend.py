@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from bottle.plan import Plan, PlanFile
+from bottle.sidecar.service import SidecarSetup
 
 #: Labels every backend puts on every resource it creates, so that
 #: ``bottle ls`` and ``bottle gc`` find them from any process.
@@ -120,8 +121,9 @@ class Backend(abc.ABC):
         """Can a sandbox run here? Quick, never hangs, says why not."""
 
     @abc.abstractmethod
-    def open(self, plan: Plan, stack: contextlib.ExitStack) -> Bottle:
-        """Create and start the sandbox (and its network) for *plan*.
+    def open(self, plan: Plan, stack: contextlib.ExitStack, sidecar: SidecarSetup) -> Bottle:
+        """Create and start the sandbox (and its network) for *plan*, and the sidecar with what *sidecar* holds
+        (``bottle.sidecar.runtime.start_sidecar``).
 
         Every resource is registered on *stack* for teardown the moment it
         exists, so a failure half-way leaves nothing behind.

@@ -1,6 +1,6 @@
 """Make text a bottled agent wrote safe to show in the operator's terminal.
 
-Anything the agent can write is hostile: a proposal's reason or host, a
+Anything the agent can write is hostile: what it asks the operator for, a
 request's host and path, a tool's name and input, and every audit ``reason``
 built from them. Shown raw, it drives the terminal: a carriage return and
 erase-line makes a request for one host read as one for another, a screen

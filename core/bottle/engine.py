@@ -5,6 +5,7 @@ image from a ``docker save``), so the core talks to the engine for them.
 """
 
 import os
+from collections.abc import Callable, Mapping
 
 from bottle.errors import EnvironmentProblem
 
@@ -27,19 +28,25 @@ def docker_client(timeout: int = 120):
 
 #: How ``bottle image build`` is told which tag to build, for each kind of image.
 BUILD_TAG_FLAG = {"agent": "--tag", "sidecar": "--sidecar-tag"}
+#: The image format this bottle builds and runs, by kind: raised when the host
+#: side needs what an image built by an older bottle lacks (format 2: the sidecar
+#: on Debian 13 and its libraries; format 3: made of the plugins' parts, each
+#: service's package under its own name in /opt/bottle/lib, labelled with each
+#: part's digest). ``bottle run`` refuses an image of another format (:func:`require_image`).
+IMAGE_FORMATS: dict[str, int] = {"sidecar": 3}
+FORMAT_LABEL = "bottle.format"
 
 
-def require_image(client, ref: str, kind: str):
+def require_image(client, ref: str, kind: str, lacks: "Callable[[Mapping[str, str]], str | None]" = lambda _: None):
     """The local image *ref*, a bottle's *kind* ("agent" or "sidecar") image.
 
     Every bottle starts from both, whatever the backend; each is checked here
-    before its container (or microVM) is made, so that a missing one, or one
-    of another format than this bottle runs (see ``bottle_images.build.IMAGE_FORMATS``),
-    is one message, whichever it is, saying how to build exactly that tag.
+    before its container (or microVM) is made, so that a missing one, one of
+    another format than this bottle runs (see :data:`IMAGE_FORMATS`) or one
+    that *lacks* what the run needs (given the labels, it says what) is one
+    message, whichever it is, saying how to build exactly that tag.
     """
     from docker.errors import ImageNotFound
-
-    from bottle_images.build import format_problem
 
     build = (f"Run `bottle image build --only {kind} {BUILD_TAG_FLAG[kind]} {ref}` "
              "(and `bottle image bootstrap` first where no registry is reachable).")
@@ -47,7 +54,7 @@ def require_image(client, ref: str, kind: str):
         image = client.images.get(ref)
     except ImageNotFound:
         raise EnvironmentProblem(f"The {kind} image {ref!r} is not built. {build}") from None
-    problem = format_problem(kind, image.labels)
+    problem = format_problem(kind, image.labels) or lacks(image.labels)
     if problem:
         raise EnvironmentProblem(f"The {kind} image {ref!r} cannot run with this bottle: {problem}. {build}")
     return image
@@ -100,3 +107,16 @@ def remove_volume(api, name: str) -> None:
         api.remove_volume(name, force=True)
     except NotFound:
         return
+
+
+def format_problem(kind: str, labels: Mapping[str, str] | None) -> str | None:
+    """Why an image of *kind* with *labels* is not one this bottle runs, or None when it is."""
+    wanted = IMAGE_FORMATS.get(kind)
+    if wanted is None:
+        return None
+    found = (labels or {}).get(FORMAT_LABEL, "")
+    if found == str(wanted):
+        return None
+    if not found.isdigit() or int(found) < wanted:
+        return f"it was built by an older bottle (image format {found or 1}; this bottle runs format {wanted})"
+    return f"it was built by a newer bottle (image format {found}; this bottle runs format {wanted})"

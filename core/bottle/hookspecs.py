@@ -6,13 +6,18 @@ hook has no documentation or no test exercising it.
 Hooks are named after the moment they run:
 
 * registration   -- :func:`bottle_addhooks`, :func:`bottle_register_backends`,
-                    :func:`bottle_register_commands` (once per process, right after loading)
-* planning       -- :func:`bottle_agent_command`, :func:`bottle_plan_files`,
-                    :func:`bottle_plan_agent_args`, :func:`bottle_plan_env`
-                    (no side effects; the result is the plan)
+                    :func:`bottle_register_commands`, :func:`bottle_register_profile_tables`,
+                    :func:`bottle_register_settings`,
+                    :func:`bottle_builtin_profile`, :func:`bottle_sidecar_image_parts`
+                    (once per process, right after loading)
+* planning       -- :func:`bottle_plan_section` first, then :func:`bottle_agent_command`,
+                    :func:`bottle_plan_files`, :func:`bottle_plan_agent_args`, :func:`bottle_plan_env`,
+                    :func:`bottle_sidecar_services` (no side effects; the result is the plan)
+* launch         -- :func:`bottle_sidecar_prepare` (before the sidecar starts)
 * provisioning   -- one hook per built-in provisioner, called in :data:`PROVISION_ORDER`,
                     then :func:`bottle_provision` for third-party provisioners
-* lifecycle      -- :func:`bottle_started`, :func:`bottle_stopping`
+* lifecycle      -- :func:`bottle_started`, :func:`bottle_stopping`, :func:`bottle_run_summary`
+* checks         -- :func:`bottle_doctor`
 
 Within one hook, pluggy's ``tryfirst``/``trylast`` order the implementations.
 Every plugin module is imported for ``bottle --help``: import what is heavy
@@ -27,8 +32,16 @@ import pluggy
 if TYPE_CHECKING:
     import typer
 
+    from pathlib import Path
+
+    from pydantic import BaseModel
+
     from bottle.backend import Backend, Bottle
-    from bottle.plan import AgentCommand, Plan, PlanContext, PlanFile
+    from bottle.doctor import DoctorSection
+    from bottle.settings import Settings
+    from bottle.manifests.tables import BuiltinProfile, ProfileTable
+    from bottle.plan import AgentCommand, Plan, PlanContext, PlanFile, PlanSection
+    from bottle.sidecar.service import ImagePart, SidecarService, SidecarSetup
 
 PROJECT = "bottle"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -36,7 +49,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 #: The fixed order in which the core calls the provisioner hooks. ``ca`` comes
 #: first so every later step (git over HTTPS, say) already trusts the sidecar;
-#: ``supervise`` comes last so that it sees everything the others set up.
+#: the operator's channel comes last so that it sees everything the others set up.
 PROVISION_ORDER = (
     "bottle_provision_ca",
     "bottle_provision_git",
@@ -90,7 +103,67 @@ def bottle_register_commands(app: "typer.Typer") -> None:
     """
 
 
+@hookspec
+def bottle_register_profile_tables(register: "Callable[..., None]") -> None:
+    """Declare the top-level profile tables your plugin reads: ``register(table, ...)``.
+
+    A :class:`bottle.manifests.tables.ProfileTable` names the key (``git``
+    for ``[git]``; ``many`` for ``[[credentials]]``), the pydantic model
+    (``extra="forbid"``: an unknown field is an error naming the file) and how
+    the layers of ``extends`` merge. The planning hooks read the merged value
+    with ``ctx.profile.table(key)``. A key two plugins register is an error
+    naming both; a key no loaded plugin registers is an unknown field.
+    """
+
+
+@hookspec
+def bottle_register_settings(register: "Callable[[type[BaseModel]], None]") -> None:
+    """Add keys to bottle's settings by calling ``register(model)`` with a pydantic model of your fields.
+
+    They are read as the core's are (flags > ``BOTTLE_*`` variables >
+    config.toml > defaults) and appear on the settings object every command
+    gets; the model's validators run too. A key another plugin or the core
+    already has is an error naming both; a key no loaded plugin has is an
+    unknown field of the config file.
+    """
+
+
+@hookspec(firstresult=True)
+def bottle_builtin_profile(path: "Path") -> "BuiltinProfile | None":
+    """Return the profile ``default`` when its file, *path*, does not exist, or None to leave it to another plugin.
+
+    The first plugin to answer decides (the agent's plugin, which knows what
+    its agent must reach). Its ``data`` is validated as a file would be, with
+    the tables plugins registered. Raise :class:`bottle.errors.UsageError`
+    when no such profile can work here (no credential set, say), saying what
+    to set or write. With no plugin answering, a missing ``default`` is an
+    error like any missing profile.
+    """
+
+
+@hookspec
+def bottle_sidecar_image_parts() -> "list[ImagePart] | None":
+    """Return what your sidecar services need in the sidecar image: :class:`bottle.sidecar.service.ImagePart`.
+
+    ``bottle image build`` unions every loaded plugin's parts with the
+    kit's; ``bottle run`` refuses a sidecar image that lacks the part of a
+    planned service, saying to rebuild it.
+    """
+
+
 # -- planning: no side effects, everything lands in the plan ----------------
+
+
+@hookspec
+def bottle_plan_section(ctx: "PlanContext") -> "PlanSection | None":
+    """Return your part of the plan, decided from your profile table(s), or None when this bottle has none.
+
+    A :class:`bottle.plan.PlanSection` subclass with its ``SECTION`` key; the
+    plan holds it under that key (``plan.section(MySection)``) and
+    ``bottle run --dry-run --json`` shows it. This runs before every other
+    planning hook, with ``ctx.sections`` empty; those hooks see every
+    plugin's section. Raise :class:`bottle.errors.UsageError` for bad input.
+    """
 
 
 @hookspec(firstresult=True)
@@ -140,6 +213,33 @@ def bottle_plan_env(ctx: "PlanContext") -> "dict[str, str] | None":
     """
 
 
+@hookspec
+def bottle_sidecar_services(ctx: "PlanContext") -> "list[SidecarService] | None":
+    """Return the daemons to run in this bottle's sidecar: :class:`bottle.sidecar.service.SidecarService`.
+
+    Every plugin's services run side by side in one sidecar and start
+    together; the guest reaches one at ``http://{ctx.sidecar.hostname}:{port}``.
+    A name two plugins give is an error naming both. No secret here: a service
+    gets its secrets through :func:`bottle_sidecar_prepare`.
+    """
+
+
+# -- launch: side effects allowed; the state dir exists, the sidecar has not started
+
+
+@hookspec
+def bottle_sidecar_prepare(plan: "Plan", sidecar: "SidecarSetup") -> None:
+    """Put your services' launch-time material in place on *sidecar*, a :class:`bottle.sidecar.service.SidecarSetup`.
+
+    ``sidecar.secret(ref)`` reads a secret on the host now, for the sidecar
+    alone; ``sidecar.tmpfs_file`` writes a file into the sidecar's tmpfs;
+    ``sidecar.state_file`` writes into the bottle's state dir (kept after the
+    bottle); ``sidecar.mount`` bind-mounts a host path; ``sidecar.callback``
+    stops a helper at teardown. Only for the bottle's own services: return at
+    once when *plan* has no section of yours. Never print a secret.
+    """
+
+
 # -- provisioning: the sandbox is running, plan files are in place ----------
 
 
@@ -150,7 +250,7 @@ def bottle_provision_ca(plan: "Plan", bottle: "Bottle") -> None:
 
 @hookspec
 def bottle_provision_git(plan: "Plan", bottle: "Bottle") -> None:
-    """Set up git in the guest: identity, the working copy cloned through the gate."""
+    """Set up git in the guest: identity, the working copy cloned through the sidecar."""
 
 
 @hookspec
@@ -165,7 +265,7 @@ def bottle_provision_skills(plan: "Plan", bottle: "Bottle") -> None:
 
 @hookspec
 def bottle_provision_supervise(plan: "Plan", bottle: "Bottle") -> None:
-    """Connect the guest to the supervise channel. Runs after the other built-ins."""
+    """Connect the guest to the operator's channel (ask, report, deny). Runs after the other built-ins."""
 
 
 @hookspec
@@ -190,4 +290,24 @@ def bottle_stopping(plan: "Plan", bottle: "Bottle") -> None:
     """The agent has exited (or launch failed after start); teardown follows.
 
     Exceptions here are reported and do not stop the teardown.
+    """
+
+
+@hookspec
+def bottle_doctor(settings: "Settings") -> "DoctorSection | None":
+    """Report what your plugin needs on this machine, for ``bottle doctor``: a :class:`bottle.doctor.DoctorSection`.
+
+    Its ``data`` goes under its ``key`` in ``bottle doctor --json``; its
+    ``lines`` are printed as they are (each may quote a path or a tag, never
+    a secret). *settings* are this run's, the plugins' keys included.
+    """
+
+
+@hookspec
+def bottle_run_summary(plan: "Plan", events: "list[dict]") -> "list[str] | None":
+    """Return lines for the user once the bottle is gone: what your capability did (branches pushed, say).
+
+    *events* are the bottle's audit log, oldest first (``bottle_sidecar.audit.read_events``).
+    Whatever came from the agent (a ref name, a host) must go through
+    :func:`bottle.display.terminal_safe`: these lines reach the terminal.
     """

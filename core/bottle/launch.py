@@ -1,7 +1,8 @@
 """Launch: execute a plan under one ExitStack, so nothing outlives the run.
 
-Order: state dir, sandbox (the backend registers each resource on the stack
-the moment it exists), plan files in one stream, the sidecar ready,
+Order: state dir, what the plugins' sidecar services need (``bottle_sidecar_prepare``),
+sandbox and sidecar (the backend registers each resource on the stack the moment it
+exists), plan files in one stream, the sidecar ready,
 provisioners in the core's order, the agent. SIGTERM is turned into an exception like Ctrl-C so that
 both unwind the stack; while the stack unwinds, further signals are ignored
 so that teardown itself cannot be interrupted half-way. After teardown,
@@ -14,14 +15,13 @@ import sqlite3
 import sys
 from typing import Iterator
 
-from bottle.display import terminal_safe
 from bottle.errors import EnvironmentProblem
 from bottle.hookspecs import PROVISION_ORDER
 from bottle.plan import Plan
 from bottle.plugins import Plugins
 from bottle.prepare import write_state
+from bottle.sidecar import runtime
 from bottle_sidecar.audit import read_events
-from bottle.sidecar_runtime import audit_path
 
 
 class Terminated(BaseException):
@@ -61,12 +61,13 @@ def _raise_if_sidecar_died(bottle) -> None:
         raise EnvironmentProblem(f"The bottle's sidecar died ({reason}); the bottle was stopped.")
 
 
-def run_summary(plan: Plan) -> list[str]:
-    """What the user needs once the bottle is gone: its slug, the branches the
-    git gate took upstream, and the command that shows the rest. Read from the
-    audit log, which outlives the bottle; nothing when the bottle never got as
-    far as its sidecar (then there is no log, and the error says it all)."""
-    path = audit_path(plan.state_dir)
+def run_summary(plan: Plan, plugins: Plugins) -> list[str]:
+    """What the user needs once the bottle is gone: its slug, what the plugins
+    say their services did (``bottle_run_summary``: the branches pushed, say),
+    and the command that shows the rest. Read from the audit log, which
+    outlives the bottle; nothing when the bottle never got as far as its
+    sidecar (then there is no log, and the error says it all)."""
+    path = runtime.audit_path(plan.state_dir)
     if not path.is_file():
         return []
     try:
@@ -74,25 +75,16 @@ def run_summary(plan: Plan) -> list[str]:
     except sqlite3.Error as err:
         return [f"bottle {plan.slug} stopped; its audit log {path} cannot be read: {err}"]
     lines = [f"bottle {plan.slug} stopped."]
-    if plan.git is not None:
-        branches: dict[str, None] = {}  # in push order; a ref the agent deleted again is not upstream any more
-        for event in events:
-            if (event["source"], event["decision"], event["method"]) == ("git", "allowed", "push"):
-                if not event["detail"]["new"].strip("0"):  # all zeros: the push deleted it (SHA-1 or SHA-256)
-                    branches.pop(event["path"], None)
-                else:
-                    branches[event["path"]] = None
-        # Ref names are the agent's: git refuses ASCII controls in them, but not C1 or bidi characters.
-        pushed = ", ".join(terminal_safe(ref.removeprefix("refs/heads/")) for ref in branches) or "nothing"
-        lines.append(f"pushed {pushed} to {plan.git.upstream}")
+    for result in plugins.hook.bottle_run_summary(plan=plan, events=events):
+        lines += result or []
     blocked = sum(event["decision"] == "blocked" for event in events)
     more = f" ({blocked} blocked: add --blocked)" if blocked else ""
     lines.append(f"what it did: bottle audit {plan.slug}{more}")
     return lines
 
 
-def _print_summary(plan: Plan) -> None:
-    for line in run_summary(plan):
+def _print_summary(plan: Plan, plugins: Plugins) -> None:
+    for line in run_summary(plan, plugins):
         print(f"bottle: {line}", file=sys.stderr)
 
 
@@ -107,7 +99,10 @@ def launch(plan: Plan, plugins: Plugins) -> int:
     bottle = None
     with _signals(signal.default_int_handler, _raise_terminated):
         try:
-            bottle = backend.open(plan, stack)
+            setup = runtime.prepare(plan, plugins)
+            for stop in setup.callbacks:
+                stack.callback(stop)
+            bottle = backend.open(plan, stack, setup)
             stack.callback(_report_stopping, plugins, plan, bottle)
             if plan.files:
                 bottle.put_files(plan.files, uid=plan.guest.uid, gid=plan.guest.uid)
@@ -115,7 +110,7 @@ def launch(plan: Plan, plugins: Plugins) -> int:
             for hook_name in PROVISION_ORDER:
                 getattr(plugins.hook, hook_name)(plan=plan, bottle=bottle)
             plugins.hook.bottle_started(plan=plan, bottle=bottle)
-            code = bottle.run_agent(plan.claude_argv, env=plan.env, interactive=not plan.headless)
+            code = bottle.run_agent(plan.agent_argv, env=plan.env, interactive=not plan.headless)
             # An agent that failed because its way out died should say so.
             _raise_if_sidecar_died(bottle)
             return code
@@ -128,4 +123,4 @@ def launch(plan: Plan, plugins: Plugins) -> int:
                 try:
                     stack.close()
                 finally:  # on stderr: in a headless run, stdout is the agent's output
-                    _print_summary(plan)
+                    _print_summary(plan, plugins)

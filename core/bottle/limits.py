@@ -9,11 +9,11 @@ bottle's edge and the host goes on answering:
 - ``memory``: half the host's RAM, at most 8 GiB, and no swap on top (a
   bottle that swaps slows everything else). Half leaves the host room; the
   cap keeps a big machine that runs several bottles from promising each of
-  them most of it. Claude Code needs a few hundred MiB; the rest is for what
+  them most of it. An agent's CLI needs a few hundred MiB; the rest is for what
   the agent builds and runs.
 - ``cpus``: every core but one, at least one: a bottle busy on all it may use
   leaves the host a core to answer on.
-- ``pids``: 1024 processes and threads. Claude Code, a build with a job per
+- ``pids``: 1024 processes and threads. The agent, a build with a job per
   core and a test runner's workers fit several times over; a fork bomb stops
   there, far below the kernel's ``pid_max``.
 - ``disk``: 20 GiB of what the agent writes. How a backend holds a bottle to

@@ -5,15 +5,19 @@ prints it); launch only executes one. Plugins add to it through the planning
 hooks, which see a :class:`PlanContext`.
 """
 
+import importlib
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Mapping
+from typing import Annotated, Any, ClassVar, Mapping, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (
+    AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, SerializeAsAny, model_validator,
+)
 
 from bottle.manifests.agent import Agent
-from bottle.manifests.profile import GitCredential, GitIdentity, Profile, SecretExempt, SecretMode
+from bottle.manifests.profile import Profile
 from bottle.settings import Settings
+from bottle.sidecar.service import SidecarService
 
 
 #: A mapping nobody can change after validation: provision hooks see the plan
@@ -27,6 +31,69 @@ ReadOnlyMap = Annotated[
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PlanSection(Frozen):
+    """A plugin's part of the plan (``bottle_plan_section``), under its ``SECTION`` key in ``Plan.sections``.
+
+    Subclass it with ``SECTION = "git"`` and the fields your launch-time hooks
+    need; it is frozen and serialised with the plan, with the class that reads
+    it back (``KIND_FIELD``: ``module:Class``), so that ``plan.json`` reads back
+    as the same classes in a process that has not planned.
+    """
+
+    SECTION: ClassVar[str]
+
+    def describe(self) -> list[tuple[str, str]]:
+        """The section as ``bottle run --dry-run`` prints it: (label, text) rows. Override to say it better."""
+        return [(self.SECTION, self.model_dump_json(exclude_defaults=True))]
+
+    @classmethod
+    def from_plan_json(cls: type["S"], plan: Mapping[str, Any]) -> "S | None":
+        """This section of a ``plan.json`` read as JSON (None when it has none): without reading the others,
+        whose plugins need not be loaded here."""
+        section = plan.get("sections", {}).get(cls.SECTION)
+        return None if section is None else cls.model_validate({k: v for k, v in section.items() if k != KIND_FIELD})
+
+
+S = TypeVar("S", bound=PlanSection)
+KIND_FIELD = "kind"
+
+
+def _section_kind(key: str, kind: Any) -> type[PlanSection]:
+    module, _, name = str(kind).partition(":")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        raise ValueError(f"plan section {key!r}: its class {kind!r} cannot be found (is its plugin installed?)") from None
+    if not (isinstance(found, type) and issubclass(found, PlanSection) and found.SECTION == key):
+        raise ValueError(f"plan section {key!r}: {kind!r} is not the PlanSection whose SECTION is {key!r}")
+    return found
+
+
+def _sections(value: Any) -> Any:
+    """A mapping of section key to a section, or to its fields (read back from JSON) as the class they name."""
+    if not isinstance(value, Mapping):
+        return value
+    sections = {}
+    for key, section in value.items():
+        if isinstance(section, Mapping):
+            fields = dict(section)
+            section = _section_kind(key, fields.pop(KIND_FIELD, None)).model_validate(fields)
+        elif not isinstance(section, PlanSection) or section.SECTION != key:
+            raise ValueError(f"plan section {key!r}: expected the PlanSection whose SECTION is {key!r}")
+        sections[key] = section
+    return MappingProxyType(sections)
+
+
+def _dump_sections(value: Mapping[str, PlanSection]) -> dict:
+    return {key: {KIND_FIELD: f"{type(section).__module__}:{type(section).__qualname__}",
+                  **section.model_dump(mode="json")} for key, section in value.items()}
+
+
+Sections = Annotated[
+    Mapping[str, SerializeAsAny[PlanSection]], BeforeValidator(_sections), PlainSerializer(_dump_sections),
+]
 
 
 class PlanFile(Frozen):
@@ -60,79 +127,20 @@ class AgentCommand(Frozen):
 
     argv: tuple[str, ...] = Field(min_length=1)
     env: ReadOnlyMap = Field(default_factory=dict, description="the lowest layer of the agent's environment")
-
-
-class CredentialPlan(Frozen):
-    """A credential route: the sidecar injects the host's ``env`` value for ``host``:``port``, under ``path``.
-
-    Only the name and the placeholder are in the plan; the value is read at
-    launch and handed to the sidecar alone.
-    """
-
-    host: str
-    port: int = 443
-    path: str = Field("", description="a path prefix; empty: every path")
-    header: str
-    scheme: str
-    env: str
-    placeholder: str
-    on_secret: SecretMode | None = Field(None, description="this host's mode for secrets; None: egress.on_secret's")
-
-
-class EgressPlan(Frozen):
-    allow: tuple[str, ...]
-    secret_patterns: tuple[str, ...]
-    credentials: tuple[CredentialPlan, ...]
-    trust: tuple[Path, ...] = Field(description="extra CA files the sidecar trusts upstream")
-    on_secret: ReadOnlyMap = Field(
-        default_factory=dict, description='host rule -> "block" or "redact"; the last match decides, none: block'
-    )
-    secret_exempt: SecretExempt = SecretExempt()
-
-
-class GitPlan(Frozen):
-    """The git gate: what the agent clones from and pushes to, and what reaches upstream."""
-
-    upstream: str = Field(description="the real remote, as the gate sees it")
-    local_upstream: Path | None = Field(
-        None, description="host path of a local upstream, which the host serves to the gate (bottle_git.upstream_relay)"
-    )
-    push_refs: tuple[str, ...] = Field(description="the profile's, {slug} replaced")
-    fetch_refs: tuple[str, ...] = Field(description="what the gate mirrors besides push_refs; HEAD: upstream's default")
-    protected: tuple[str, ...] | None = Field(description="None: upstream's default branch")
-    allow_force: bool
-    max_push_mb: int
-    max_push_refs: int
-    identity: GitIdentity
-    credential: GitCredential | None = Field(None, description="where the gate's credential is read from")
-    known_hosts: str | None = None
-    start_from: str | None = Field(None, description="branch to start from (default: upstream's default)")
-    work_branch: str = Field(description="the branch the agent works on")
-    gate_url: str
-
-
-class SupervisePlan(Frozen):
-    """The supervise channel: MCP tools for asking, hooks that report and may deny."""
-
-    answer_timeout: int
-    deny: tuple[dict, ...]
-    url: str = Field(description="the supervise server as the guest reaches it")
+    skills_dir: str | None = Field(None, description="where the agent reads skills, under its home; None: it has none")
 
 
 class SidecarPlan(Frozen):
-    """The sidecar: where the agent finds it and what it trusts."""
+    """The sidecar: where the agent finds it and the services the plugins run in it."""
 
     image: str
     hostname: str = "sidecar"
-    proxy_port: int = 3128
-    gate_port: int = 8418
-    supervise_port: int = 8765
-    ca_cert: Path = Field(description="host path of the bottle CA's certificate (public), written at launch")
     audit_max_mb: int = Field(description="the audit log's budget in MiB (the `audit_max_mb` setting)")
+    services: tuple[SidecarService, ...] = ()
 
-    @property
-    def proxy_url(self) -> str:
-        return f"http://{self.hostname}:{self.proxy_port}"
+    def url(self, port: int) -> str:
+        """Where the guest reaches the sidecar's service on *port*."""
+        return f"http://{self.hostname}:{port}"
 
 
 class GuestLayout(Frozen):
@@ -142,7 +150,7 @@ class GuestLayout(Frozen):
     uid: int
     home: str
     workdir: str
-    skills_dir: str
+    skills_dir: str | None = Field(None, description="the guest_skills_dir setting, else the agent's (AgentCommand)")
     prompt_path: str
 
 
@@ -169,9 +177,12 @@ class PlanContext(Frozen):
     prompt_file: Path
     guest: GuestLayout
     sidecar: SidecarPlan
-    egress: EgressPlan
-    git: GitPlan | None = None
-    supervise: SupervisePlan | None = None
+    repo: Path | None = Field(None, description="the repository under work that --repo named")
+    sections: Sections = Field(default_factory=dict, description="each plugin's section (bottle_plan_section)")
+
+    def section(self, kind: type[S]) -> S | None:
+        """This bottle's section of *kind*, or None when it has none."""
+        return self.sections.get(kind.SECTION)
 
 
 class Plan(Frozen):
@@ -191,11 +202,13 @@ class Plan(Frozen):
     guest: GuestLayout
     resources: Resources
     files: tuple[PlanFile, ...]
-    egress: EgressPlan
     sidecar: SidecarPlan
-    git: GitPlan | None = None
-    supervise: SupervisePlan | None = None
-    claude_argv: tuple[str, ...]
+    sections: Sections = Field(default_factory=dict, description="each plugin's section (bottle_plan_section)")
+    agent_argv: tuple[str, ...]
     env: ReadOnlyMap
     headless: bool
     labels: ReadOnlyMap
+
+    def section(self, kind: type[S]) -> S | None:
+        """This bottle's section of *kind*, or None when it has none."""
+        return self.sections.get(kind.SECTION)

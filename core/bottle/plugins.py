@@ -14,8 +14,9 @@ declares (``check_pending``), most often a misspelt name that would otherwise
 never be called. What a run relies on and is missing stops it instead
 (:meth:`Plugins.require`): fail closed.
 
-Registries (backends, commands) are asked of each implementation once per
-process, and a name two plugins register is an error naming both.
+Registries (backends, commands, profile tables, sidecar image parts) are
+asked of each implementation once per process, and a name two plugins
+register is an error naming both.
 """
 
 from collections import Counter
@@ -30,9 +31,14 @@ from bottle import hookspecs
 from bottle.errors import BottleError, EnvironmentProblem, UsageError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import typer
 
     from bottle.backend import Backend
+    from bottle.manifests.profile import Profile
+    from bottle.manifests.tables import ProfileTable
+    from bottle.sidecar.service import ImagePart
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 #: The core's own distribution, whose entry points named in ESSENTIAL cannot be blocked.
@@ -51,6 +57,8 @@ class PluginInfo:
     hooks: tuple[str, ...]
     backends: tuple[str, ...] = ()
     commands: tuple[str, ...] = ()
+    tables: tuple[str, ...] = ()
+    sidecar_parts: tuple[str, ...] = ()
     essential: bool = False
 
 
@@ -71,7 +79,7 @@ class Plugins:
         return self.manager.hook
 
     def info(self) -> list[PluginInfo]:
-        self.backends  # noqa: B018 -- registers them (once), so that `provided` knows their owners
+        self.backends, self.profile_tables, self.image_parts  # noqa: B018 -- registered once; `provided` knows owners
         infos = []
         for name, plugin in self.manager.list_name_plugin():
             if plugin is None:  # blocked
@@ -89,6 +97,8 @@ class Plugins:
                     hooks=tuple(sorted(caller.name for caller in self.manager.get_hookcallers(plugin) or [])),
                     backends=self._provided_by("backend", name),
                     commands=self._provided_by("command", name),
+                    tables=self._provided_by("profile table", name),
+                    sidecar_parts=self._provided_by("sidecar image part", name),
                     essential=name in ESSENTIAL,
                 )
             )
@@ -117,13 +127,16 @@ class Plugins:
         """
         return getattr(self.hook, hook_name).get_hookimpls()
 
-    def _call(self, impl: pluggy.HookImpl, doing: str, **kwargs: Any) -> bool:
-        """Call one implementation with the arguments it takes; False if it failed, as its plugin's failure.
+    def _call(self, impl: pluggy.HookImpl, doing: str, sink: dict | None = None, **kwargs: Any) -> bool:
+        """Call one implementation with the arguments it takes (its result into ``sink["value"]``); False if it
+        failed, as its plugin's failure.
 
         A :class:`BottleError` (a clash, say) is the user's to see and goes on up.
         """
         try:
-            impl.function(*(kwargs[name] for name in impl.argnames))
+            value = impl.function(*(kwargs[name] for name in impl.argnames))
+            if sink is not None:
+                sink["value"] = value
         except BottleError:
             raise
         except Exception as err:  # a broken plugin must not take the others down
@@ -143,6 +156,61 @@ class Plugins:
 
             self._call(impl, "registering backends", register=register)
         return found
+
+    @cached_property
+    def profile_tables(self) -> tuple["ProfileTable", ...]:
+        """Every registered profile table, in registration order (the core's plugins first)."""
+        found: list[ProfileTable] = []
+        for impl in self._impls("bottle_register_profile_tables"):
+
+            def register(*tables: "ProfileTable", _owner: str = impl.plugin_name) -> None:
+                for table in tables:
+                    self._claim("profile table", table.key, _owner)
+                    found.append(table)
+
+            self._call(impl, "registering profile tables", register=register)
+        return tuple(found)
+
+    @cached_property
+    def image_parts(self) -> dict[str, "ImagePart"]:
+        """What every plugin's sidecar services need in the sidecar image, by part name."""
+        found: dict[str, ImagePart] = {}
+        for impl in self._impls("bottle_sidecar_image_parts"):
+            result = {}
+            if self._call(impl, "declaring sidecar image parts", sink=result):
+                for part in result["value"] or ():
+                    self._claim("sidecar image part", part.name, impl.plugin_name)
+                    found[part.name] = part
+        return found
+
+    @cached_property
+    def settings_extensions(self) -> tuple[type, ...]:
+        """The settings models plugins registered; a key another plugin (or the core) has is an error naming both."""
+        from bottle.settings import Settings
+
+        owners = self.provided.setdefault("setting", {})
+        for name in Settings.model_fields:
+            owners.setdefault(name, "core")
+        found: list[type] = []
+        for impl in self._impls("bottle_register_settings"):
+
+            def register(model: type, _owner: str = impl.plugin_name) -> None:
+                for name in model.model_fields:
+                    self._claim("setting", name, _owner)
+                found.append(model)
+
+            self._call(impl, "registering settings", register=register)
+        return tuple(found)
+
+    def load_profile(self, name: str, config_dir: "Path", referrer: str = "") -> "Profile":
+        """Profile *name* with the tables these plugins registered, and their built-in ``default``."""
+        from bottle.manifests.profile import load_profile
+
+        try:
+            return load_profile(name, config_dir, referrer, tables=self.profile_tables,
+                                builtin=lambda path: self.hook.bottle_builtin_profile(path=path))
+        except UsageError as err:  # a table of a plugin that did not load reads as an unknown field
+            raise UsageError(f"{err}{self.not_loaded()}") from None
 
     def backend(self, name: str) -> "Backend":
         if name not in self.backends:

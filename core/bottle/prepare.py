@@ -1,30 +1,18 @@
 """Build the plan: agent + profile + settings + what plugins add, no side effects."""
 
-import fnmatch
 import os
 import secrets
 import socket
-import subprocess
 from pathlib import Path
 
 from bottle import limits, paths
 from bottle.backend import LABEL_AGENT, LABEL_BACKEND, LABEL_HOST, LABEL_PID, LABEL_SLUG
 from bottle.errors import EnvironmentProblem, UsageError
 from bottle.manifests.agent import find_agent
-from bottle.manifests.profile import load_profile, upstream_transport
-from bottle.plan import (
-    CredentialPlan,
-    EgressPlan,
-    GitPlan,
-    GuestLayout,
-    Plan,
-    PlanContext,
-    PlanFile,
-    SidecarPlan,
-    SupervisePlan,
-)
+from bottle.plan import GuestLayout, Plan, PlanContext, PlanFile, PlanSection, SidecarPlan
 from bottle.plugins import Plugins
 from bottle.settings import Settings
+from bottle.sidecar.service import SidecarService
 
 def new_slug(agent_name: str) -> str:
     return f"{agent_name.lower()[:40]}-{secrets.token_hex(3)}"
@@ -40,57 +28,28 @@ def _merge_plugin_env(results: list[dict[str, str] | None]) -> dict[str, str]:
     return merged
 
 
-def _git_toplevel(path: Path) -> Path | None:
-    done = subprocess.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
-    return Path(done.stdout.strip()) if done.returncode == 0 else None
+def _sections(results: list[PlanSection | None]) -> dict[str, PlanSection]:
+    sections: dict[str, PlanSection] = {}
+    for section in results:
+        if section is None:
+            continue
+        if section.SECTION in sections:
+            raise EnvironmentProblem(f"Two plugins plan the section {section.SECTION!r}; disable one "
+                                     "(BOTTLE_DISABLE_PLUGINS, see `bottle plugins`).")
+        sections[section.SECTION] = section
+    return sections
 
 
-def plan_git(profile, agent, slug: str, sidecar: SidecarPlan, repo: Path | None, project_dir: Path) -> GitPlan | None:
-    """The gate's plan: upstream is the profile's ``[git] upstream``, else the repo under work.
-
-    ``--repo`` (default: the current directory, when it is a git repository)
-    chooses what the bottle works on; with neither, the bottle has no gate.
-    """
-    git = profile.git
-    toplevel = _git_toplevel(repo or project_dir)
-    if repo is not None and toplevel is None:
-        raise UsageError(f"Option --repo: {repo} is not a git repository.")
-    upstream = git.upstream or (str(toplevel) if toplevel else None)
-    if upstream is None:
-        return None
-    local = None
-    if upstream_transport(upstream) == "local":
-        local = Path(upstream).expanduser()
-        if not local.exists():
-            raise UsageError(f"Profile {profile.name!r}: field `git.upstream`: {local} does not exist.")
-        local = local.resolve()
-
-    def for_bottle(patterns: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(pattern.replace("{slug}", slug) for pattern in patterns)
-
-    push_refs = for_bottle(git.push_refs)
-    own_branch = agent.branch and any(
-        fnmatch.fnmatchcase(f"refs/heads/{agent.branch}", pattern) for pattern in push_refs
-    )
-    # By default the agent fetches what it starts from: upstream's default branch, and its `branch`.
-    fetch_refs = git.fetch_refs if git.fetch_refs is not None else (
-        "HEAD", *([f"refs/heads/{agent.branch}"] if agent.branch else []))
-    return GitPlan(
-        upstream=str(local) if local else upstream,
-        local_upstream=local,
-        push_refs=push_refs,
-        fetch_refs=for_bottle(fetch_refs),
-        protected=git.protected,
-        allow_force=git.allow_force,
-        max_push_mb=git.max_push_mb,
-        max_push_refs=git.max_push_refs,
-        identity=git.identity,
-        credential=git.credential,
-        known_hosts=git.known_hosts,
-        start_from=agent.branch,
-        work_branch=agent.branch if own_branch else f"bottle/{slug}",
-        gate_url=f"http://{sidecar.hostname}:{sidecar.gate_port}/repo.git",
-    )
+def _services(results: list[list[SidecarService] | None]) -> tuple[SidecarService, ...]:
+    services = [service for result in results for service in (result or [])]
+    names = [service.name for service in services]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    ports = [service.port for service in services if service.port is not None]
+    shared = sorted({port for port in ports if ports.count(port) > 1})
+    if twice or shared:
+        raise EnvironmentProblem(f"Two plugins' sidecar services share a name or a port ({', '.join(map(str, twice + shared))}); "
+                                 "disable one (BOTTLE_DISABLE_PLUGINS, see `bottle plugins`).")
+    return tuple(services)
 
 
 def build_plan(
@@ -106,9 +65,11 @@ def build_plan(
     project_dir = paths.project_dir()
     config_dir = paths.config_dir()
     agent = find_agent(agent_ref, project_dir, config_dir)
-    profile = load_profile(agent.bottle, config_dir, referrer=f"{agent.path}: field `bottle`: ")
+    profile = plugins.load_profile(agent.bottle, config_dir, referrer=f"{agent.path}: field `bottle`: ")
     backend_name = backend or profile.backend or settings.backend
     plugins.backend(backend_name)  # unknown backend: fail now, not at launch
+    if repo is not None:  # what works on a repository must be there, or --repo would mean nothing
+        plugins.require("bottle_provision_git", "Option --repo")
 
     slug = new_slug(agent.name)
     state_dir = paths.state_root() / slug
@@ -117,31 +78,8 @@ def build_plan(
         uid=settings.guest_uid,
         home=settings.guest_home,
         workdir=settings.guest_workdir,
-        skills_dir=settings.skills_dir,
         prompt_path=f"{settings.guest_home}/.bottle/system-prompt.md",
     )
-    sidecar = SidecarPlan(
-        image=settings.sidecar_image, ca_cert=state_dir / "ca.pem", audit_max_mb=settings.audit_max_mb
-    )
-    egress = EgressPlan(
-        allow=profile.egress.allow,
-        secret_patterns=profile.egress.secret_patterns,
-        trust=profile.egress.trust,
-        on_secret=profile.egress.secret_modes(),
-        secret_exempt=profile.egress.secret_exempt,
-        credentials=tuple(
-            CredentialPlan(**route.model_dump(), placeholder=route.placeholder)
-            for route in profile.credentials
-        ),
-    )
-    git = plan_git(profile, agent, slug, sidecar, repo, project_dir)
-    supervise = None
-    if profile.supervise.enabled:
-        supervise = SupervisePlan(
-            answer_timeout=profile.supervise.answer_timeout,
-            deny=profile.supervise.deny,
-            url=f"http://{sidecar.hostname}:{sidecar.supervise_port}",
-        )
     ctx = PlanContext(
         slug=slug,
         agent=agent,
@@ -151,32 +89,27 @@ def build_plan(
         state_dir=state_dir,
         prompt_file=state_dir / "system-prompt.md",
         guest=guest,
-        sidecar=sidecar,
-        egress=egress,
-        git=git,
-        supervise=supervise,
+        sidecar=SidecarPlan(image=settings.sidecar_image, audit_max_mb=settings.audit_max_mb),
+        repo=repo,
     )
     hook = plugins.hook
-    # What the plan relies on must be there: without them it would run, but not as planned.
-    if git is not None:
-        plugins.require("bottle_provision_git", f"The git gate (--repo, or [git] of profile {profile.name!r})")
-    if supervise is not None:
-        plugins.require("bottle_provision_supervise", f"[supervise] of profile {profile.name!r}")
+    ctx = ctx.model_copy(update={"sections": _sections(hook.bottle_plan_section(ctx=ctx))})
+    ctx = ctx.model_copy(update={"sidecar": ctx.sidecar.model_copy(
+        update={"services": _services(hook.bottle_sidecar_services(ctx=ctx))})})
     command = hook.bottle_agent_command(ctx=ctx, headless_prompt=headless_prompt)
     if command is None:
         raise EnvironmentProblem(
             "No plugin says how to start the agent: none answers bottle_agent_command."
             f"{plugins.not_loaded() or ' Install one (see `bottle plugins`).'}"
         )
+    skills = settings.guest_skills_dir or (command.skills_dir and f"{guest.home}/{command.skills_dir}")
+    ctx = ctx.model_copy(update={"guest": guest.model_copy(update={"skills_dir": skills})})
     files: list[PlanFile] = [f for result in hook.bottle_plan_files(ctx=ctx) for f in (result or [])]
     plugin_args = [arg for result in hook.bottle_plan_agent_args(ctx=ctx) for arg in (result or [])]
     plugin_env = _merge_plugin_env(hook.bottle_plan_env(ctx=ctx))
     argv = [*command.argv, *plugin_args, *agent_args]
-
-    # The agent sees only placeholders for routed credentials, whatever the
-    # agent or profile env said; plugins (the proxy settings) override both.
-    placeholders = {route.env: route.placeholder for route in egress.credentials}
-    env = {**command.env, **agent.env, **profile.env, **placeholders, **plugin_env, "HOME": guest.home}
+    # Plugins (the proxy settings, credential placeholders) override the agent's and the profile's env.
+    env = {**command.env, **agent.env, **profile.env, **plugin_env, "HOME": guest.home}
     return Plan(
         slug=slug,
         agent=agent.name,
@@ -189,14 +122,12 @@ def build_plan(
         state_dir=state_dir,
         prompt_file=ctx.prompt_file,
         system_prompt=agent.prompt,
-        guest=guest,
+        guest=ctx.guest,
         resources=limits.resources(profile),
         files=tuple(files),
-        egress=egress,
-        sidecar=sidecar,
-        git=git,
-        supervise=supervise,
-        claude_argv=tuple(argv),
+        sidecar=ctx.sidecar,
+        sections=ctx.sections,
+        agent_argv=tuple(argv),
         env=env,
         headless=headless_prompt is not None,
         labels={

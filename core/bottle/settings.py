@@ -2,12 +2,14 @@
 
 Settings say *how* bottle works on this machine (which backend, which image,
 where guest files go); *what* a bottle may reach lives in bottle profiles.
+Plugins add their own keys (``bottle_register_settings``), read the same way.
 """
 
-from pathlib import Path
+import functools
+from collections.abc import Sequence
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -31,25 +33,13 @@ class Settings(BaseSettings):
 
     backend: str = Field("docker", description="backend used when the profile names none")
     image: str = Field("bottle/agent:latest", description="agent image tag")
-    sidecar_image: str = Field("bottle/sidecar:latest", description="sidecar image tag (egress proxy and other daemons)")
-    image_base: str | None = Field(
-        None,  # filled in from debian_suite: see _base_of_the_suite
-        description="base image both images build on (default: debian:SUITE-slim, SUITE being debian_suite)",
-    )
-    debian_suite: str = Field(
-        "trixie", description="Debian suite `bottle image bootstrap` makes the base from (the sidecar needs "
-        "trixie, Debian 13, or later: its mitmproxy needs Python 3.12)",
-    )
-    build_ca_certs: list[Path] | None = Field(
-        None, description="extra CA certificates trusted while building images (default: the host's)"
-    )
-    build_keep_ca: bool = Field(False, description="leave the build CAs in the final image")
-    claude_code_version: str = Field("2.1.332", description="Claude Code npm version baked into the image")
+    sidecar_image: str = Field("bottle/sidecar:latest", description="sidecar image tag (the plugins' services)")
     guest_user: str = Field("agent", description="non-root user the agent runs as")
     guest_uid: int = Field(1000, ge=1, description="uid of guest_user (files copied in are owned by it)")
     guest_home: str = Field("/home/agent", description="guest_user's home in the guest")
     guest_workdir: str = Field("/workspace", description="working directory of the agent")
-    guest_skills_dir: str | None = Field(None, description="where skills go (default ~/.claude/skills)")
+    guest_skills_dir: str | None = Field(
+        None, description="where skills go in the guest (default: where the agent reads them, as its plugin says)")
     audit_max_mb: int = Field(
         64, ge=1, description="each bottle's audit log keeps to this many MiB of rows, dropping the oldest (counted)"
     )
@@ -73,17 +63,6 @@ class Settings(BaseSettings):
             raise ValueError("expected an absolute guest path (starting with /)")
         return value
 
-    @model_validator(mode="after")
-    def _base_of_the_suite(self) -> "Settings":
-        """The base image is named after its suite, so bases of two suites live side by side."""
-        if self.image_base is None:
-            self.image_base = f"debian:{self.debian_suite}-slim"
-        return self
-
-    @property
-    def skills_dir(self) -> str:
-        return self.guest_skills_dir or f"{self.guest_home}/.claude/skills"
-
     @classmethod
     def settings_customise_sources(
         cls,
@@ -98,11 +77,21 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, toml)
 
 
-def load_settings(**flags: Any) -> Settings:
-    """Settings with *flags* (only those the user gave) on top; bad values are a UsageError."""
+@functools.cache
+def settings_model(extensions: tuple[type[BaseModel], ...] = ()) -> type[Settings]:
+    """The settings with the fields plugins add (``bottle_register_settings``): one flat set of keys,
+    read from the same flags, ``BOTTLE_*`` variables and config file, each key unknown to all an error."""
+    if not extensions:
+        return Settings
+    return create_model("Settings", __base__=(Settings, *extensions))
+
+
+def load_settings(*, extensions: Sequence[type[BaseModel]] = (), **flags: Any) -> Settings:
+    """Settings, with the plugins' *extensions*, and *flags* (only those the user gave) on top; bad values are
+    a UsageError."""
     given = {key: value for key, value in flags.items() if value is not None}
     try:
-        return Settings(**given)
+        return settings_model(tuple(extensions))(**given)
     except ValidationError as err:
         where = f"command-line flags, BOTTLE_* environment or {paths.config_file()}"
         raise UsageError(f"Invalid settings ({where}):\n{describe_errors(err)}") from None

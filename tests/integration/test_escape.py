@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from bottle.sidecar.runtime import OUTSIDE_NETWORK
 from bottle_images.apt_sources import debian_mirrors
 from tests.integration.conftest import REAL_API_KEY
 from tests.support.fake_anthropic import held
@@ -153,7 +154,7 @@ def test_escape_suite(home, engine, fake_api, api_profile, host_gateway, bottles
     inmate, neighbour = bottles("inmate"), bottles("neighbour")
     api = f"https://{host_gateway}:{fake_api.port}"
     internal = engine.networks.get(f"bottle-{inmate.slug}")
-    egress = engine.networks.get("bottle-egress")
+    egress = engine.networks.get(OUTSIDE_NETWORK)
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("0.0.0.0", 0))
     udp.settimeout(3)

@@ -23,10 +23,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from bottle.sidecar.kit import PARTS_LABEL, image_lacks, part_labels
 from bottle_images.build import (
-    FORMAT_LABEL, IMAGE_FORMATS, build_context, default_build_ca_certs, dockerfile, host_pip_index, image_versions,
+    FORMAT_LABEL, IMAGE_FORMATS, build_context, default_build_ca_certs, host_pip_index, image_versions,
     write_ca_certs,
 )
+from bottle_images.parts import loaded_parts, requirements
 from tests.support.collection import require, sidecar_test_files
 
 REPO = Path(__file__).parents[2]
@@ -34,9 +36,6 @@ TEST_DOCKERFILE = REPO / "tests" / "support" / "sidecar_test.Dockerfile"
 #: h11 0.16.0 fixed CVE-2025-43859 (lenient chunked-body parsing): no pin may go below it.
 H11_FIXED = (0, 16)
 MITMPROXY_NEEDS_PYTHON = (3, 12)
-#: What each version the image reports is pinned by, in sidecar.Dockerfile.
-PINS = {"mitmproxy": "MITMPROXY_VERSION", "h11": "H11_VERSION", "mcp": "MCP_VERSION",
-        "detect-secrets": "DETECT_SECRETS_VERSION"}
 SUITE_TIMEOUT = 1200
 
 
@@ -45,10 +44,9 @@ def numeric(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:3])
 
 
-def dockerfile_pins() -> dict[str, str]:
-    """The ARG defaults of sidecar.Dockerfile: the versions this bottle asks for."""
-    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", dockerfile("sidecar").read_text(), re.MULTILINE))
-    return {name: args[arg] for name, arg in PINS.items()}
+def part_pins() -> dict[str, str]:
+    """The loaded plugins' image parts' pip pins: the versions this bottle asks for, by distribution."""
+    return dict(requirement.split("==") for requirement in requirements(loaded_parts()))
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +71,10 @@ def inside(engine, sidecar_image) -> dict[str, str]:
 
 
 def test_the_image_runs_the_pinned_parser_proxy_and_sdk_on_debian_13(inside):
+    pins = part_pins()
+    assert {"mitmproxy", "h11", "mcp", "detect-secrets"} <= pins.keys()
     assert numeric(inside["h11"]) >= H11_FIXED, f"h11 {inside['h11']} has CVE-2025-43859"
-    assert {name: inside[name] for name in PINS} == dockerfile_pins()
+    assert {name: inside[name] for name in pins} == pins
     assert numeric(inside["mitmproxy"])[0] == 12 and numeric(inside["mcp"])[0] == 2
     assert numeric(inside["python"]) >= MITMPROXY_NEEDS_PYTHON
     assert inside["debian"] == "trixie"
@@ -83,6 +83,13 @@ def test_the_image_runs_the_pinned_parser_proxy_and_sdk_on_debian_13(inside):
 def test_the_labels_say_what_is_inside_and_the_format_this_bottle_runs(sidecar_image, inside):
     assert image_versions(sidecar_image.labels) == inside
     assert sidecar_image.labels[FORMAT_LABEL] == str(IMAGE_FORMATS["sidecar"])
+
+
+def test_the_labels_name_each_loaded_part_at_its_digest(sidecar_image):
+    parts = loaded_parts()
+    assert image_lacks(sidecar_image.labels, parts) == []
+    assert {key: value for key, value in sidecar_image.labels.items() if key.startswith(PARTS_LABEL)} == (
+        part_labels(parts))
 
 
 def write_test_context(directory: Path) -> None:
@@ -186,7 +193,7 @@ def test_doctor_shows_what_the_sidecar_image_runs_on(inside, home):
     text, report = home.run("doctor"), home.run("doctor", "--json")
 
     assert text.returncode == 0, text.stderr
-    assert (f"Debian {inside['debian']}, Python {inside['python']}, mitmproxy {inside['mitmproxy']}, "
-            f"h11 {inside['h11']}, mcp {inside['mcp']}, detect-secrets {inside['detect-secrets']}") in text.stdout
+    assert (f"Debian {inside['debian']}, Python {inside['python']}, detect-secrets {inside['detect-secrets']}, "
+            f"h11 {inside['h11']}, mcp {inside['mcp']}, mitmproxy {inside['mitmproxy']}") in text.stdout
     image = json.loads(report.stdout)["images"][tag]
     assert (image["versions"], image["problem"]) == (inside, None)

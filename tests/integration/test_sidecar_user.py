@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from bottle.sidecar_runtime import SIDECAR_UID, policy_path
+from bottle.sidecar.runtime import SIDECAR_UID
+from bottle_egress.policy_file import policy_path
 from tests.integration.test_escape import Bottled
 from tests.support.fake_anthropic import FakeMessagesAPI
 
@@ -69,7 +70,7 @@ def test_the_sidecar_runs_unprivileged_and_the_operator_keeps_its_state(
         rule = f"{host_gateway}:{docs.port}"
         bottle = Bottled(home, engine, fake_api).start("least")
         try:
-            _, status = bottle.sh("grep -H -E '^(Uid|Gid|CapEff):' /proc/[0-9]*/status", container=bottle_sidecar)
+            _, status = bottle.sh("grep -H -E '^(Uid|Gid|CapEff):' /proc/[0-9]*/status", container=bottle.sidecar)
             allowed = home.run("egress", "allow", bottle.slug, rule)
             reached = bottle.curl(f"{docs.url_for(host_gateway)}/v1/messages/count_tokens", "-d", "{}")
             commit = "git -c core.hooksPath=/dev/null commit --quiet -m work"

@@ -10,7 +10,7 @@ operator's ``bottle audit``.
 import json
 import sqlite3
 
-from bottle.sidecar_runtime import audit_path
+from bottle.sidecar.runtime import audit_path
 from tests.support.fake_anthropic import text, tool_use
 
 SUPERVISE = "\n[supervise]\nenabled = true\nanswer_timeout = 120\n"

@@ -11,7 +11,10 @@ benchmarks and the offline demo.
 import json
 from pathlib import Path
 
-from bottle.manifests.profile import BUILTIN_CREDENTIALS, CredentialRoute
+from bottle_egress.tables import CredentialRoute
+from bottle_provisioners import claude
+
+BUILTIN_CREDENTIALS = tuple(CredentialRoute(**route) for route in claude.BUILTIN_CREDENTIALS)
 from tests.support.fake_anthropic import FakeMessagesAPI
 
 API_KEY_ROUTE, OAUTH_TOKEN_ROUTE = BUILTIN_CREDENTIALS

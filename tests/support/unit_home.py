@@ -9,7 +9,7 @@ nothing here ever reads or writes the real user's configuration. The host's
 ``ANTHROPIC_API_KEY`` is a test value and ``CLAUDE_CODE_OAUTH_TOKEN`` is unset.
 """
 
-__all__ = ["Home", "UNIT_API_KEY", "home", "plugins", "run_bottle", "usage_error", "write"]
+__all__ = ["Home", "UNIT_API_KEY", "home", "plugin_profile", "plugins", "run_bottle", "usage_error", "write"]
 
 import os
 import subprocess
@@ -123,6 +123,12 @@ def plugins():
     from bottle.plugins import load_plugins
 
     return load_plugins()
+
+
+@pytest.fixture
+def plugin_profile(home, plugins) -> Callable[[str], object]:
+    """``plugin_profile(name)``: the profile *name* as ``bottle run`` reads it, with the installed plugins' tables."""
+    return lambda name: plugins.load_profile(name, home.config_dir)
 
 
 @pytest.fixture

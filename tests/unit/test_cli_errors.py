@@ -91,7 +91,7 @@ def test_dry_run_json_prints_the_plan(home, run_bottle, hello):
     assert code == 0, err
     plan = Plan.model_validate(json.loads(out))
     assert plan.agent == "hello" and plan.system_prompt == "Say hello."
-    assert plan.claude_argv[1:3] == ("-p", "hi") and plan.claude_argv[-2:] == ("--max-turns", "1")
+    assert plan.agent_argv[1:3] == ("-p", "hi") and plan.agent_argv[-2:] == ("--max-turns", "1")
     assert {f.provider for f in plan.files} >= {"prompt", "skills"}
     assert not home.state_root.exists()
 

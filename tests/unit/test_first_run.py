@@ -14,13 +14,17 @@ from pathlib import Path
 import pytest
 
 from bottle.errors import EnvironmentProblem
-from bottle.manifests.profile import BUILTIN_CREDENTIALS, CredentialRoute
+from bottle_egress.tables import CredentialRoute
+from bottle_provisioners import claude
+
+BUILTIN_CREDENTIALS = tuple(CredentialRoute(**route) for route in claude.BUILTIN_CREDENTIALS)
 from bottle.plan import Plan
 from bottle.prepare import build_plan
 from bottle.settings import load_settings
 from bottle_gitgate_sidecar import gitgate
 from bottle_sidecar import init
-from bottle.sidecar_runtime import _wait_ready, gate_config
+from bottle.sidecar.runtime import _wait_ready
+from bottle_git.plugin import gate_config
 from tests.support.certs import TestCA
 from tests.unit.conftest import UNIT_API_KEY
 
@@ -50,8 +54,8 @@ def dry_run(home, run_bottle):
 
 def test_built_in_default_reaches_the_api_with_the_api_key(dry_run):
     plan, printed = dry_run()
-    assert (plan.profile, plan.profile_files, plan.egress.allow) == ("default", (), ("api.anthropic.com",))
-    [route] = plan.egress.credentials
+    assert (plan.profile, plan.profile_files, plan.sections["egress"].allow) == ("default", (), ("api.anthropic.com",))
+    [route] = plan.sections["egress"].credentials
     assert (route.host, route.header, route.scheme, route.env) == ("api.anthropic.com", "x-api-key", "", API_KEY)
     assert plan.env[API_KEY] == route.placeholder and ANTHROPIC_SHAPE.fullmatch(route.placeholder)
     assert OAUTH_TOKEN not in plan.env
@@ -63,7 +67,7 @@ def test_built_in_default_logs_in_with_a_subscription_token(dry_run, monkeypatch
     monkeypatch.delenv(API_KEY)
     monkeypatch.setenv(OAUTH_TOKEN, UNIT_OAUTH_TOKEN)
     plan, printed = dry_run()
-    [route] = plan.egress.credentials
+    [route] = plan.sections["egress"].credentials
     # Claude Code sends the token it finds in CLAUDE_CODE_OAUTH_TOKEN as a bearer token.
     assert (route.host, route.header, route.scheme, route.env) == ("api.anthropic.com", "authorization", "Bearer",
                                                                     OAUTH_TOKEN)
@@ -75,7 +79,7 @@ def test_built_in_default_logs_in_with_a_subscription_token(dry_run, monkeypatch
 def test_with_both_the_api_key_is_used_and_the_plan_says_so(dry_run, home, run_bottle, monkeypatch):
     monkeypatch.setenv(OAUTH_TOKEN, UNIT_OAUTH_TOKEN)
     plan, printed = dry_run()
-    assert [route.env for route in plan.egress.credentials] == [API_KEY]
+    assert [route.env for route in plan.sections["egress"].credentials] == [API_KEY]
     assert OAUTH_TOKEN not in plan.env
     assert any(OAUTH_TOKEN in note and "not used" in note for note in plan.notes)
     assert UNIT_API_KEY not in printed and UNIT_OAUTH_TOKEN not in printed
@@ -103,7 +107,7 @@ def test_a_written_default_profile_is_used_as_written(home, dry_run, monkeypatch
     monkeypatch.setenv(OAUTH_TOKEN, UNIT_OAUTH_TOKEN)
     path = home.profile("default", "cpus = 1\n")
     plan, _ = dry_run()
-    assert (plan.profile_files, plan.egress.allow, plan.egress.credentials, plan.notes) == ((path,), (), (), ())
+    assert (plan.profile_files, plan.sections["egress"].allow, plan.sections["egress"].credentials, plan.notes) == ((path,), (), (), ())
 
 
 # -- placeholders -----------------------------------------------------------------------------
@@ -140,7 +144,7 @@ def test_a_child_route_replaces_its_parents_for_the_host(home, dry_run, monkeypa
     home.profile("base", API_KEY_ROUTE)
     home.profile("default", 'extends = "base"\n' + TOKEN_ROUTE)
     plan, _ = dry_run()
-    assert [(c.header, c.env) for c in plan.egress.credentials] == [("authorization", OAUTH_TOKEN)]
+    assert [(c.header, c.env) for c in plan.sections["egress"].credentials] == [("authorization", OAUTH_TOKEN)]
     assert API_KEY not in plan.env
 
 
@@ -198,7 +202,7 @@ def test_possible_pairings_make_a_config_the_gate_accepts(home, plugins, bare, g
     home.profile("paired", f'[git]\nprotected = ["refs/heads/main"]\n{git.replace("BARE", str(bare))}\n')
     home.agent("first", bottle="paired")
     plan = build_plan("first", settings=load_settings(), plugins=plugins)
-    gitgate._config(gate_config(plan))  # what the gate checks when it starts; raises if it would refuse
+    gitgate._config(gate_config(plan.slug, plan.sections["git"]))  # what the gate checks when it starts; raises if it would refuse
 
 
 def test_a_pairing_split_over_extends_is_checked_merged(home, run_bottle):
@@ -224,9 +228,9 @@ def test_the_readme_profile_plans_as_written(home, run_bottle):
     code, out, err = run_bottle("run", "first", "--dry-run", "--json")
     assert code == 0, err
     plan = Plan.model_validate(json.loads(out))
-    assert "api.anthropic.com" in plan.egress.allow and [c.env for c in plan.egress.credentials] == [API_KEY]
-    assert plan.git.upstream.startswith("https://") and plan.git.credential.kind == "token"
-    assert plan.supervise is not None and plan.resources.cpus == 2
+    assert "api.anthropic.com" in plan.sections["egress"].allow and [c.env for c in plan.sections["egress"].credentials] == [API_KEY]
+    assert plan.sections["git"].upstream.startswith("https://") and plan.sections["git"].credential.kind == "token"
+    assert "supervise" in plan.sections and plan.resources.cpus == 2
 
 
 # -- a sidecar that cannot start ------------------------------------------------------------------

@@ -41,15 +41,15 @@ def files_by_provider(plan: Plan) -> dict[str, list]:
 def test_prompt_flag_when_the_prompt_is_not_empty(home, plan_for):
     home.agent("agent", "Be brief.")
     plan = plan_for()
-    at = plan.claude_argv.index(APPEND)
-    assert plan.claude_argv[at + 1] == plan.guest.prompt_path == "/home/agent/.bottle/system-prompt.md"
+    at = plan.agent_argv.index(APPEND)
+    assert plan.agent_argv[at + 1] == plan.guest.prompt_path == "/home/agent/.bottle/system-prompt.md"
     assert plan.system_prompt == "Be brief."
 
 
 @pytest.mark.parametrize("prompt", ["", "   \n\n  "])
 def test_no_prompt_flag_for_an_empty_prompt(home, plan_for, prompt):
     home.agent("agent", prompt)
-    assert APPEND not in plan_for().claude_argv
+    assert APPEND not in plan_for().agent_argv
 
 
 @pytest.mark.parametrize("prompt", ["", "Be brief."])
@@ -84,38 +84,38 @@ def test_guest_home_moves_the_prompt_path(home, plan_for):
     home.agent("agent")
     plan = plan_for(settings={"guest_home": "/home/bob"})
     assert plan.guest.prompt_path == "/home/bob/.bottle/system-prompt.md"
-    assert plan.claude_argv[plan.claude_argv.index(APPEND) + 1] == plan.guest.prompt_path
+    assert plan.agent_argv[plan.agent_argv.index(APPEND) + 1] == plan.guest.prompt_path
 
 
 def test_model(home, plan_for):
     home.agent("agent", model="claude-opus-4")
-    argv = plan_for().claude_argv
+    argv = plan_for().agent_argv
     assert argv[argv.index("--model") + 1] == "claude-opus-4"
 
 
 def test_no_model_no_flag(home, plan_for):
     home.agent("agent")
-    assert "--model" not in plan_for().claude_argv
+    assert "--model" not in plan_for().agent_argv
 
 
 def test_headless(home, plan_for):
     home.agent("agent")
     plan = plan_for(headless_prompt="fix the build")
     assert plan.headless
-    assert plan.claude_argv[:3] == ("claude", "-p", "fix the build")
+    assert plan.agent_argv[:3] == ("claude", "-p", "fix the build")
 
 
 def test_interactive(home, plan_for):
     home.agent("agent")
     plan = plan_for()
     assert not plan.headless
-    assert plan.claude_argv[0] == "claude" and "-p" not in plan.claude_argv
-    assert "--dangerously-skip-permissions" in plan.claude_argv
+    assert plan.agent_argv[0] == "claude" and "-p" not in plan.agent_argv
+    assert "--dangerously-skip-permissions" in plan.agent_argv
 
 
 def test_user_claude_args_come_last(home, plan_for):
     home.agent("agent", "Be brief.", model="m")
-    argv = plan_for(headless_prompt="go", agent_args=("--max-turns", "5")).claude_argv
+    argv = plan_for(headless_prompt="go", agent_args=("--max-turns", "5")).agent_argv
     assert argv[-2:] == ("--max-turns", "5")
     assert argv.index(APPEND) < argv.index("--max-turns")
     assert argv.index("--model") < argv.index("--max-turns")
@@ -151,8 +151,8 @@ def test_plugin_env_and_placeholders_override_the_profile(home, plan_for, monkey
     )
     home.agent("agent", bottle="routed")
     plan = plan_for()
-    assert plan.env["HTTPS_PROXY"] == plan.sidecar.proxy_url
-    assert plan.env["ANTHROPIC_API_KEY"] == plan.egress.credentials[0].placeholder
+    assert plan.env["HTTPS_PROXY"] == plan.sections["egress"].proxy_url(plan.sidecar)
+    assert plan.env["ANTHROPIC_API_KEY"] == plan.sections["egress"].credentials[0].placeholder
     assert "sk-ant-real" not in plan.model_dump_json()
 
 
@@ -247,7 +247,7 @@ def test_plan_is_immutable(home, plan_for):
     with pytest.raises(ValidationError):
         plan.files[0].guest_path = "/etc/passwd"
     with pytest.raises((TypeError, AttributeError)):
-        plan.claude_argv.append("--evil")  # tuples, not lists
+        plan.agent_argv.append("--evil")  # tuples, not lists
 
 
 @pytest.mark.parametrize("field", ["env", "labels"])
@@ -266,7 +266,7 @@ def test_plan_json_round_trip(home, plan_for):
     home.agent("agent", "Be brief.", bottle="p", skills=["style"], model="m", env={"X": "y"})
     plan = plan_for(headless_prompt="go", agent_args=("--max-turns", "2"))
     assert Plan.model_validate_json(plan.model_dump_json()) == plan
-    assert json.loads(plan.model_dump_json())["claude_argv"] == list(plan.claude_argv)
+    assert json.loads(plan.model_dump_json())["agent_argv"] == list(plan.agent_argv)
 
 
 # -- write_state ------------------------------------------------------------------
@@ -327,9 +327,9 @@ def test_the_gate_gets_the_bottles_own_refs_and_what_it_starts_from(home, plan_f
     home.agent("agent", **front)
     plan = plan_for()
     slugged = lambda patterns: tuple(p.replace("{slug}", plan.slug) for p in patterns)  # noqa: E731
-    assert (plan.git.work_branch, plan.git.start_from) == (work.replace("{slug}", plan.slug), front.get("branch"))
-    assert (plan.git.fetch_refs, plan.git.push_refs) == (slugged(start_refs), slugged(push_refs))
-    assert plan.git.max_push_refs == 20
+    assert (plan.sections["git"].work_branch, plan.sections["git"].start_from) == (work.replace("{slug}", plan.slug), front.get("branch"))
+    assert (plan.sections["git"].fetch_refs, plan.sections["git"].push_refs) == (slugged(start_refs), slugged(push_refs))
+    assert plan.sections["git"].max_push_refs == 20
 
 
 def test_fetch_refs_must_be_full_ref_names_or_head(home, plan_for, tmp_path, usage_error):

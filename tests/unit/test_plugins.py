@@ -15,7 +15,7 @@ import typer
 
 from bottle import hookimpl
 from bottle_egress import allowlist as egress_control
-from bottle.errors import BottleError, EnvironmentProblem
+from bottle.errors import BottleError, EnvironmentProblem, UsageError
 from bottle.plan import AgentCommand
 from bottle.plugins import command_names, load_plugins
 from bottle.prepare import build_plan
@@ -494,13 +494,14 @@ def test_the_first_plugin_to_answer_decides_how_the_agent_starts(home):
     plugins.manager.register(Other(), name="other")
     plugins.manager.register(Declining(), name="declining")  # called first, passes
     made = plan(plugins, headless_prompt="go", agent_args=("--max-turns", "2"))
-    assert made.claude_argv == ("other-agent", "--run", "go", "--append-system-prompt-file",
+    assert made.agent_argv == ("other-agent", "--run", "go", "--append-system-prompt-file",
                                 made.guest.prompt_path, "--max-turns", "2")
     assert (made.env["OTHER_AGENT_COLOUR"], made.env["OTHER_AGENT_QUIET"]) == ("green", "1")  # the agent's env wins
     assert "DISABLE_TELEMETRY" not in made.env  # claude's base env came with claude's command
 
 
 def test_without_a_plugin_to_start_the_agent_run_refuses(home, run_bottle):
+    home.profile("default", "")  # the built-in one is the agent plugin's too
     home.agent("agent")
     with pytest.raises(EnvironmentProblem) as info:
         plan(load_plugins(disabled=["claude"]))
@@ -532,11 +533,21 @@ def test_a_failing_backend_plugin_is_named_by_the_error_for_its_backend():
     ("[supervise]\nenabled = true\n", "supervise", "bottle_provision_supervise"),
 ])
 def test_a_plan_relying_on_a_provisioner_that_did_not_load_is_refused(home, tmp_path, table, plugin, hook):
+    """Its profile table is nobody's then: an unknown field of the file, with what did not load."""
     subprocess.run(["git", "init", "--quiet", str(tmp_path / "up")], check=True)
-    home.profile("default", table.format(repo=tmp_path / "up"))
+    path = home.profile("default", table.format(repo=tmp_path / "up"))
     home.agent("agent")
     plan(load_plugins())  # planned with it
-    with pytest.raises(EnvironmentProblem) as info:
+    with pytest.raises(UsageError) as info:
         plan(load_plugins(disabled=[plugin]))
-    assert f"needs a plugin implementing {hook}" in str(info.value)
+    assert str(info.value).startswith(f"{path}: invalid bottle profile")
+    assert f"field `{plugin}`: unknown key" in str(info.value)
     assert f"disabled by BOTTLE_DISABLE_PLUGINS: {plugin}" in str(info.value)
+
+
+def test_repo_relies_on_the_git_provisioner(home, tmp_path):
+    subprocess.run(["git", "init", "--quiet", str(tmp_path / "up")], check=True)
+    home.profile("default", "")
+    home.agent("agent")
+    with pytest.raises(EnvironmentProblem, match="Option --repo needs a plugin implementing bottle_provision_git"):
+        build_plan("agent", settings=load_settings(), plugins=load_plugins(disabled=["git"]), repo=tmp_path / "up")

@@ -134,13 +134,15 @@ def test_relative_guest_paths_rejected(monkeypatch, usage_error, field, source):
     usage_error(lambda: load_settings(**flags), f"`{field}`", "absolute")
 
 
-def test_skills_dir_defaults_under_guest_home_and_can_be_overridden():
-    assert load_settings(guest_home="/home/bob").skills_dir == "/home/bob/.claude/skills"
-    assert load_settings(guest_home="/home/bob", guest_skills_dir="/opt/skills").skills_dir == "/opt/skills"
+def test_a_plugins_settings_are_read_like_the_cores_and_clash_by_name(monkeypatch, home, usage_error):
+    from pydantic import BaseModel, Field
 
+    class Extra(BaseModel):
+        colour: str = Field("blue")
 
-def test_the_base_image_is_named_after_its_suite(monkeypatch):
-    assert (load_settings().debian_suite, load_settings().image_base) == ("trixie", "debian:trixie-slim")
-    monkeypatch.setenv("BOTTLE_DEBIAN_SUITE", "bookworm")
-    assert load_settings().image_base == "debian:bookworm-slim"
-    assert load_settings(image_base="local/base:1").image_base == "local/base:1"
+    assert load_settings(extensions=[Extra]).colour == "blue"
+    monkeypatch.setenv("BOTTLE_COLOUR", "red")
+    assert load_settings(extensions=[Extra]).colour == "red"
+    home.config('colour = "green"\nshade = 1\n')
+    monkeypatch.delenv("BOTTLE_COLOUR")
+    usage_error(lambda: load_settings(extensions=[Extra]), home.config_file, "`shade`")

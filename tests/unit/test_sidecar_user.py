@@ -10,9 +10,10 @@ import os
 import re
 from pathlib import Path
 
-from bottle import sidecar_runtime
+from bottle.sidecar import runtime as sidecar_runtime
 from bottle_images.build import dockerfile
-from bottle.sidecar_runtime import SIDECAR_UID, hand_over, policy_path, sidecar_user, write_policy
+from bottle.sidecar.runtime import SIDECAR_UID, hand_over, sidecar_user
+from bottle_egress.policy_file import policy_path, write_policy
 from bottle_supervise.desk import QUEUE_FILE, prepare_queue
 
 #: Whom this process's sidecars run as.

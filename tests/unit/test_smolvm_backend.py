@@ -23,10 +23,11 @@ from docker.errors import ImageNotFound
 from smol import ExecOptions
 
 import bottle.engine
-import bottle.sidecar_runtime
+import bottle.sidecar.runtime
 from bottle.backend import Availability
 from bottle.errors import EnvironmentProblem
-from bottle.plan import EgressPlan, GuestLayout, Plan, PlanFile, Resources, SidecarPlan
+from bottle.sidecar.service import SidecarSetup
+from bottle.plan import GuestLayout, Plan, PlanFile, Resources, SidecarPlan
 from bottle_smolvm import backend as smolvm_backend
 from bottle_smolvm import images, probe
 from bottle_smolvm.backend import EXTRACT_SCRIPT, SmolvmBackend, SmolvmBottle
@@ -67,9 +68,8 @@ def make_plan(tmp_path: Path, **overrides) -> Plan:
         ),
         resources=Resources(cpus=1.5, memory="768m", pids=300),
         files=(),
-        egress=EgressPlan(allow=(), secret_patterns=(), credentials=(), trust=()),
-        sidecar=SidecarPlan(image="bottle/sidecar:latest", ca_cert=tmp_path / "ca.pem", audit_max_mb=64),
-        claude_argv=("claude", "-p", "hi"),
+        sidecar=SidecarPlan(image="bottle/sidecar:latest", audit_max_mb=64),
+        agent_argv=("claude", "-p", "hi"),
         env=ENV,
         headless=True,
         labels=LABELS,
@@ -201,13 +201,13 @@ def world(tmp_path, monkeypatch):
     fake = FakeSmolvm()
     docker = FakeDocker(events)
 
-    def start_sidecar(client, plan, network, stack):
+    def start_sidecar(client, plan, setup, network, stack):
         events.append(("sidecar start", network))
         stack.callback(events.append, ("sidecar removed",))
         return SimpleNamespace(container=FakeSidecarContainer(network), wait_ready=lambda: events.append(("ready",)),
                                failure=lambda: None)
 
-    monkeypatch.setattr(bottle.sidecar_runtime, "start_sidecar", start_sidecar)
+    monkeypatch.setattr(bottle.sidecar.runtime, "start_sidecar", start_sidecar)
     monkeypatch.setattr(bottle.engine, "remove_network", lambda api, ref: events.append(("network removed", ref)))
     monkeypatch.setattr(bottle.engine, "remove_container", lambda api, ref: events.append(("container removed", ref)))
     backend = SmolvmBackend(smolvm=fake, docker=docker, cache=tmp_path / "cache")
@@ -263,9 +263,9 @@ def test_cpu_count(cpus, count):
 # -- open: network, sidecar, machine, in that order, each registered for teardown ------------------------
 
 
-def test_open_creates_network_sidecar_and_machine(world):
+def test_open_creates_network_sidecar_and_machine(world, tmp_path):
     stack = contextlib.ExitStack()
-    bottle = world.backend.open(world.plan, stack)
+    bottle = world.backend.open(world.plan, stack, SidecarSetup(state_dir=tmp_path))
 
     assert isinstance(bottle, SmolvmBottle) and bottle.slug == SLUG
     assert world.events == [
@@ -289,11 +289,11 @@ def test_open_creates_network_sidecar_and_machine(world):
     assert world.events == [("sidecar removed",), ("network removed", NAME)]
 
 
-def test_a_failed_start_tears_down_what_exists(world):
+def test_a_failed_start_tears_down_what_exists(world, tmp_path):
     world.smolvm.errors["start"] = CliError("start machine", "SMOLVM_ERROR", "no boot progress")
     stack = contextlib.ExitStack()
     with pytest.raises(CliError, match=r"smolvm could not start machine: \[SMOLVM_ERROR\] no boot progress"):
-        world.backend.open(world.plan, stack)
+        world.backend.open(world.plan, stack, SidecarSetup(state_dir=tmp_path))
     stack.close()
     assert world.smolvm.calls[-1] == ("cli", ["machine", "delete", "--name", NAME, "--force"])
     assert world.events[-2:] == [("sidecar removed",), ("network removed", NAME)]
@@ -307,16 +307,16 @@ def test_teardown_tolerates_a_machine_already_gone(world):
         world.backend._delete_machine(NAME)
 
 
-def test_the_image_is_exported_once_per_image_id(world):
+def test_the_image_is_exported_once_per_image_id(world, tmp_path):
     for _ in range(2):
         with contextlib.ExitStack() as stack:
-            world.backend.open(world.plan, stack)
+            world.backend.open(world.plan, stack, SidecarSetup(state_dir=tmp_path))
     assert world.docker.image.saves == 1
 
 
 def test_a_missing_image_says_how_to_build_it(world, tmp_path):
     with pytest.raises(EnvironmentProblem, match="bottle image build"):
-        world.backend.open(make_plan(tmp_path, image="nope:latest"), contextlib.ExitStack())
+        world.backend.open(make_plan(tmp_path, image="nope:latest"), contextlib.ExitStack(), SidecarSetup(state_dir=tmp_path))
 
 
 # -- the bottle handle ----------------------------------------------------------------------------------

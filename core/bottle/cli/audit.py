@@ -11,14 +11,14 @@ def audit(
     slug: str = SLUG,
     as_json: bool = typer.Option(False, "--json", help="Print the events as JSON."),
     blocked: bool = typer.Option(False, "--blocked", help="Only what was blocked."),
-    source: Optional[str] = typer.Option(None, "--source", help="Only events from this source (egress, operator, ...)."),
+    source: Optional[str] = typer.Option(None, "--source", help="Only events from this source (a sidecar service's name, operator, ...)."),
 ) -> None:
     """Show a bottle's audit log (kept after the bottle stops)."""
     from bottle import paths
     from bottle.display import terminal_safe
     from bottle.errors import UsageError
     from bottle_sidecar.audit import read_events
-    from bottle.sidecar_runtime import audit_path
+    from bottle.sidecar.runtime import audit_path
 
     path = audit_path(paths.state_root() / slug)
     if not path.is_file():

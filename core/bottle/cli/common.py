@@ -23,7 +23,8 @@ def settings_and_plugins(**flags: Any):
     """The settings, with the *flags* the user gave on top, and this process's plugins."""
     from bottle.settings import load_settings
 
-    return load_settings(**flags), loaded_plugins()
+    plugins = loaded_plugins()
+    return load_settings(extensions=plugins.settings_extensions, **flags), plugins
 
 
 def print_json(data: Any) -> None:

@@ -8,6 +8,7 @@ nor say which plugins it has.
 
 from bottle import hookimpl
 from bottle.cli import audit, info, manage, run
+from bottle.sidecar.kit import bottle_sidecar_image_parts  # noqa: F401 -- the kit's image part, as the essential plugin's
 
 
 @hookimpl

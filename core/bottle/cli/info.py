@@ -1,7 +1,5 @@
 """``bottle plugins`` and ``bottle doctor``: what is installed and what works."""
 
-from dataclasses import asdict
-
 import typer
 
 
@@ -38,7 +36,7 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")
 
 
 #: What a plugin may provide besides hook implementations, as PluginInfo names it.
-PROVIDED = ("backends", "commands")
+PROVIDED = ("backends", "commands", "tables", "sidecar_parts")
 
 
 def _distributions(infos) -> list[dict]:
@@ -66,20 +64,15 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
     from bottle import paths
     from bottle.cli.common import print_json, settings_and_plugins
     from bottle.errors import EnvironmentProblem
-    from bottle_images.build import image_status
 
     settings, loaded = settings_and_plugins()
-    report: dict = {"backends": {}, "images": {}, "config": {}, "plugin_failures": loaded.failures}
+    report: dict = {"backends": {}, "config": {}, "plugin_failures": loaded.failures}
     for name, backend in sorted(loaded.backends.items()):
         availability = backend.availability()
         report["backends"][name] = {"available": availability.ok, "reason": availability.reason}
-    if report["backends"].get("docker", {}).get("available"):
-        from bottle.engine import docker_client
-
-        client = docker_client()
-        for kind, tag in (("agent", settings.image), ("sidecar", settings.sidecar_image), ("base", settings.image_base)):
-            status = image_status(client, tag)
-            report["images"][tag] = {"present": status is not None, **(_image_report(kind, status) if status else {})}
+    sections = [section for section in loaded.hook.bottle_doctor(settings=settings) if section is not None]
+    for section in sections:
+        report[section.key] = section.data
     config_dir = paths.config_dir()
     project = paths.project_dir() / ".bottle"
     for label, path in {
@@ -96,19 +89,10 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
     if as_json:
         print_json(report)
     else:
-        _print_report(report)
+        _print_report(report, [line for section in sections for line in section.lines])
     if not any(result["available"] for result in report["backends"].values()):
         names = ", ".join(report["backends"]) or "none is installed"
         raise EnvironmentProblem(f"No backend can run here ({names}); the report says why.")
-
-
-def _image_report(kind: str, status) -> dict:
-    """A present image: its status, the versions its labels record, and why this bottle
-    would not run it (None when it would)."""
-    from bottle_images.build import format_problem, image_versions
-
-    return {**asdict(status), "kind": kind, "versions": image_versions(status.labels),
-            "problem": format_problem(kind, status.labels)}
 
 
 def _limits(image: str, backends: dict, availability: dict) -> dict:
@@ -121,13 +105,12 @@ def _limits(image: str, backends: dict, availability: dict) -> dict:
     return {"defaults": defaults.model_dump(), "disk": {name: how for name, how in disk.items() if how}}
 
 
-def _print_report(report: dict) -> None:
+def _print_report(report: dict, plugin_lines: list[str]) -> None:
     for name, result in report["backends"].items():
         mark = "ok " if result["available"] else "NO "
         print(f"backend {name:10} {mark} {result['reason']}")
-    for tag, status in report["images"].items():
-        print(f"image   {tag:30} {'present' if status.get('present') else 'missing: run `bottle image bootstrap` / `bottle image build`'}")
-        _print_image_notes(tag, status)
+    for line in plugin_lines:
+        print(line)
     for label, result in report["config"].items():
         print(f"config  {label:12} {'found  ' if result['exists'] else 'absent '} {result['path']}")
     for name, error in report["plugin_failures"].items():
@@ -136,16 +119,3 @@ def _print_report(report: dict) -> None:
     print(f'limits  {"defaults":12} {defaults} (a profile sets each, or lifts it with "unlimited")')
     for name, how in report["limits"]["disk"].items():
         print(f"limits  {name:12} disk: {how}")
-
-
-def _print_image_notes(tag: str, status: dict) -> None:
-    """What a present image runs on, and a line saying how to rebuild one this bottle would refuse."""
-    from bottle.engine import BUILD_TAG_FLAG
-    from bottle_images.build import describe_versions
-
-    if status.get("versions"):
-        print(f"image   {'':30} {describe_versions(status['labels'])}")
-    if status.get("problem"):
-        kind = status["kind"]
-        print(f"image   {'':30} NOT RUNNABLE: {status['problem']}; "
-              f"run `bottle image build --only {kind} {BUILD_TAG_FLAG[kind]} {tag}`")

@@ -9,11 +9,11 @@ import typer
 
 def run(
     agent: str = typer.Argument(..., help="Agent name (.bottle/agents/NAME.md or the config dir's agents/) or path to an agent .md file."),
-    claude_args: Optional[List[str]] = typer.Argument(None, help="Extra arguments for claude, after `--`.", show_default=False),
-    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Run headless with this prompt (no TTY needed); claude's exit code becomes bottle's."),
+    claude_args: Optional[List[str]] = typer.Argument(None, help="Extra arguments for the agent's command, after `--`.", show_default=False),
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Run headless with this prompt (no TTY needed); the agent's exit code becomes bottle's."),
     backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Backend to run on (default: the profile's, else the `backend` setting)."),
     image: Optional[str] = typer.Option(None, "--image", help="Agent image (overrides the `image` setting)."),
-    repo: Optional[Path] = typer.Option(None, "--repo", help="Git repository the bottle works on (default: the current directory, if it is one); cloned through the git gate."),
+    repo: Optional[Path] = typer.Option(None, "--repo", help="Git repository the bottle works on (default: the current directory, if it is one); cloned through the sidecar."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and stop: nothing is created."),
     as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON."),
 ) -> None:

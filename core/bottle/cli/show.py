@@ -17,11 +17,12 @@ def print_plan(plan: Plan) -> None:
     table.add_row("profile", f"{plan.profile} ({', '.join(map(str, plan.profile_files)) or 'built-in default'})")
     for note in plan.notes:
         table.add_row("note", note)
-    table.add_row("egress allow", ", ".join(plan.egress.allow) or "nothing")
-    for c in plan.egress.credentials:
-        value = f"{c.scheme} ${c.env}" if c.scheme else f"${c.env}"
-        place = f"{c.host}{'' if c.port == 443 else f':{c.port}'}{c.path}"  # as an allow rule has it, and the prefix
-        table.add_row("credential", f"{place}: {c.header}: {value} (the agent's {c.env} is a placeholder)")
+    for service in plan.sidecar.services:
+        where = f" on {plan.sidecar.url(service.port)}" if service.port else ""
+        table.add_row("sidecar", f"{service.name}{where}")
+    for section in plan.sections.values():  # no secret in a section: names and placeholders only
+        for label, text in section.describe():
+            table.add_row(label, text)
     table.add_row("backend / image", f"{plan.backend} / {plan.image}")
     limits = plan.resources.model_dump()
     table.add_row("limits", " ".join(f"{name}={value or 'unlimited'}" for name, value in limits.items()))
@@ -29,7 +30,7 @@ def print_plan(plan: Plan) -> None:
     table.add_row("guest", f"user {plan.guest.user} (uid {plan.guest.uid}), workdir {plan.guest.workdir}")
     for f in plan.files:
         table.add_row(f"file ({f.provider})", f"{f.host_path} -> {f.guest_path}")
-    table.add_row("claude", shlex.join(plan.claude_argv))
+    table.add_row("agent command", shlex.join(plan.agent_argv))
     for key, value in sorted(plan.env.items()):
         table.add_row("env", f"{key}={value}")
     console.print(table)

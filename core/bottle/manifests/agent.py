@@ -1,4 +1,4 @@
-"""Agent files: Markdown with YAML front matter, the shape of Claude Code's subagents.
+"""Agent files: Markdown with YAML front matter, the shape of the agent CLIs' own subagent files.
 
 The body is the system prompt; the front matter names the bottle profile,
 skills, model and plain env. Agents live in the repo (``.bottle/agents/``) or

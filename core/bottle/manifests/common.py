@@ -14,9 +14,9 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
 _PROXY = "routes the guest's connections, which bottle points at the sidecar"
 _TRUST = "decides which certificates the guest trusts, which bottle sets to the bottle's CA"
-_CONFIG = "moves where the guest's programs (curl, git, Claude Code) read their settings from"
+_CONFIG = "moves where the guest's programs (curl, git, the agent's CLI) read their settings from"
 #: Variables an agent's or a profile's ``env`` may not set, and why: they change
-#: how the guest's own programs run (the supervise hooks and the proxy settings
+#: how the guest's own programs run (the operator's hooks and the proxy settings
 #: among them). An agent file comes with the repository under work; none of it
 #: may decide how the bottle's own tools behave. Names are compared in upper case.
 RESERVED_ENV = {

@@ -44,7 +44,7 @@ from bottle.engine import docker_client, remove_container, remove_network, remov
 from bottle.errors import EnvironmentProblem
 from bottle.limits import size_bytes
 from bottle.plan import Plan, PlanFile, Resources
-from bottle.sidecar_runtime import LABEL_ROLE, Sidecar, sidecar_name, start_sidecar
+from bottle.sidecar.runtime import LABEL_ROLE, Sidecar, sidecar_name, start_sidecar
 from bottle.tarball import pack
 
 
@@ -187,7 +187,7 @@ class DockerBackend(Backend):
             return Availability(False, str(err))
         return Availability(True, f"Docker Engine {version.get('Version', '?')}")
 
-    def open(self, plan: Plan, stack: contextlib.ExitStack) -> Bottle:
+    def open(self, plan: Plan, stack: contextlib.ExitStack, sidecar_setup) -> Bottle:
         client = self.client
         name = resource_name(plan.slug)
         require_image(client, plan.image, "agent")
@@ -209,7 +209,7 @@ class DockerBackend(Backend):
         volumes: list[str] = []
         stack.callback(self._remove_containers, [name, sidecar_name(plan.slug)], volumes)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            starting = pool.submit(start_sidecar, client, plan, network.name, stack)
+            starting = pool.submit(start_sidecar, client, plan, sidecar_setup, network.name, stack)
             try:
                 container = self._start_sandbox(plan, name, network.name, volumes)
             finally:

@@ -375,9 +375,9 @@ class SmolvmBackend(Backend):
 
     # -- one bottle -------------------------------------------------------------
 
-    def open(self, plan: Plan, stack: contextlib.ExitStack) -> Bottle:
+    def open(self, plan: Plan, stack: contextlib.ExitStack, sidecar_setup) -> Bottle:
         from bottle.engine import remove_network
-        from bottle.sidecar_runtime import start_sidecar
+        from bottle.sidecar.runtime import start_sidecar
 
         client = self.client
         name = machine_name(plan.slug)
@@ -388,7 +388,7 @@ class SmolvmBackend(Backend):
         # Internal (no route out), but the host keeps its address on the bridge:
         # the VMM, a host process, carries the guest's flows to the sidecar.
         client.networks.create(net, driver="bridge", internal=True, labels=dict(plan.labels))
-        sidecar = start_sidecar(client, plan, net, stack)
+        sidecar = start_sidecar(client, plan, sidecar_setup, net, stack)
         address = sidecar_address(sidecar.container, net)
         stack.callback(self._delete_machine, name)
         # CLI: creating needs --dns, --net-backend and --label, which the SDK's

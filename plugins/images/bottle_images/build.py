@@ -3,12 +3,12 @@
 Both kinds go through one path. The build context is a temporary directory
 holding only the Dockerfile, the extra CA certificates to trust during the build
 (see the Dockerfiles for how they are kept out of the result) and, for the
-sidecar, bottle's own code it runs. The base image is never pulled: no registry
+sidecar, the parts every loaded plugin declares (:mod:`bottle_images.parts`),
+whose digests label the image. The base image is never pulled: no registry
 is assumed reachable, so it must already exist locally (``bottle image
 bootstrap`` makes it).
 """
 
-import importlib
 import io
 import json
 import re
@@ -17,17 +17,22 @@ import subprocess
 import sys
 import tempfile
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import docker
 from rich.console import Console
 from rich.markup import escape
 
+from bottle.engine import FORMAT_LABEL, IMAGE_FORMATS, format_problem  # noqa: F401 -- the formats the core runs
 from bottle.errors import EnvironmentProblem, UsageError
-from bottle_sidecar.versions import PACKAGES
+from bottle.sidecar.kit import part_labels
+from bottle_images.parts import loaded_parts, write_parts
+
+if TYPE_CHECKING:
+    from bottle.sidecar.service import ImagePart
 
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 OUTPUT_TAIL = 25
@@ -39,25 +44,12 @@ _BUILDER_NOISE = ("---> ", "Removing intermediate container ")
 
 ImageKind = Literal["agent", "sidecar"]
 
-# Installed top-level packages copied into a kind's build context, under lib/ by
-# their own name: in the image they are the same packages as on the host.
-CONTEXT_PACKAGES: dict[ImageKind, tuple[str, ...]] = {
-    "agent": (),
-    "sidecar": ("bottle_sidecar", "bottle_egress_sidecar", "bottle_gitgate_sidecar", "bottle_supervise_sidecar"),
-}
-
 
 #: What each kind's image runs on, printed as JSON by a command in it, is
 #: written into its labels once it is built (``bottle image build`` and
 #: ``bottle doctor`` show them): the installed versions, not the pins.
 DESCRIBE: dict[ImageKind, list[str]] = {"sidecar": ["python", "-m", "bottle_sidecar.versions"]}
 VERSION_LABEL = "bottle.version."  # + name: bottle.version.mitmproxy=12.3.1
-#: The image format this bottle builds and runs, by kind: raised when the host
-#: side needs what an image built by an older bottle lacks (format 2: the sidecar
-#: on Debian 13 with mitmproxy 12, h11 0.16 and the MCP SDK 2). ``bottle run``
-#: refuses an image of another format (:func:`bottle.engine.require_image`).
-IMAGE_FORMATS: dict[ImageKind, int] = {"sidecar": 2}
-FORMAT_LABEL = "bottle.format"
 
 
 def dockerfile(kind: ImageKind) -> Path:
@@ -111,13 +103,15 @@ def pip_index_from_config(config_list: str) -> str | None:
     return urls[-1] if urls and urls[-1].startswith(("http://", "https://")) else None
 
 
-def write_build_context(directory: Path, kind: ImageKind, ca_certs: list[Path]) -> None:
-    """Fill ``directory`` with the kind's Dockerfile, its packages and the CAs (see :func:`write_ca_certs`)."""
+def write_build_context(
+    directory: Path, kind: ImageKind, ca_certs: list[Path], parts: Sequence["ImagePart"] = ()
+) -> None:
+    """Fill ``directory`` with the kind's Dockerfile, the CAs (see :func:`write_ca_certs`) and the
+    image's parts, unioned (the sidecar's; see :func:`bottle_images.parts.write_parts`)."""
     write_ca_certs(directory, ca_certs)
     shutil.copyfile(dockerfile(kind), directory / "Dockerfile")
-    for package in CONTEXT_PACKAGES[kind]:
-        source = Path(importlib.import_module(package).__path__[0])
-        shutil.copytree(source, directory / "lib" / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if parts:
+        write_parts(directory, parts)
 
 
 def write_ca_certs(directory: Path, ca_certs: list[Path]) -> None:
@@ -156,9 +150,11 @@ def build_image(
     console: Console,
 ) -> str:
     """Build the ``kind`` image as ``tag`` on the local image ``base`` with the
-    Dockerfile's other ARGs from ``build_args``; return its id."""
+    Dockerfile's other ARGs from ``build_args``, the sidecar's of the loaded
+    plugins' parts and labelled with their digests; return its id."""
+    parts = loaded_parts() if kind == "sidecar" else []
     with tempfile.TemporaryDirectory(prefix="bottle-build-") as context:
-        write_build_context(Path(context), kind, ca_certs)
+        write_build_context(Path(context), kind, ca_certs, parts)
         try:
             client.images.get(base)
         except docker.errors.ImageNotFound:
@@ -169,7 +165,8 @@ def build_image(
                       build_args={**build_args, "BASE": base, "KEEP_CA": "1" if keep_ca else "0"})
     if kind in DESCRIBE:
         labels = {VERSION_LABEL + name: value for name, value in _describe(client, tag, DESCRIBE[kind]).items()}
-        _add_labels(client, tag, {**labels, FORMAT_LABEL: str(IMAGE_FORMATS[kind])}, console=console)
+        _add_labels(client, tag, {**labels, **part_labels(parts), FORMAT_LABEL: str(IMAGE_FORMATS[kind])},
+                    console=console)
     return client.images.get(tag).id
 
 
@@ -200,24 +197,12 @@ def image_versions(labels: Mapping[str, str]) -> dict[str, str]:
 
 
 def describe_versions(labels: Mapping[str, str]) -> str:
-    """One line of an image's recorded versions: ``Debian trixie, Python 3.13.5, mitmproxy 12.3.1, ...``."""
+    """One line of an image's recorded versions: ``Debian trixie, Python 3.13.5, detect-secrets 1.5.0, ...``:
+    the suite and Python first, then the libraries by name (what the parts pin: labels keep no order)."""
     found = image_versions(labels)
     named = {"debian": "Debian", "python": "Python"}
-    return ", ".join(f"{named.get(name, name)} {found[name]}" for name in ("debian", "python", *PACKAGES)
-                     if name in found)
-
-
-def format_problem(kind: str, labels: Mapping[str, str] | None) -> str | None:
-    """Why an image of *kind* with *labels* is not one this bottle runs, or None when it is."""
-    wanted = IMAGE_FORMATS.get(kind)
-    if wanted is None:
-        return None
-    found = (labels or {}).get(FORMAT_LABEL, "")
-    if found == str(wanted):
-        return None
-    if not found.isdigit() or int(found) < wanted:
-        return f"it was built by an older bottle (image format {found or 1}; this bottle runs format {wanted})"
-    return f"it was built by a newer bottle (image format {found}; this bottle runs format {wanted})"
+    order = [*named, *sorted(found.keys() - named.keys())]
+    return ", ".join(f"{named.get(name, name)} {found[name]}" for name in order if name in found)
 
 
 def _follow(stream, *, tag: str, console: Console) -> None:

@@ -24,9 +24,9 @@ def bootstrap(
     from bottle.engine import docker_client
     from bottle_images.bootstrap import bootstrap_base
     from bottle_images.build import image_status
-    from bottle.settings import load_settings
+    from bottle.cli.common import settings_and_plugins
 
-    settings = load_settings(image_base=tag, debian_suite=suite)
+    settings, _ = settings_and_plugins(image_base=tag, debian_suite=suite)
     client = docker_client()
     console = Console(stderr=True)
     if not force and image_status(client, settings.image_base) is not None:
@@ -57,9 +57,9 @@ def build(
     from bottle_images.build import (
         build_image, default_build_ca_certs, describe_versions, host_npm_registry, host_pip_index, image_status,
     )
-    from bottle.settings import load_settings
+    from bottle.cli.common import settings_and_plugins
 
-    settings = load_settings(
+    settings, _ = settings_and_plugins(
         image=tag, sidecar_image=sidecar_tag, image_base=base, build_ca_certs=ca_cert or None, build_keep_ca=keep_ca
     )
     console = Console(stderr=True)

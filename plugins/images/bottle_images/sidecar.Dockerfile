@@ -1,5 +1,13 @@
-# The sidecar image: the per-bottle daemons (egress proxy, git gate, supervise
+# The sidecar image: the per-bottle services (egress proxy, git gate, supervise
 # server) on Debian's Python, started by bottle_sidecar.init.
+#
+# What goes in is what the loaded plugins' image parts declare (and the kit's
+# own, bottle.sidecar.kit), unioned by bottle_images.parts into the context:
+# apt.txt (Debian packages), requirements.txt (pip pins, installed in one
+# resolution: pins that cannot live together fail here), lib/ (each part's
+# packages, under their own names) and build.sh (each part's run commands, the
+# kit's first, run as root in the image's own environment: the venv's python,
+# PYTHONPATH=/opt/bottle/lib). Each pin's reason is next to it, in its part.
 #
 # Built like agent.Dockerfile (read its header): a "builder" stage trusts the
 # build CAs in ca/ to reach apt and the Python package index, removes them at
@@ -14,27 +22,15 @@
 # so that orphans are reaped and signals reach the init.
 
 ARG BASE=debian:trixie-slim
-# Each version is one this code was tested with (tests/integration/test_sidecar_image.py
-# asserts them from inside the built image, with h11's floor).
-# mitmproxy 12 needs Python 3.12 or later: Debian 13 (trixie) has 3.13, Debian 12 only 3.11.
-ARG MITMPROXY_VERSION=12.3.1
-# h11, mitmproxy's HTTP/1 parser, pinned on its own: 0.16.0 fixed CVE-2025-43859
-# (lenient chunked-body parsing, a request-smuggling primitive); naming it here
-# keeps a later mitmproxy or mcp pin from bringing an older parser back.
-ARG H11_VERSION=0.16.0
-ARG DETECT_SECRETS_VERSION=1.5.0
-# The supervise server's MCP SDK: 2.x (MCPServer), which needs h11 0.16 like mitmproxy 12;
-# 1.x held mitmproxy at 11 through h11. Installed with mitmproxy in one resolution.
-ARG MCP_VERSION=2.3.0
 
 FROM ${BASE} AS builder
 
 COPY ca/ /usr/local/share/ca-certificates/bottle-build/
 RUN update-ca-certificates
 
+COPY apt.txt /opt/bottle/parts/
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      ca-certificates git openssh-client procps python3 python3-venv tini \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(cat /opt/bottle/parts/apt.txt) \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* \
  && python3 -c 'import sys; sys.exit(sys.version_info < (3, 12) and "the sidecar needs Python 3.12 or later \
@@ -47,28 +43,22 @@ RUN groupadd --system --gid 65531 sidecar \
 # Each ARG is declared just before the step using it (see agent.Dockerfile).
 # pip and requests trust only certifi's CA list unless told; point them at the
 # system bundle, which now has the extras. pip and setuptools are removed from
-# the venv afterwards: nothing installs at run time.
-ARG MITMPROXY_VERSION
-ARG H11_VERSION
-ARG DETECT_SECRETS_VERSION
-ARG MCP_VERSION
+# the venv afterwards: nothing installs at run time. requirements.txt stays: it
+# is what python -m bottle_sidecar.versions reports the installed versions of.
 ARG PIP_INDEX=
+COPY requirements.txt /opt/bottle/parts/
 RUN export PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
            REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
            PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
  && if [ -n "$PIP_INDEX" ]; then export PIP_INDEX_URL="$PIP_INDEX"; fi \
  && python3 -m venv /opt/bottle/venv \
- && /opt/bottle/venv/bin/pip install \
-      "mitmproxy==${MITMPROXY_VERSION}" "h11==${H11_VERSION}" "detect-secrets==${DETECT_SECRETS_VERSION}" \
-      "mcp==${MCP_VERSION}" \
+ && /opt/bottle/venv/bin/pip install -r /opt/bottle/parts/requirements.txt \
  && /opt/bottle/venv/bin/pip uninstall -y pip setuptools \
- && /opt/bottle/venv/bin/mitmdump --version \
  && rm -rf /root/.cache /tmp/*
 
-# detect-secrets' patterns are copied into a module (bottle_sidecar/_detect_secrets_frozen.py)
-# so that the proxy runs without importing detect-secrets and requests (6 MB resident).
 COPY lib/ /opt/bottle/lib/
-RUN PYTHONPATH=/opt/bottle/lib /opt/bottle/venv/bin/python -m bottle_sidecar.secrets_scan --freeze \
+COPY build.sh /opt/bottle/parts/
+RUN PATH=/opt/bottle/venv/bin:$PATH PYTHONPATH=/opt/bottle/lib sh /opt/bottle/parts/build.sh \
  && python3 -m compileall -q /opt/bottle/lib
 
 ARG KEEP_CA=0
@@ -76,8 +66,9 @@ RUN if [ "$KEEP_CA" != 1 ]; then \
       rm -rf /usr/local/share/ca-certificates/bottle-build && update-ca-certificates --fresh; \
     fi
 
-# The versions actually installed, and the image's format, are labels that
-# bottle writes once the image is built (python -m bottle_sidecar.versions).
+# The versions actually installed (python -m bottle_sidecar.versions), each
+# part's digest and the image's format are labels that bottle writes once the
+# image is built.
 FROM scratch
 COPY --from=builder / /
 ENV PATH=/opt/bottle/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

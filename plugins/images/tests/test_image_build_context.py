@@ -1,7 +1,8 @@
-"""Build contexts hold the kind's Dockerfile, the CAs and (sidecar) bottle's sidecar package;
-bad input is reported before any build; an image's labels say what it runs on and
+"""Build contexts hold the kind's Dockerfile, the CAs and (sidecar) the union of the plugins' image parts;
+bad input is reported before any build; an image's labels say what it runs on, which parts it holds and
 whether this bottle runs it."""
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -12,6 +13,8 @@ from rich.console import Console
 
 import bottle_sidecar
 from bottle.errors import EnvironmentProblem, UsageError
+from bottle.sidecar.kit import kit_part, part_labels
+from bottle.sidecar.service import ImagePart
 from bottle_images.bootstrap import mmdebstrap_command
 from bottle_images.build import (
     FORMAT_LABEL,
@@ -26,6 +29,7 @@ from bottle_images.build import (
     pip_index_from_config,
     write_build_context,
 )
+from bottle_images.parts import loaded_parts, requirements, union
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
@@ -51,12 +55,67 @@ def test_context_holds_dockerfile_and_numbered_cas(tmp_path):
 def test_sidecar_context_holds_the_installed_sidecar_package_without_bytecode(tmp_path):
     package = Path(bottle_sidecar.__path__[0])
     (package / "__pycache__").mkdir(exist_ok=True)  # importing bottle_sidecar may not have written one
-    write_build_context(tmp_path, "sidecar", [])
+    write_build_context(tmp_path, "sidecar", [], [kit_part()])
     assert (tmp_path / "Dockerfile").read_text() == dockerfile("sidecar").read_text()
     copied = {p.relative_to(tmp_path / "lib" / "bottle_sidecar") for p in (tmp_path / "lib" / "bottle_sidecar").rglob("*")}
     assert {Path("__init__.py"), Path("init.py")} <= copied
     assert {p.relative_to(package) for p in package.glob("*.py")} <= copied
     assert not [p for p in copied if "__pycache__" in p.parts or p.suffix == ".pyc"]
+
+
+PROXY = ImagePart(name="proxy", packages=("bottle_sidecar",), pip=("h11==0.16.0", "detect-secrets==1.5.0"),
+                  apt=("git", "tini"), run=("proxy --version",))
+DESK = ImagePart(name="desk", pip=("mcp==2.3.0",), apt=("git",), run=("desk --check", "desk --warm"))
+
+
+def test_the_sidecar_context_is_the_union_of_the_parts(tmp_path):
+    write_build_context(tmp_path, "sidecar", [], union([PROXY, kit_part(), DESK, PROXY]))
+    assert sorted(p.name for p in (tmp_path / "lib").iterdir()) == ["bottle_sidecar"]
+    assert (tmp_path / "requirements.txt").read_text().splitlines() == [
+        "detect-secrets==1.5.0", "mcp==2.3.0", "h11==0.16.0"]
+    apt = (tmp_path / "apt.txt").read_text().splitlines()
+    assert apt[:len(kit_part().apt)] == list(kit_part().apt) and apt[len(kit_part().apt):] == ["git"]
+    assert (tmp_path / "build.sh").read_text().splitlines() == [
+        "set -eux", "# kit", *kit_part().run, "# desk", "desk --check", "desk --warm", "# proxy", "proxy --version"]
+
+
+def test_the_parts_go_in_with_the_kit_first_then_by_name():
+    assert [part.name for part in union([PROXY, DESK, kit_part()])] == ["kit", "desk", "proxy"]
+
+
+def test_the_loaded_plugins_declare_the_kit_and_each_service_they_run():
+    parts = loaded_parts()
+    assert [part.name for part in parts] == ["kit", "egress", "gitgate", "supervise"]
+    assert {name for part in parts for name in part.packages} == {
+        "bottle_sidecar", "bottle_egress_sidecar", "bottle_gitgate_sidecar", "bottle_supervise_sidecar"}
+
+
+def test_a_part_declared_twice_differently_is_an_error_naming_it_and_what_differs():
+    with pytest.raises(EnvironmentProblem, match=r"part 'proxy' is declared twice, with different apt: "
+                                                 r"\('git', 'tini'\) and \('git',\)\. Disable one"):
+        union([PROXY, PROXY.model_copy(update={"apt": ("git",)})])
+
+
+@pytest.mark.parametrize(("pip", "problem"), [
+    (("h11>=0.16",), r"part 'desk' asks pip for 'h11>=0.16': its requirements must be pinned, as name==version"),
+    (("mcp",), r"part 'desk' asks pip for 'mcp': its requirements must be pinned"),
+    (("H11==0.14.0",), r"parts 'proxy' and 'desk' pin H11 differently \(h11==0.16.0 and H11==0.14.0\)"),
+])
+def test_a_requirement_unpinned_or_pinned_apart_from_another_parts_is_an_error_naming_the_parts(pip, problem):
+    with pytest.raises(EnvironmentProblem, match=problem):
+        requirements([PROXY, DESK.model_copy(update={"pip": pip})])
+
+
+def test_one_pin_asked_by_two_parts_is_installed_once():
+    assert requirements([PROXY, DESK.model_copy(update={"pip": ("detect_secrets==1.5.0",)})]) == [
+        "h11==0.16.0", "detect-secrets==1.5.0"]
+
+
+def test_a_part_naming_a_package_not_installed_here_is_an_error_naming_both(tmp_path):
+    for package in ("no_such_package_here", "bottle_sidecar.versions"):
+        (tmp_path / package).mkdir()
+        with pytest.raises(EnvironmentProblem, match=rf"part 'desk' names the package '{package}', which is not "):
+            write_build_context(tmp_path / package, "sidecar", [], [DESK.model_copy(update={"packages": (package,)})])
 
 
 def test_context_without_cas_has_an_empty_ca_dir(tmp_path):
@@ -81,9 +140,9 @@ class NoImages:
     api = None
 
 
-def build(tmp_path, kind, ca_certs):
+def build(tmp_path, kind, ca_certs, client=None):
     return build_image(
-        NoImages(),
+        client or NoImages(),
         kind=kind,
         tag=f"bottle/{kind}:test",
         base="debian:bookworm-slim",
@@ -104,6 +163,49 @@ def test_missing_base_names_it_and_the_bootstrap_command(tmp_path, kind):
 def test_bad_ca_is_reported_before_the_engine_is_asked(tmp_path, kind):
     with pytest.raises(UsageError, match="nope.crt"):
         build(tmp_path, kind, [tmp_path / "nope.crt"])
+
+
+class Builds:
+    """A client whose builds succeed: it keeps each build's context files and the labels asked for."""
+
+    def __init__(self, inside: dict[str, str]):
+        self.contexts: list[dict[str, str]] = []
+        self.labels: dict[str, str] = {}
+        self.api = self
+        self.images = self.containers = self
+        self.inside = inside
+
+    def get(self, name):
+        return type("Image", (), {"id": "sha256:0"})
+
+    def build(self, path=None, fileobj=None, **_):
+        if fileobj is None:
+            self.contexts.append({p.name: p.read_text() for p in Path(path).iterdir() if p.is_file()})
+        else:
+            label_line = fileobj.read().decode().splitlines()[1].removeprefix("LABEL ")
+            self.labels = dict(tuple(json.loads(value) for value in pair.split("=", 1))
+                               for pair in label_line.split(" "))
+        return iter([{"stream": "Step 1/1 : FROM x\n"}])
+
+    def run(self, tag, entrypoint, **_):
+        return json.dumps(self.inside).encode()
+
+
+def test_a_sidecar_build_is_of_the_loaded_parts_and_labelled_with_their_digests(tmp_path):
+    inside = {"debian": "trixie", "python": "3.13.5", "detect-secrets": "1.5.0"}
+    client = Builds(inside)
+    build(tmp_path, "sidecar", [], client)
+    (context,) = client.contexts
+    assert context["requirements.txt"].splitlines() == requirements(loaded_parts())
+    assert client.labels == {**{VERSION_LABEL + name: value for name, value in inside.items()},
+                             **part_labels(loaded_parts()), FORMAT_LABEL: str(IMAGE_FORMATS["sidecar"])}
+
+
+def test_an_agent_build_has_no_parts_and_no_labels_added(tmp_path):
+    client = Builds({})
+    build(tmp_path, "agent", [], client)
+    (context,) = client.contexts
+    assert sorted(context) == ["Dockerfile"] and client.labels == {}
 
 
 def test_default_cas_are_the_crt_files_found_recursively(tmp_path):
@@ -131,6 +233,15 @@ def test_sidecar_dockerfile_runs_the_copied_package_as_init():
     assert "COPY lib/ /opt/bottle/lib/" in text and "PYTHONPATH=/opt/bottle/lib" in text
     assert '"python", "-m", "bottle_sidecar.init"]' in text
     assert "PIP_CERT=/etc/ssl/certs/ca-certificates.crt" in text and "PIP_NO_CACHE_DIR=1" in text
+
+
+def test_sidecar_dockerfile_installs_what_the_parts_wrote_and_pins_nothing_itself():
+    text = dockerfile("sidecar").read_text()
+    for name in ("apt.txt", "requirements.txt", "build.sh"):
+        assert f"COPY {name} /opt/bottle/parts/" in text
+    assert "pip install -r /opt/bottle/parts/requirements.txt" in text
+    assert "$(cat /opt/bottle/parts/apt.txt)" in text and "sh /opt/bottle/parts/build.sh" in text
+    assert "==" not in text and not re.search(r"^ARG \w+_VERSION", text, re.MULTILINE)
 
 
 @pytest.mark.parametrize(
@@ -180,9 +291,9 @@ SIDECAR_LABELS = {
 }
 
 
-def test_the_versions_read_in_a_fixed_order():
+def test_the_versions_read_the_suite_and_python_first_then_by_name():
     assert describe_versions(SIDECAR_LABELS) == (
-        "Debian trixie, Python 3.13.5, mitmproxy 12.3.1, h11 0.16.0, mcp 2.3.0, detect-secrets 1.5.0")
+        "Debian trixie, Python 3.13.5, detect-secrets 1.5.0, h11 0.16.0, mcp 2.3.0, mitmproxy 12.3.1")
 
 
 @pytest.mark.parametrize(("labels", "problem"), [
@@ -203,8 +314,9 @@ def test_an_agent_image_has_no_format_to_check():
 
 
 def test_the_host_tests_sidecar_code_at_the_image_pins():
-    """The [test] extra's sidecar libraries are the versions sidecar.Dockerfile installs."""
-    pins = dict(re.findall(r"^ARG (\w+)_VERSION=(\S+)$", dockerfile("sidecar").read_text(), re.MULTILINE))
+    """The [test] extra's sidecar libraries are the versions the image's parts pin."""
+    pins = dict(r.split("==") for r in requirements(loaded_parts()))
     extra = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())
     test = dict(r.split("==") for r in extra["project"]["optional-dependencies"]["test"] if "==" in r)
-    assert test == {"detect-secrets": pins["DETECT_SECRETS"], "mcp": pins["MCP"]}
+    assert {"detect-secrets", "mcp"} <= test.keys()
+    assert test == {name: pins.get(name) for name in test}

@@ -11,11 +11,13 @@ workdir is the bottle's own, and the bottle is the boundary. A subscription
 token (``CLAUDE_CODE_OAUTH_TOKEN``, its placeholder) needs no answer: Claude
 Code asks nothing about it (tests/integration/test_subscription_login.py).
 
-It also says how Claude Code starts (``bottle_agent_command``): the core
-knows no agent by name.
+It also says how Claude Code starts (``bottle_agent_command``), and what the
+profile ``default`` is when the user wrote none (``bottle_builtin_profile``):
+the core knows no agent by name.
 """
 
 import json
+import os
 
 from bottle import hookimpl
 
@@ -29,6 +31,44 @@ AGENT_BASE_ENV = {
 }
 
 
+ANTHROPIC_API_HOST = "api.anthropic.com"
+#: What the built-in ``default`` profile injects into the Anthropic API's
+#: requests: the first of these whose variable is set on the host (as the egress
+#: plugin's ``[[credentials]]`` routes). Claude Code sends a subscription token
+#: (``claude setup-token``) found in its own ``CLAUDE_CODE_OAUTH_TOKEN`` as a bearer token.
+BUILTIN_CREDENTIALS = (
+    {"host": ANTHROPIC_API_HOST, "header": "x-api-key", "env": "ANTHROPIC_API_KEY"},
+    {"host": ANTHROPIC_API_HOST, "header": "authorization", "scheme": "Bearer", "env": "CLAUDE_CODE_OAUTH_TOKEN"},
+)
+
+
+@hookimpl
+def bottle_builtin_profile(path):
+    """The profile ``default`` when *path* (its file) does not exist: Claude Code, reaching
+    the Anthropic API with the credential the user has, and nothing else.
+
+    Which credential is decided now, at plan time, so that a run that could
+    only end in Claude Code's "Not logged in" stops before anything starts.
+    """
+    from bottle.errors import UsageError
+    from bottle.manifests.tables import BuiltinProfile
+
+    names = [route["env"] for route in BUILTIN_CREDENTIALS]
+    found = [route for route in BUILTIN_CREDENTIALS if os.environ.get(route["env"])]
+    if not found:
+        raise UsageError(
+            f"No credential for the Anthropic API: the built-in bottle profile 'default' (there is no {path}) "
+            f"injects {names[0]} (an API key) or {names[1]} (a Claude subscription token, made by "
+            f"`claude setup-token`), and neither is set in this environment. Set one, or write {path} "
+            "with a `[[credentials]]` route for the credential to use."
+        )
+    chosen, *unused = found
+    notes = [f"built-in profile 'default': {ANTHROPIC_API_HOST} with {chosen['env']}"]
+    notes += [f"{route['env']} is set too and not used ({chosen['env']} comes first)" for route in unused]
+    return BuiltinProfile(data={"egress": {"allow": [ANTHROPIC_API_HOST]}, "credentials": [chosen]},
+                          notes=tuple(notes))
+
+
 @hookimpl
 def bottle_agent_command(ctx, headless_prompt):
     from bottle.plan import AgentCommand  # pydantic: not for `bottle --help`
@@ -40,14 +80,16 @@ def bottle_agent_command(ctx, headless_prompt):
     argv.append("--dangerously-skip-permissions")
     if ctx.agent.model:
         argv += ["--model", ctx.agent.model]
-    return AgentCommand(argv=tuple(argv), env=AGENT_BASE_ENV)
+    return AgentCommand(argv=tuple(argv), env=AGENT_BASE_ENV, skills_dir=".claude/skills")
 
 
 @hookimpl
 def bottle_plan_files(ctx):
     from bottle.plan import PlanFile  # pydantic: not for `bottle --help`
 
-    placeholders = [c.placeholder for c in ctx.egress.credentials if c.env == API_KEY_VARIABLE]
+    # The egress plugin's credential routes, when it is there: the agent holds their placeholders.
+    routes = getattr(ctx.sections.get("egress"), "credentials", ())
+    placeholders = [route.placeholder for route in routes if route.env == API_KEY_VARIABLE]
     state = {
         "hasCompletedOnboarding": True,
         # bottle always runs it with --dangerously-skip-permissions: the bottle is the boundary.

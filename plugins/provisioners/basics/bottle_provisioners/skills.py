@@ -86,6 +86,9 @@ def resolve_skill(name: str, agent_file: Path, dirs: list[Path]) -> Path:
 def bottle_plan_files(ctx):
     from bottle.plan import PlanFile  # pydantic: not for `bottle --help`
 
+    if ctx.agent.skills and ctx.guest.skills_dir is None:
+        raise UsageError(f"{ctx.agent.path}: field `skills`: this agent's command reads no skills; set the "
+                         "guest_skills_dir setting to where it should find them.")
     dirs = skill_dirs(ctx.project_dir, paths.config_dir())
     return [
         PlanFile(

@@ -14,7 +14,8 @@ from bottle.engine import docker_client
 from bottle.errors import UsageError
 from bottle_sidecar.audit import AuditLog
 from bottle_egress_sidecar.policy import RuleError, parse_rule
-from bottle.sidecar_runtime import audit_path, policy_path, sidecar_name, write_policy
+from bottle.sidecar.runtime import audit_path, sidecar_name
+from bottle_egress.policy_file import policy_path, write_policy
 
 
 def change_allowlist(slug: str, rule: str, *, allow: bool) -> list[str]:

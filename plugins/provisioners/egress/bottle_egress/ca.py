@@ -23,8 +23,12 @@ LOCAL = "localhost,127.0.0.1,::1"
 @hookimpl
 def bottle_plan_files(ctx):
     from bottle.plan import PlanFile  # pydantic: not for `bottle --help`
+    from bottle_egress.section import EgressPlan
 
-    cert = ctx.sidecar.ca_cert
+    egress = ctx.section(EgressPlan)
+    if egress is None:  # no proxy, no CA: the bottle has no way out at all
+        return None
+    cert = egress.ca_cert
     return [
         PlanFile(host_path=cert, guest_path=GUEST_CA, provider=NAME, root_owned=True),
         PlanFile(host_path=cert, guest_path=GUEST_BUNDLE, provider=NAME, root_owned=True),
@@ -33,7 +37,12 @@ def bottle_plan_files(ctx):
 
 @hookimpl
 def bottle_plan_env(ctx):
-    proxy = ctx.sidecar.proxy_url
+    from bottle_egress.section import EgressPlan
+
+    egress = ctx.section(EgressPlan)
+    if egress is None:
+        return None
+    proxy = egress.proxy_url(ctx.sidecar)
     env = {name: GUEST_CA for name in CA_VARIABLES}
     for name in ("HTTPS_PROXY", "HTTP_PROXY"):
         env[name] = env[name.lower()] = proxy

@@ -11,7 +11,6 @@ there (its placeholder, a value it made up) never reaches the key's audience.
 
 import pytest
 
-from bottle.manifests.profile import load_profile
 from test_egress_redaction import plan_policy
 from test_egress_proxy import PLACEHOLDER, REAL_KEY, _audit_bytes, loopback, world  # noqa: F401
 
@@ -45,20 +44,20 @@ def test_the_built_in_default_sends_the_key_to_the_api_on_443_only(home, plugins
     assert policy.route_at("api.anthropic.com", 8443) is None
 
 
-def test_routes_for_two_ports_of_one_host_are_two_places(home):
+def test_routes_for_two_ports_of_one_host_are_two_places(home, plugin_profile):
     home.profile("base", f"{ROUTE}port = 8443\n")
     home.profile("work", 'extends = "base"\n[[credentials]]\nhost = "llm.example.com"\nenv = "OTHER_KEY"\n')
 
-    routes = load_profile("work", home.config_dir).credentials
+    routes = plugin_profile("work").table("credentials")
 
     assert sorted((route.port, route.env) for route in routes) == [(443, "OTHER_KEY"), (8443, "LLM_KEY")]
 
 
-def test_a_childs_route_for_the_same_place_replaces_its_parents(home):
+def test_a_childs_route_for_the_same_place_replaces_its_parents(home, plugin_profile):
     home.profile("base", f"{ROUTE}port = 8443\n")
     home.profile("work", f'extends = "base"\n{ROUTE}port = 8443\npath = "/v2/"\n')
 
-    [route] = load_profile("work", home.config_dir).credentials
+    [route] = plugin_profile("work").table("credentials")
 
     assert (route.port, route.path) == (8443, "/v2/")
 
@@ -75,9 +74,9 @@ def test_a_childs_route_for_the_same_place_replaces_its_parents(home):
     (f"{ROUTE}port = 8443\n{ROUTE}port = 8443\n", ["field `credentials`", "llm.example.com:8443",
                                                    "one credential per host and port"]),
 ])
-def test_a_bad_route_is_refused_naming_the_field(home, usage_error, toml, fragments):
+def test_a_bad_route_is_refused_naming_the_field(home, usage_error, toml, fragments, plugin_profile):
     path = home.profile("work", toml)
-    usage_error(lambda: load_profile("work", home.config_dir), str(path), *fragments)
+    usage_error(lambda: plugin_profile("work"), str(path), *fragments)
 
 
 def test_the_cli_refuses_a_bad_route_with_exit_2(home, run_bottle):

@@ -16,14 +16,13 @@ from mitmproxy.test import tflow
 from mitmproxy.websocket import WebSocketMessage
 from wsproto.frame_protocol import Opcode
 
-from bottle.manifests.profile import load_profile
 from bottle.prepare import build_plan
 from bottle.settings import load_settings
 from bottle_sidecar.audit import AuditLog, read_events
 from bottle_egress_sidecar.egress import EgressAddon
 from bottle_egress_sidecar.policy import Policy, PolicyError, PolicyFile
 from bottle_sidecar.secrets_scan import EXAMPLE_KEYS
-from bottle.sidecar_runtime import policy_document
+from bottle_egress.policy_file import policy_document
 from test_egress_proxy import (  # world: the proxy in a subprocess, with its upstreams
     AWS_KEY, GITHUB_TOKEN, PLACEHOLDER, REAL_KEY, SLUG, _audit_bytes, loopback, world,  # noqa: F401
 )
@@ -97,7 +96,7 @@ def test_a_bad_mode_or_exemption_is_refused_naming_the_field(fields, message):
 # -- the profile and the plan -----------------------------------------------------------------------------------
 
 
-def test_the_profile_fields_are_read(home):
+def test_the_profile_fields_are_read(home, plugin_profile):
     home.profile("work", """
         [egress]
         on_secret = { "*.example.com" = "redact", "git.example.com" = "block" }
@@ -110,12 +109,12 @@ def test_the_profile_fields_are_read(home):
         on_secret = "redact"
     """.replace("\n        ", "\n"))
 
-    profile = load_profile("work", home.config_dir)
+    profile = plugin_profile("work")
 
-    assert list(profile.egress.on_secret.items()) == [("*.example.com", "redact"), ("git.example.com", "block")]
-    assert profile.egress.secret_exempt.detectors == ("json-web-token",)
-    assert profile.egress.secret_exempt.values == ("a fixture",)
-    assert profile.credentials[0].on_secret == "redact"
+    assert list(profile.table("egress").on_secret.items()) == [("*.example.com", "redact"), ("git.example.com", "block")]
+    assert profile.table("egress").secret_exempt.detectors == ("json-web-token",)
+    assert profile.table("egress").secret_exempt.values == ("a fixture",)
+    assert profile.table("credentials")[0].on_secret == "redact"
 
 
 @pytest.mark.parametrize(
@@ -130,12 +129,12 @@ def test_the_profile_fields_are_read(home):
         ('[[credentials]]\nhost = "h.example.com"\nenv = "K"\non_secret = "drop"', ["field `credentials.0.on_secret`"]),
     ],
 )
-def test_bad_profile_fields_are_refused_naming_the_field(home, usage_error, toml, fragments):
+def test_bad_profile_fields_are_refused_naming_the_field(home, usage_error, toml, fragments, plugin_profile):
     path = home.profile("work", toml)
-    usage_error(lambda: load_profile("work", home.config_dir), str(path), *fragments)
+    usage_error(lambda: plugin_profile("work"), str(path), *fragments)
 
 
-def test_a_child_profile_adds_to_its_parents_modes_and_exemptions_and_its_rules_come_last(home):
+def test_a_child_profile_adds_to_its_parents_modes_and_exemptions_and_its_rules_come_last(home, plugin_profile):
     home.profile("base", """[egress]
 on_secret = { "a.example.com" = "block", "*.example.com" = "block" }
 secret_exempt = { detectors = ["GitHub Token"], values = ["fixture one"] }
@@ -146,7 +145,7 @@ on_secret = { "a.example.com" = "redact" }
 secret_exempt = { detectors = ["JSON Web Token"], values = ["fixture two"] }
 """)
 
-    egress = load_profile("work", home.config_dir).egress
+    egress = plugin_profile("work").table("egress")
 
     # a.example.com moves after the wildcard: the last match decides, so the child's entry does
     assert list(egress.on_secret.items()) == [("*.example.com", "block"), ("a.example.com", "redact")]
@@ -160,7 +159,7 @@ def plan_policy(home, plugins, profile: str | None) -> Policy:
         home.profile("work", profile)
     home.agent("agent", **({"bottle": "work"} if profile is not None else {}))
     plan = build_plan("agent", settings=load_settings(), plugins=plugins)
-    return Policy.from_dict(policy_document(plan, plan.egress.allow))
+    return Policy.from_dict(policy_document(plan.slug, plan.sections["egress"], plan.sections["egress"].allow))
 
 
 def test_the_model_api_redacts_unless_the_profile_says_otherwise(home, plugins):

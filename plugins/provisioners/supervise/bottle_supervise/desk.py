@@ -16,7 +16,7 @@ from bottle.display import terminal_safe
 from bottle.errors import EnvironmentProblem, UsageError
 from bottle.plugins import Plugins
 from bottle_supervise_sidecar.proposals import Proposal, ProposalError, Queue
-from bottle.sidecar_runtime import QUEUE_DIR, QUEUE_FILE, prepare_queue
+from bottle_supervise.section import QUEUE_DIR, QUEUE_FILE, prepare_queue
 
 STATUS = {"approve": "approved", "modify": "modified", "reject": "rejected"}
 #: Kinds whose approval means nothing until a plugin carries it out: with none

@@ -36,7 +36,10 @@ from bottle import hookimpl
 from bottle_supervise import hookspecs as supervise_hookspecs
 from bottle_supervise import commands
 from bottle.errors import EnvironmentProblem
+from bottle_supervise.image_part import bottle_sidecar_image_parts  # noqa: F401 -- the server's image part
 
+DENY_FILE = "/run/bottle/supervise-deny.json"
+READY = "bottle-supervise: listening"
 MANAGED_SETTINGS = "/etc/claude-code/managed-settings.json"
 MCP_CONFIG = "/etc/claude-code/bottle-mcp.json"
 HOOK_CLIENT = "/usr/local/lib/bottle/supervise-hook"
@@ -103,17 +106,67 @@ def bottle_register_commands(app):
 
 
 @hookimpl
+def bottle_register_profile_tables(register):
+    from bottle_supervise.tables import TABLES  # pydantic: not for `bottle --help`
+
+    register(*TABLES)
+
+
+@hookimpl
+def bottle_plan_section(ctx):
+    from bottle_supervise.section import SERVER_PORT, SupervisePlan
+
+    supervise = ctx.profile.table("supervise")
+    if not supervise.enabled:
+        return None
+    return SupervisePlan(answer_timeout=supervise.answer_timeout, deny=supervise.deny,
+                         url=ctx.sidecar.url(SERVER_PORT))
+
+
+@hookimpl
+def bottle_sidecar_services(ctx):
+    from bottle.sidecar.service import AUDIT, SidecarService
+    from bottle_supervise.section import QUEUE_FILE, QUEUE_MOUNT, SERVER_PORT, SupervisePlan
+
+    supervise = ctx.section(SupervisePlan)
+    if supervise is None:
+        return None
+    argv = (
+        "python", "-m", "bottle_supervise_sidecar.server", "--listen-host", "0.0.0.0", "--listen-port", str(SERVER_PORT),
+        "--queue", f"{QUEUE_MOUNT}/{QUEUE_FILE}", "--audit", AUDIT, "--bottle", ctx.slug, "--agent", ctx.agent.name,
+        "--answer-timeout", str(supervise.answer_timeout), "--deny", DENY_FILE,
+    )
+    return [SidecarService(name="supervise", argv=argv, ready=READY, port=SERVER_PORT, part="supervise")]
+
+
+@hookimpl
+def bottle_sidecar_prepare(plan, sidecar):
+    from bottle_supervise.section import QUEUE_MOUNT, SupervisePlan, prepare_queue
+
+    supervise = plan.section(SupervisePlan)
+    if supervise is None:
+        return
+    sidecar.tmpfs_file(DENY_FILE, json.dumps(list(supervise.deny)), 0o644)
+    sidecar.mount(prepare_queue(plan.state_dir.parent), QUEUE_MOUNT)
+
+
+@hookimpl
 def bottle_plan_agent_args(ctx):
-    return ["--mcp-config", MCP_CONFIG] if ctx.profile.supervise.enabled else []
+    from bottle_supervise.section import SupervisePlan
+
+    return ["--mcp-config", MCP_CONFIG] if ctx.section(SupervisePlan) else []
 
 
 @hookimpl
 def bottle_plan_env(ctx):
-    if not ctx.profile.supervise.enabled:
+    from bottle_supervise.section import SupervisePlan
+
+    supervise = ctx.section(SupervisePlan)
+    if supervise is None:
         return {}
     return {
         # An MCP call waits for the operator: let it outlast the answer timeout.
-        "MCP_TOOL_TIMEOUT": str((ctx.profile.supervise.answer_timeout + 60) * 1000),
+        "MCP_TOOL_TIMEOUT": str((supervise.answer_timeout + 60) * 1000),
         # Offer the supervise tools with every request instead of deferring
         # them behind a tool search: an agent at a closed door must see them.
         "ENABLE_TOOL_SEARCH": "false",
@@ -122,9 +175,12 @@ def bottle_plan_env(ctx):
 
 @hookimpl
 def bottle_provision_supervise(plan, bottle):
-    if plan.supervise is None:
+    from bottle_supervise.section import SupervisePlan
+
+    supervise = plan.section(SupervisePlan)
+    if supervise is None:
         return
-    mcp = {"mcpServers": {"supervise": {"type": "http", "url": f"{plan.supervise.url}/mcp"}}}
+    mcp = {"mcpServers": {"supervise": {"type": "http", "url": f"{supervise.url}/mcp"}}}
     hook_dir = HOOK_CLIENT.rsplit("/", 1)[0]
     script = (
         "for tool in /usr/bin/env /usr/bin/curl; do [ -x $tool ] || "
@@ -137,7 +193,7 @@ def bottle_provision_supervise(plan, bottle):
     result = bottle.exec(
         ["sh", "-c", script],
         user="root",
-        env={"SETTINGS": json.dumps(settings(plan.supervise.url)), "MCP": json.dumps(mcp), "HOOK": HOOK_SCRIPT},
+        env={"SETTINGS": json.dumps(settings(supervise.url)), "MCP": json.dumps(mcp), "HOOK": HOOK_SCRIPT},
     )
     if result.exit_code != 0:
         raise EnvironmentProblem(f"Could not install the supervise settings: {result.stderr.decode(errors='replace')}")

@@ -27,7 +27,7 @@ from bottle.display import terminal_safe
 from bottle.errors import BottleError
 from bottle.plugins import Plugins
 from bottle_sidecar.audit import read_events
-from bottle.sidecar_runtime import audit_path
+from bottle.sidecar.runtime import audit_path
 from bottle_supervise.desk import age, answer, list_proposals
 
 COLUMNS = ("ID", "AGE", "BOTTLE", "AGENT", "KIND", "WHAT", "REASON")

@@ -27,7 +27,7 @@ from bottle.display import terminal_safe
 from bottle_sidecar.audit import AuditLog, read_events
 from bottle_supervise_sidecar.proposals import Queue
 from bottle_supervise_sidecar.server import Supervisor, build_app
-from bottle.sidecar_runtime import SERVICE_DIED, Sidecar, audit_path
+from bottle.sidecar.runtime import SERVICE_DIED, Sidecar, audit_path
 from bottle_supervise.desk import QUEUE_FILE, prepare_queue
 from bottle_supervise.tui import CELL, Prompt, SuperviseApp
 from test_supervise_tui import rows, settle, text_of
@@ -292,7 +292,7 @@ def test_the_tui_escapes_the_table_details_prompt_tail_and_notices(home, queue, 
     assert_terminal_safe(notices[-1], lines=0)
 
 
-def test_the_run_summary_escapes_the_branches_the_agent_named(home, audit_log):
+def test_the_run_summary_escapes_the_branches_the_agent_named(home, audit_log, plugins):
     """Ref names are the agent's: git refuses ASCII controls in them, but C1 and bidi characters pass."""
     from bottle.launch import run_summary
 
@@ -300,10 +300,10 @@ def test_the_run_summary_escapes_the_branches_the_agent_named(home, audit_log):
     log = AuditLog(audit_log, SLUG)
     log.record("git", "allowed", method="push", path=f"refs/heads/bottle/{payload}", detail={"new": "1" * 40})
     log.close()
-    plan = SimpleNamespace(state_dir=home.state_root / SLUG, slug=SLUG,
-                           git=SimpleNamespace(upstream="/srv/app.git"))
+    git = SimpleNamespace(upstream="/srv/app.git")
+    plan = SimpleNamespace(state_dir=home.state_root / SLUG, slug=SLUG, section=lambda kind: git)
 
-    lines = run_summary(plan)
+    lines = run_summary(plan, plugins)
 
     assert f"pushed bottle/{terminal_safe(payload)} to /srv/app.git" in lines
     assert_terminal_safe("\n".join(lines), lines=len(lines) - 1)

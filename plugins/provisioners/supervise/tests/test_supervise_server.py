@@ -26,7 +26,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from bottle_egress import allowlist as egress_control
-from bottle_provisioners import supervise as supervise_provisioner
+from bottle_supervise import plugin as supervise_provisioner
 from bottle_sidecar.audit import read_events
 from bottle_supervise_sidecar.proposals import Queue
 from bottle_supervise_sidecar.server import TokenBucket

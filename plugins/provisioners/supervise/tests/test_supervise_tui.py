@@ -11,7 +11,7 @@ from bottle_egress import allowlist as egress_control
 from bottle.errors import UsageError
 from bottle_sidecar.audit import AuditLog
 from bottle_supervise_sidecar.proposals import Queue
-from bottle.sidecar_runtime import audit_path
+from bottle.sidecar.runtime import audit_path
 from bottle_supervise.desk import QUEUE_FILE, prepare_queue
 from bottle_supervise.tui import Prompt, SuperviseApp
 

@@ -1,0 +1,47 @@
+"""The egress policy of record: a file in the bottle's sidecar state, which the proxy re-reads when it changes.
+
+The host writes it at launch and whenever the operator changes the live
+allowlist (``bottle egress``, an approved proposal); it holds placeholders,
+never a credential's value.
+"""
+
+import json
+import os
+from pathlib import Path
+
+from bottle.sidecar.runtime import hand_over, sidecar_state
+from bottle.sidecar.service import STATE_MOUNT
+from bottle_egress.section import EgressPlan
+
+POLICY_FILE = "policy.json"
+POLICY = f"{STATE_MOUNT}/{POLICY_FILE}"  # as the proxy sees it
+
+
+def policy_document(slug: str, egress: EgressPlan, allow: tuple[str, ...] | list[str]) -> dict:
+    """The egress policy as the proxy reads it (no secret in it: placeholders only)."""
+    return {
+        "bottle": slug,
+        "allow": list(allow),
+        "secret_patterns": list(egress.secret_patterns),
+        "credentials": [
+            {"host": c.host, "port": c.port, "path": c.path, "header": c.header, "scheme": c.scheme, "name": c.env,
+             "placeholder": c.placeholder, "on_secret": c.on_secret or ""}
+            for c in egress.credentials
+        ],
+        "on_secret": [{"rule": rule, "mode": mode} for rule, mode in egress.on_secret.items()],
+        "secret_exempt": {"detectors": list(egress.secret_exempt.detectors),
+                          "values": list(egress.secret_exempt.values)},
+    }
+
+
+def policy_path(state_dir: Path) -> Path:
+    return sidecar_state(state_dir) / POLICY_FILE
+
+
+def write_policy(state_dir: Path, document: dict) -> None:
+    """Replace the policy atomically: the proxy never reads half a file."""
+    target = policy_path(state_dir)
+    partial = target.with_suffix(".partial")
+    partial.write_text(json.dumps(document, indent=2))
+    hand_over([partial])  # the proxy reads it, whatever the umask
+    os.replace(partial, target)
