@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from bottle.plan import Plan, PlanFile
-from bottle.sidecar.service import SidecarSetup
+from bottle.sidecar.host import SidecarHost, StartedSidecar
 
 #: Labels every backend puts on every resource it creates, so that
 #: ``bottle ls`` and ``bottle gc`` find them from any process.
@@ -99,17 +99,6 @@ class Bottle(abc.ABC):
         agent's output to ours.
         """
 
-    def wait_ready(self) -> None:
-        """Block until the bottle's way out (its sidecar) answers.
-
-        Called after the plan's files are in place and before any provision
-        hook, so that a backend may start its sandbox and its sidecar at once.
-        """
-
-    def failure(self) -> str | None:
-        """Why the bottle stopped on its own (its sidecar died), if it did."""
-        return None
-
 
 class Backend(abc.ABC):
     """A sandbox technology, registered by a plugin through ``bottle_register_backends``."""
@@ -121,13 +110,25 @@ class Backend(abc.ABC):
         """Can a sandbox run here? Quick, never hangs, says why not."""
 
     @abc.abstractmethod
-    def open(self, plan: Plan, stack: contextlib.ExitStack, sidecar: SidecarSetup) -> Bottle:
-        """Create and start the sandbox (and its network) for *plan*, and the sidecar with what *sidecar* holds
-        (``bottle.sidecar.runtime.start_sidecar``).
+    def open_network(self, plan: Plan, stack: contextlib.ExitStack) -> str:
+        """Create the bottle's internal network (no route out: the sidecar is the only way) and return its name.
 
         Every resource is registered on *stack* for teardown the moment it
         exists, so a failure half-way leaves nothing behind.
         """
+
+    def sidecar_host(self) -> SidecarHost:
+        """Where this backend's sidecars run: the local Docker engine, unless the backend places them itself."""
+        from bottle.engine import docker_client
+        from bottle.sidecar.runtime import DockerSidecarHost
+
+        return DockerSidecarHost(docker_client())
+
+    @abc.abstractmethod
+    def open(self, plan: Plan, stack: contextlib.ExitStack, network: str, sidecar: StartedSidecar) -> Bottle:
+        """Create and start the sandbox for *plan* on *network*, while *sidecar* starts (ask it for its address
+        if the guest needs it; it is waited for after the plan's files are copied in). Register every
+        resource on *stack* the moment it exists."""
 
     @abc.abstractmethod
     def list(self) -> list[BottleInfo]:

@@ -1,8 +1,9 @@
 """Launch: execute a plan under one ExitStack, so nothing outlives the run.
 
 Order: state dir, what the plugins' sidecar services need (``bottle_sidecar_prepare``),
-sandbox and sidecar (the backend registers each resource on the stack the moment it
-exists), plan files in one stream, the sidecar ready,
+the bottle's network, the sidecar (starting in the background) and the sandbox
+(whoever makes a resource registers it on the stack the moment it exists),
+plan files in one stream, the sidecar ready,
 provisioners in the core's order, the agent. SIGTERM is turned into an exception like Ctrl-C so that
 both unwind the stack; while the stack unwinds, further signals are ignored
 so that teardown itself cannot be interrupted half-way. After teardown,
@@ -55,8 +56,8 @@ def _report_stopping(plugins: Plugins, plan: Plan, bottle) -> None:
         print(f"bottle: a plugin failed while the bottle was stopping: {err}", file=sys.stderr)
 
 
-def _raise_if_sidecar_died(bottle) -> None:
-    reason = bottle.failure()
+def _raise_if_sidecar_died(sidecar) -> None:
+    reason = sidecar.failure()
     if reason:
         raise EnvironmentProblem(f"The bottle's sidecar died ({reason}); the bottle was stopped.")
 
@@ -96,31 +97,35 @@ def launch(plan: Plan, plugins: Plugins) -> int:
         raise EnvironmentProblem(f"Backend {plan.backend!r} cannot run here: {availability.reason}")
     write_state(plan)
     stack = contextlib.ExitStack()
-    bottle = None
+    sidecar = None
     with _signals(signal.default_int_handler, _raise_terminated):
         try:
             setup = runtime.prepare(plan, plugins)
             for stop in setup.callbacks:
                 stack.callback(stop)
-            bottle = backend.open(plan, stack, setup)
+            network = backend.open_network(plan, stack)
+            sidecar = backend.sidecar_host().start(plan, setup, network, stack)  # starts while the sandbox is made
+            bottle = backend.open(plan, stack, network, sidecar)
             stack.callback(_report_stopping, plugins, plan, bottle)
             if plan.files:
                 bottle.put_files(plan.files, uid=plan.guest.uid, gid=plan.guest.uid)
-            bottle.wait_ready()
+            sidecar.wait_ready()
             for hook_name in PROVISION_ORDER:
                 getattr(plugins.hook, hook_name)(plan=plan, bottle=bottle)
             plugins.hook.bottle_started(plan=plan, bottle=bottle)
             code = bottle.run_agent(plan.agent_argv, env=plan.env, interactive=not plan.headless)
             # An agent that failed because its way out died should say so.
-            _raise_if_sidecar_died(bottle)
+            _raise_if_sidecar_died(sidecar)
             return code
         except KeyboardInterrupt:
-            if bottle is not None:
-                _raise_if_sidecar_died(bottle)
+            if sidecar is not None:
+                _raise_if_sidecar_died(sidecar)
             raise
         finally:
             with _signals(signal.SIG_IGN, signal.SIG_IGN):
                 try:
+                    if sidecar is not None:
+                        sidecar.settle()  # never tear down around a sidecar still starting
                     stack.close()
                 finally:  # on stderr: in a headless run, stdout is the agent's output
                     _print_summary(plan, plugins)

@@ -84,3 +84,28 @@ def test_a_section_reads_back_from_json_as_its_own_class(home, plugins):
     data["sections"]["greeting"]["kind"] = "os:path"
     with pytest.raises(ValueError, match="'os:path' is not the PlanSection whose SECTION is 'greeting'"):
         Plan.model_validate(data)
+
+
+def test_a_started_sidecar_waits_for_its_start_and_says_why_it_failed():
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+
+    from bottle.sidecar.runtime import StartedDockerSidecar
+
+    failed = Future()
+    failed.set_exception(EnvironmentProblem("The sidecar image 'x' is not built."))
+    sidecar = StartedDockerSidecar(failed)
+    sidecar.settle()  # returns: the start ended
+    assert sidecar.failure() is None  # it never ran: the start's own error says it all
+    with pytest.raises(EnvironmentProblem, match="is not built"):
+        sidecar.wait_ready()
+
+    container = SimpleNamespace(name="s", attrs={"NetworkSettings": {"Networks": {"net": {"IPAddress": "10.1.2.3"}}}},
+                                reload=lambda: None)
+    started = Future()
+    started.set_result(SimpleNamespace(container=container, failure=lambda: "exit code 1", wait_ready=lambda: None))
+    sidecar = StartedDockerSidecar(started)
+    assert (sidecar.address("net"), sidecar.failure()) == ("10.1.2.3", "exit code 1")
+    container.attrs["NetworkSettings"]["Networks"]["net"]["IPAddress"] = ""
+    with pytest.raises(EnvironmentProblem, match="has no address on net"):
+        sidecar.address("net")

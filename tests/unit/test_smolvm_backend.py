@@ -26,7 +26,6 @@ import bottle.engine
 import bottle.sidecar.runtime
 from bottle.backend import Availability
 from bottle.errors import EnvironmentProblem
-from bottle.sidecar.service import SidecarSetup
 from bottle.plan import GuestLayout, Plan, PlanFile, Resources, SidecarPlan
 from bottle_smolvm import backend as smolvm_backend
 from bottle_smolvm import images, probe
@@ -201,18 +200,22 @@ def world(tmp_path, monkeypatch):
     fake = FakeSmolvm()
     docker = FakeDocker(events)
 
-    def start_sidecar(client, plan, setup, network, stack):
-        events.append(("sidecar start", network))
-        stack.callback(events.append, ("sidecar removed",))
-        return SimpleNamespace(container=FakeSidecarContainer(network), wait_ready=lambda: events.append(("ready",)),
-                               failure=lambda: None)
-
-    monkeypatch.setattr(bottle.sidecar.runtime, "start_sidecar", start_sidecar)
     monkeypatch.setattr(bottle.engine, "remove_network", lambda api, ref: events.append(("network removed", ref)))
     monkeypatch.setattr(bottle.engine, "remove_container", lambda api, ref: events.append(("container removed", ref)))
     backend = SmolvmBackend(smolvm=fake, docker=docker, cache=tmp_path / "cache")
     return SimpleNamespace(backend=backend, smolvm=fake, docker=docker, events=events, plan=make_plan(tmp_path),
                            tmp=tmp_path)
+
+
+def open_bottle(world, stack, plan=None):
+    """What launch does with a backend: its network, the sidecar started on it (a fake here), then the sandbox."""
+    plan = plan or world.plan
+    network = world.backend.open_network(plan, stack)
+    world.events.append(("sidecar start", network))
+    stack.callback(world.events.append, ("sidecar removed",))
+    container = FakeSidecarContainer(network)
+    sidecar = SimpleNamespace(address=lambda net: container.attrs["NetworkSettings"]["Networks"][net]["IPAddress"])
+    return world.backend.open(plan, stack, network, sidecar)
 
 
 def archive_path(world) -> str:
@@ -265,7 +268,7 @@ def test_cpu_count(cpus, count):
 
 def test_open_creates_network_sidecar_and_machine(world, tmp_path):
     stack = contextlib.ExitStack()
-    bottle = world.backend.open(world.plan, stack, SidecarSetup(state_dir=tmp_path))
+    bottle = open_bottle(world, stack)
 
     assert isinstance(bottle, SmolvmBottle) and bottle.slug == SLUG
     assert world.events == [
@@ -293,7 +296,7 @@ def test_a_failed_start_tears_down_what_exists(world, tmp_path):
     world.smolvm.errors["start"] = CliError("start machine", "SMOLVM_ERROR", "no boot progress")
     stack = contextlib.ExitStack()
     with pytest.raises(CliError, match=r"smolvm could not start machine: \[SMOLVM_ERROR\] no boot progress"):
-        world.backend.open(world.plan, stack, SidecarSetup(state_dir=tmp_path))
+        open_bottle(world, stack)
     stack.close()
     assert world.smolvm.calls[-1] == ("cli", ["machine", "delete", "--name", NAME, "--force"])
     assert world.events[-2:] == [("sidecar removed",), ("network removed", NAME)]
@@ -310,13 +313,13 @@ def test_teardown_tolerates_a_machine_already_gone(world):
 def test_the_image_is_exported_once_per_image_id(world, tmp_path):
     for _ in range(2):
         with contextlib.ExitStack() as stack:
-            world.backend.open(world.plan, stack, SidecarSetup(state_dir=tmp_path))
+            open_bottle(world, stack)
     assert world.docker.image.saves == 1
 
 
 def test_a_missing_image_says_how_to_build_it(world, tmp_path):
     with pytest.raises(EnvironmentProblem, match="bottle image build"):
-        world.backend.open(make_plan(tmp_path, image="nope:latest"), contextlib.ExitStack(), SidecarSetup(state_dir=tmp_path))
+        open_bottle(world, contextlib.ExitStack(), make_plan(tmp_path, image="nope:latest"))
 
 
 # -- the bottle handle ----------------------------------------------------------------------------------
@@ -324,7 +327,7 @@ def test_a_missing_image_says_how_to_build_it(world, tmp_path):
 
 @pytest.fixture
 def handle(world):
-    return SmolvmBottle(world.smolvm, world.plan, NAME, SimpleNamespace(wait_ready=lambda: None, failure=lambda: "died"))
+    return SmolvmBottle(world.smolvm, world.plan, NAME)
 
 
 def test_exec_through_the_sdk_as_the_guest_user_with_the_plan_env(world, handle):
@@ -429,10 +432,6 @@ def test_interactive_agent_needs_a_terminal(world, handle, monkeypatch):
     with pytest.raises(EnvironmentProblem, match="--prompt"):
         handle.run_agent(["claude"], env={}, interactive=True)
 
-
-def test_ready_and_failure_are_the_sidecars(handle):
-    handle.wait_ready()
-    assert handle.failure() == "died"
 
 
 # -- every bottle: list, remove, exec ------------------------------------------------------------------

@@ -21,6 +21,7 @@ import socket
 import threading
 import _thread
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from bottle.display import terminal_safe
 from bottle.engine import remove_container, require_image
 from bottle.errors import EnvironmentProblem
 from bottle.plan import Plan
+from bottle.sidecar.host import SidecarHost, StartedSidecar
 from bottle.sidecar.kit import image_lacks, kit_part
 from bottle.sidecar.service import AUDIT_FILE, CREDENTIALS, RUN_DIR, STATE_MOUNT, ImagePart, SidecarSetup
 from bottle_sidecar.audit import AuditLog
@@ -299,3 +301,44 @@ def start_sidecar(client, plan: Plan, setup: SidecarSetup, internal_network: str
     container.start()
     _send_stdin(container, _bundle(plan, setup))
     return Sidecar(container, stack)
+
+
+class DockerSidecarHost(SidecarHost):
+    """The sidecar as a container of the local Docker engine, started in a worker thread: its services take
+    longest to start, so the sandbox is made meanwhile."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def start(self, plan: Plan, setup: SidecarSetup, network: str, stack: ExitStack) -> "StartedDockerSidecar":
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sidecar-{plan.slug}")
+        starting = pool.submit(start_sidecar, self.client, plan, setup, network, stack)
+        pool.shutdown(wait=False)
+        return StartedDockerSidecar(starting)
+
+
+class StartedDockerSidecar(StartedSidecar):
+    def __init__(self, starting: Future):
+        self._starting = starting
+
+    def _sidecar(self) -> Sidecar:
+        return self._starting.result()
+
+    def address(self, network: str) -> str:
+        container = self._sidecar().container
+        container.reload()
+        address = container.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
+        if not address:
+            raise EnvironmentProblem(f"The sidecar {container.name} has no address on {network}.")
+        return address
+
+    def wait_ready(self) -> None:
+        self._sidecar().wait_ready()
+
+    def failure(self) -> str | None:
+        if not self._starting.done() or self._starting.exception() is not None:
+            return None
+        return self._starting.result().failure()
+
+    def settle(self) -> None:
+        wait([self._starting])

@@ -44,7 +44,8 @@ from bottle.engine import docker_client, remove_container, remove_network, remov
 from bottle.errors import EnvironmentProblem
 from bottle.limits import size_bytes
 from bottle.plan import Plan, PlanFile, Resources
-from bottle.sidecar.runtime import LABEL_ROLE, Sidecar, sidecar_name, start_sidecar
+from bottle.sidecar.host import StartedSidecar
+from bottle.sidecar.runtime import LABEL_ROLE, DockerSidecarHost, sidecar_name
 from bottle.tarball import pack
 
 
@@ -101,18 +102,11 @@ def volume_names(plan: Plan) -> dict[str, str]:
 
 
 class DockerBottle(Bottle):
-    def __init__(self, client: docker.DockerClient, container, plan: Plan, sidecar: Sidecar):
+    def __init__(self, client: docker.DockerClient, container, plan: Plan):
         self.client = client
         self.container = container
         self.plan = plan
         self.slug = plan.slug
-        self.sidecar = sidecar
-
-    def wait_ready(self) -> None:
-        self.sidecar.wait_ready()
-
-    def failure(self) -> str | None:
-        return self.sidecar.failure()
 
     def exec(self, argv, *, user=None, env=None, workdir=None) -> ExecResult:
         result = self.container.exec_run(
@@ -187,34 +181,36 @@ class DockerBackend(Backend):
             return Availability(False, str(err))
         return Availability(True, f"Docker Engine {version.get('Version', '?')}")
 
-    def open(self, plan: Plan, stack: contextlib.ExitStack, sidecar_setup) -> Bottle:
+    def sidecar_host(self) -> DockerSidecarHost:
+        return DockerSidecarHost(self.client)
+
+    def open_network(self, plan: Plan, stack: contextlib.ExitStack) -> str:
         client = self.client
         name = resource_name(plan.slug)
-        require_image(client, plan.image, "agent")
+        require_image(client, plan.image, "agent")  # before anything starts: a missing image is one message
         # Registered before creation: an interrupt between "created" and
         # "registered" must not leak it. Removing a missing one is a no-op.
         stack.callback(self._remove_network, name)
         # No route out: internal, and the host has no address on it (without
         # inhibit_ipv4 the host's own services answer on the gateway address).
-        network = client.networks.create(
+        client.networks.create(
             name,
             driver="bridge",
             internal=True,
             options={"com.docker.network.bridge.inhibit_ipv4": "true"},
             labels=dict(plan.labels),
         )
-        # Sidecar and sandbox start side by side (the sidecar's daemons take
-        # longest); both are removed together, by name, whatever got created,
-        # and then the sandbox's volumes, which only an unused volume can be.
+        return name
+
+    def open(self, plan: Plan, stack: contextlib.ExitStack, network: str, sidecar: StartedSidecar) -> Bottle:
+        name = resource_name(plan.slug)
+        # The sandbox and the sidecar (which started already, and whose daemons
+        # take longest) are removed together, by name, whatever got created, and
+        # then the sandbox's volumes, which only an unused volume can be.
         volumes: list[str] = []
         stack.callback(self._remove_containers, [name, sidecar_name(plan.slug)], volumes)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            starting = pool.submit(start_sidecar, client, plan, sidecar_setup, network.name, stack)
-            try:
-                container = self._start_sandbox(plan, name, network.name, volumes)
-            finally:
-                sidecar = starting.result()  # never leave it starting behind our back
-        return DockerBottle(client, container, plan, sidecar)
+        container = self._start_sandbox(plan, name, network, volumes)
+        return DockerBottle(self.client, container, plan)
 
     def storage_quota(self, image: str, size: str) -> tuple[bool, str]:
         """:func:`storage_quota`, asked once per image and size."""

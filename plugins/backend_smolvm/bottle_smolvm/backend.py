@@ -212,12 +212,11 @@ def _sdk_errors():
 
 
 class SmolvmBottle(Bottle):
-    def __init__(self, smolvm: Smolvm, plan: Plan, name: str, sidecar):
+    def __init__(self, smolvm: Smolvm, plan: Plan, name: str):
         self.smolvm = smolvm
         self.plan = plan
         self.slug = plan.slug
         self.name = name
-        self.sidecar = sidecar
         self._machine = None
 
     @property
@@ -225,12 +224,6 @@ class SmolvmBottle(Bottle):
         if self._machine is None:
             self._machine = self.smolvm.connect(self.name)
         return self._machine
-
-    def wait_ready(self) -> None:
-        self.sidecar.wait_ready()
-
-    def failure(self) -> str | None:
-        return self.sidecar.failure()
 
     def _options(self, *, user=None, env=None, workdir=None):
         from smol import ExecOptions
@@ -375,28 +368,35 @@ class SmolvmBackend(Backend):
 
     # -- one bottle -------------------------------------------------------------
 
-    def open(self, plan: Plan, stack: contextlib.ExitStack, sidecar_setup) -> Bottle:
-        from bottle.engine import remove_network
-        from bottle.sidecar.runtime import start_sidecar
+    def sidecar_host(self):
+        from bottle.sidecar.runtime import DockerSidecarHost
+
+        return DockerSidecarHost(self.client)  # the sidecar always runs on Docker
+
+    def open_network(self, plan: Plan, stack: contextlib.ExitStack) -> str:
+        from bottle.engine import remove_network, require_image
 
         client = self.client
-        name = machine_name(plan.slug)
-        archive, _ = image_archive(client, plan.image, self.cache / "images")
+        require_image(client, plan.image, "agent")  # before anything starts: a missing image is one message
         net = network_name(plan.slug)
         # Registered before creation: an interrupt in between must not leak it.
         stack.callback(remove_network, client.api, net)
         # Internal (no route out), but the host keeps its address on the bridge:
         # the VMM, a host process, carries the guest's flows to the sidecar.
         client.networks.create(net, driver="bridge", internal=True, labels=dict(plan.labels))
-        sidecar = start_sidecar(client, plan, sidecar_setup, net, stack)
-        address = sidecar_address(sidecar.container, net)
+        return net
+
+    def open(self, plan: Plan, stack: contextlib.ExitStack, network: str, sidecar) -> Bottle:
+        name = machine_name(plan.slug)
+        archive, _ = image_archive(self.client, plan.image, self.cache / "images")
+        address = sidecar.address(network)  # the guest's one allowed destination
         stack.callback(self._delete_machine, name)
         # CLI: creating needs --dns, --net-backend and --label, which the SDK's
         # MachineConfig lacks; start runs detached (the VM outlives the CLI) so
         # that `bottle exec` in another process reaches the same machine.
         self.smolvm.cli(create_args(plan, name, archive, address), what=f"create machine {name}", timeout=CREATE_TIMEOUT)
         self.smolvm.cli(start_args(name), what=f"start machine {name}", timeout=START_TIMEOUT)
-        bottle = SmolvmBottle(self.smolvm, plan, name, sidecar)
+        bottle = SmolvmBottle(self.smolvm, plan, name)
         bottle.add_host(address, plan.sidecar.hostname)
         return bottle
 
@@ -475,13 +475,4 @@ class SmolvmBackend(Backend):
         sys.stdout.buffer.write(result.stdout.encode())
         sys.stderr.buffer.write(result.stderr.encode())
         return result.exit_code
-
-
-def sidecar_address(container, network: str) -> str:
-    """The sidecar's address on the bottle's network: the guest's one allowed destination."""
-    container.reload()
-    address = container.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
-    if not address:
-        raise EnvironmentProblem(f"The sidecar {container.name} has no address on {network}.")
-    return address
 
