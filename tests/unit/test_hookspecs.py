@@ -38,8 +38,6 @@ NOT_BUILT_IN = {
     "bottle_provision_skills": ("skills are plan files", LIFECYCLE),
     "bottle_provision": ("it is the third parties' provisioning hook", LIFECYCLE),
     "bottle_started": ("a lifecycle observer for third parties; the core starts the agent itself", LIFECYCLE),
-    "bottle_stopping": ("a lifecycle observer for third parties; the core tears down itself",
-                        "tests/integration/test_lifecycle.py::test_raising_provisioner_leaves_nothing"),
 }
 
 

@@ -165,6 +165,17 @@ def bottle_run_summary(plan, events):
 
 
 @hookimpl
+def bottle_stopping(plan, bottle):
+    """Before teardown, while the gate still runs: save what the agent left (``bottle_git.save``)."""
+    from bottle_git.save import report, save_work
+    from bottle_git.section import GitPlan
+
+    git = plan.section(GitPlan)
+    if git is not None:
+        report(save_work(plan, git, bottle))
+
+
+@hookimpl
 def bottle_provision_git(plan, bottle):
     from bottle_git.section import GitPlan
 

@@ -1,0 +1,92 @@
+"""Nothing lost at the end: what the agent left in its working copy goes upstream through the gate.
+
+When a bottle with a gate stops, its sidecar still runs (``bottle_stopping``
+comes before teardown), so the agent's uncommitted changes are committed as a
+work-in-progress commit by the bottle's identity, and every commit no gate
+branch holds is pushed to the bottle's own branch, under the gate's checks
+(refs, size, the secret scan) like any push of the agent's. Whatever the gate
+refuses is not dropped: the whole working copy, ``.git`` included, is kept
+as a tar in the bottle's state dir, and the message says why and where.
+"""
+
+import shlex
+import sys
+from pathlib import Path
+
+from bottle.display import terminal_safe
+
+#: Seconds the save may take in all (it runs while teardown waits, signals ignored).
+SAVE_TIMEOUT = 120
+#: The most the kept tar may hold; a larger working copy is left alone, said so.
+KEEP_LIMIT = 512 * 1024 * 1024
+KEPT = "kept-workspace.tar"
+#: Run as the agent in its working copy; prints one line "SAVED COMMITS WIP" or why not.
+SCRIPT = r"""
+set -u
+cd "$BOTTLE_WORKDIR" 2>/dev/null && git rev-parse --git-dir >/dev/null 2>&1 || { echo "none 0 0"; exit 0; }
+wip=0
+if [ -n "$(git status --porcelain --untracked-files=all | head -c 1)" ]; then
+    git add -A && git -c core.hooksPath=/dev/null commit --quiet --no-verify \
+        -m "bottle: work in progress the agent left uncommitted" || { echo "failed 0 0"; exit 0; }
+    wip=1
+fi
+commits=$(git rev-list --count HEAD --not --remotes=origin 2>/dev/null || echo 0)
+if [ "$commits" -eq 0 ]; then echo "saved 0 0"; exit 0; fi
+if git -c core.hooksPath=/dev/null push --quiet --no-verify origin "HEAD:refs/heads/$BOTTLE_BRANCH" >&2; then
+    echo "saved $commits $wip"
+else
+    echo "refused $commits $wip"
+fi
+"""
+
+
+def save_work(plan, git, bottle) -> list[str]:
+    """Commit and push what the agent left; the lines to tell the user (none when there was nothing)."""
+    result = bottle.exec(
+        ["timeout", str(SAVE_TIMEOUT), "sh", "-c", SCRIPT],
+        env={"BOTTLE_WORKDIR": plan.guest.workdir, "BOTTLE_BRANCH": git.work_branch,
+             "GIT_AUTHOR_NAME": git.identity.name, "GIT_AUTHOR_EMAIL": git.identity.email,
+             "GIT_COMMITTER_NAME": git.identity.name, "GIT_COMMITTER_EMAIL": git.identity.email},
+    )
+    words = result.stdout.decode(errors="replace").split()
+    state, commits, wip = words if len(words) == 3 else ("failed", "0", "0")
+    if state == "none" or (state == "saved" and commits == "0"):
+        return []
+    what = f"{commits} commit{'' if commits == '1' else 's'} the agent had not pushed"
+    if wip == "1":
+        what += ", its uncommitted work the last of them" if commits != "1" else ": its uncommitted work"
+    if state == "saved":
+        return [f"saved to {git.work_branch} on {git.upstream}: {what}"]
+    return [f"could not save the agent's work through the git gate ({_why(result)})", *keep(plan, bottle)]
+
+
+def _why(result) -> str:
+    """The gate's own reason when it refused (git relays it as ``remote: REF: refused: WHY``), else git's last
+    line: one line, escaped (ref names and paths are the agent's)."""
+    lines = [line.strip() for line in result.stderr.decode(errors="replace").splitlines() if line.strip()]
+    reasons = [line.split(": refused: ", 1)[1] for line in lines if ": refused: " in line]
+    said = reasons or lines[-1:]
+    return terminal_safe(said[0]) if said else f"exit code {result.exit_code}"
+
+
+def keep(plan, bottle) -> list[str]:
+    """The working copy as a tar in the state dir, when the gate would not take it."""
+    size = bottle.exec(["du", "-sb", plan.guest.workdir])
+    try:
+        total = int(size.stdout.split()[0])
+    except (IndexError, ValueError):
+        total = None
+    if total is None or total > KEEP_LIMIT:
+        return [f"{plan.guest.workdir} ({total or '?'} bytes) is too large to keep; nothing was saved"]
+    archive = bottle.exec(["tar", "-C", plan.guest.workdir, "-cf", "-", "."])
+    if archive.exit_code != 0:
+        return [f"keeping {plan.guest.workdir} failed: {terminal_safe(archive.stderr.decode(errors='replace'))}"]
+    path = Path(plan.state_dir) / KEPT
+    path.touch(mode=0o600)
+    path.write_bytes(archive.stdout)
+    return [f"the whole working copy, .git included, is kept in {path} (tar -xf {shlex.quote(str(path))})"]
+
+
+def report(lines: list[str]) -> None:
+    for line in lines:
+        print(f"bottle: {line}", file=sys.stderr)

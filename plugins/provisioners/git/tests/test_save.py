@@ -1,0 +1,74 @@
+"""What the git plugin tells the user when it saves the agent's leftover work at the end (``bottle_git.save``),
+on a fake bottle: the script's answer, the gate's reason, the kept tar. The real thing runs in
+tests/integration/test_session_end.py."""
+
+import io
+import tarfile
+from types import SimpleNamespace
+
+from bottle.backend import ExecResult
+from bottle_git import save
+
+GIT = SimpleNamespace(work_branch="bottle/x-1", upstream="/srv/app.git",
+                      identity=SimpleNamespace(name="bottle agent", email="agent@bottle.invalid"))
+
+
+class FakeBottle:
+    def __init__(self, *answers: ExecResult):
+        self.answers, self.calls = list(answers), []
+
+    def exec(self, argv, **kwargs):
+        self.calls.append(argv)
+        return self.answers.pop(0)
+
+
+def answer(stdout: bytes = b"", stderr: bytes = b"", code: int = 0) -> ExecResult:
+    return ExecResult(exit_code=code, stdout=stdout, stderr=stderr)
+
+
+def plan(tmp_path):
+    return SimpleNamespace(guest=SimpleNamespace(workdir="/workspace"), state_dir=tmp_path)
+
+
+def test_nothing_to_save_says_nothing(tmp_path):
+    for said in (b"none 0 0\n", b"saved 0 0\n"):
+        assert save.save_work(plan(tmp_path), GIT, FakeBottle(answer(said))) == []
+
+
+def test_saved_work_names_the_commits_the_branch_and_upstream(tmp_path):
+    assert save.save_work(plan(tmp_path), GIT, FakeBottle(answer(b"saved 1 0\n"))) == [
+        "saved to bottle/x-1 on /srv/app.git: 1 commit the agent had not pushed"]
+    assert save.save_work(plan(tmp_path), GIT, FakeBottle(answer(b"saved 1 1\n"))) == [
+        "saved to bottle/x-1 on /srv/app.git: 1 commit the agent had not pushed: its uncommitted work"]
+    assert save.save_work(plan(tmp_path), GIT, FakeBottle(answer(b"saved 3 1\n"))) == [
+        "saved to bottle/x-1 on /srv/app.git: 3 commits the agent had not pushed, its uncommitted work the last "
+        "of them"]
+
+
+def test_a_refusal_gives_the_gates_reason_escaped_and_keeps_the_working_copy(tmp_path):
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as archive:
+        info = tarfile.TarInfo("./notes.txt")
+        info.size = 2
+        archive.addfile(info, io.BytesIO(b"hi"))
+    refused = answer(b"refused 1 1\n", b"remote: bottle git gate: push refused\nremote: refs/heads/bottle/x-1: "
+                     b"refused: the push holds what looks like a secret: AWS Access Key in a\x1b[2Jb line 1\n"
+                     b"remote:   instead: remove it\nerror: failed to push some refs\n")
+    bottle = FakeBottle(refused, answer(b"1234\t/workspace\n"), answer(tar.getvalue()))
+
+    lines = save.save_work(plan(tmp_path), GIT, bottle)
+
+    assert lines[0] == ("could not save the agent's work through the git gate (the push holds what looks like a "
+                        "secret: AWS Access Key in a\\x1b[2Jb line 1)")
+    kept = tmp_path / save.KEPT
+    assert lines[1].startswith(f"the whole working copy, .git included, is kept in {kept}")
+    assert kept.read_bytes() == tar.getvalue() and kept.stat().st_mode & 0o777 == 0o600
+    assert bottle.calls[1] == ["du", "-sb", "/workspace"] and bottle.calls[2][:3] == ["tar", "-C", "/workspace"]
+
+
+def test_a_working_copy_too_large_to_keep_is_said_so(tmp_path):
+    big = str(save.KEEP_LIMIT + 1).encode()
+    lines = save.save_work(plan(tmp_path), GIT, FakeBottle(answer(b"refused 1 0\n", b"fatal: gone\n", 128),
+                                                          answer(big + b"\t/workspace\n")))
+    assert lines == ["could not save the agent's work through the git gate (fatal: gone)",
+                     f"/workspace ({int(big)} bytes) is too large to keep; nothing was saved"]
