@@ -116,7 +116,7 @@ def build_plan(
         agent_file=agent.path,
         profile=profile.name,
         profile_files=profile.files,
-        notes=profile.notes,
+        notes=profile.notes + agent.notes,
         backend=backend_name,
         image=profile.image or settings.image,
         state_dir=state_dir,

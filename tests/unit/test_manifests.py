@@ -2,8 +2,10 @@
 
 import pytest
 
-from bottle.manifests.agent import find_agent, parse_agent_file
+from bottle.manifests.agent import FOREIGN_FIELDS, find_agent, parse_agent_file
 from bottle.manifests.profile import Profile, load_profile
+from bottle.prepare import build_plan
+from bottle.settings import load_settings
 
 
 @pytest.fixture
@@ -85,6 +87,94 @@ def test_env_keeps_what_configures_the_agent(home, find):
     home.agent("fine", env={"ANTHROPIC_BASE_URL": "https://x", "CLAUDE_CODE_MAX_RETRIES": "0", "TZ": "UTC",
                             "LANG": "C.UTF-8", "HOMEPAGE": "x", "MY_PATH": "y"})
     assert set(find("fine").env) == {"ANTHROPIC_BASE_URL", "CLAUDE_CODE_MAX_RETRIES", "TZ", "LANG", "HOMEPAGE", "MY_PATH"}
+
+
+# An agent CLI's own subagent file, as that CLI's documentation writes one.
+SUBAGENT = """---
+name: code-reviewer
+description: Expert code review specialist. Use proactively after writing code.
+tools: Read, Grep, Glob, Bash
+model: sonnet
+color: blue
+permissionMode: default
+---
+You are a senior code reviewer.
+"""
+
+
+def test_a_subagent_file_of_the_agent_cli_loads_and_plans(home, find, plugins):
+    path = home.agent("code-reviewer", text=SUBAGENT)
+    agent = find("code-reviewer")
+    assert (agent.name, agent.model, agent.prompt) == ("code-reviewer", "sonnet", "You are a senior code reviewer.")
+    assert agent.description.startswith("Expert code review")
+    assert [note.split("`")[1] for note in agent.notes] == ["tools", "color", "permissionMode"]
+    plan = build_plan("code-reviewer", settings=load_settings(), plugins=plugins)
+    assert plan.agent_file == path
+    assert plan.agent_argv[plan.agent_argv.index("--model") + 1] == "sonnet"
+    assert plan.system_prompt == "You are a senior code reviewer."
+    assert "code-reviewer.md: field `color` has no effect in a bottle: bottle shows no agent colours." in plan.notes
+    assert not {"Read", "Grep", "blue"} & set(plan.agent_argv)  # ignored: nothing of them reaches the agent
+    assert plan.notes[: -len(agent.notes)] == plugins.load_profile("default", home.config_dir).notes
+
+
+@pytest.mark.parametrize("field", sorted(FOREIGN_FIELDS))
+def test_each_foreign_field_is_ignored_with_a_note(home, find, field):
+    """Whatever the value's shape (a list, a mapping, a number), the field is taken and has no effect."""
+    home.agent("sub", text=f"---\nname: sub\n{field}: {{some: [value, 3]}}\n---\nbody\n")
+    agent = find("sub")
+    assert agent.notes == (f"sub.md: field `{field}` has no effect in a bottle: {FOREIGN_FIELDS[field]}.",)
+    assert not hasattr(agent, field)
+
+
+def test_no_foreign_field_no_note(home, find):
+    home.agent("plain", description="x", model="opus", skills=["a"])
+    assert find("plain").notes == ()
+
+
+@pytest.mark.parametrize(("model", "expected"),
+                         [("inherit", None), ("sonnet", "sonnet"), ("claude-opus-4", "claude-opus-4")])
+def test_model_inherit_is_the_agents_default(home, find, plugins, model, expected):
+    home.agent("sub", model=model)
+    assert find("sub").model == expected
+    argv = build_plan("sub", settings=load_settings(), plugins=plugins).agent_argv
+    assert (argv[argv.index("--model") + 1] if "--model" in argv else None) == expected
+
+
+@pytest.mark.parametrize("skills", ["commit-style, tests", "commit-style,tests,", ["commit-style", "tests"]])
+def test_skills_as_a_list_or_separated_by_commas(home, find, skills):
+    home.agent("sub", skills=skills)
+    assert find("sub").skills == ("commit-style", "tests")
+
+
+@pytest.mark.parametrize("front", ["modle: opus", "Color: blue", "tool: Read", "notes: [x]", "prompt: hi"])
+def test_a_field_of_neither_format_is_still_refused(home, find, usage_error, front):
+    path = home.agent("typo", text=f"---\nname: typo\ncolor: blue\n{front}\n---\nbody\n")
+    usage_error(lambda: find("typo"), path, f"field `{front.split(':')[0]}`: unknown key")
+
+
+def test_env_numbers_booleans_and_dates_are_taken_as_written(home, find):
+    home.agent("envy", text="---\nname: envy\nenv:\n  PORT: 8080\n  DEBUG: true\n  QUIET: False\n"
+                            "  VERSION: 1.10\n  MODE: 0755\n  DAY: 2024-01-02\n  NAME: plain\n  QUOTED: '7'\n---\n")
+    assert find("envy").env == {"PORT": "8080", "DEBUG": "true", "QUIET": "False", "VERSION": "1.10",
+                                "MODE": "0755", "DAY": "2024-01-02", "NAME": "plain", "QUOTED": "7"}
+
+
+@pytest.mark.parametrize("value", ["[a, b]", "{a: 1}", "null", "", "~"])
+def test_env_lists_maps_and_null_are_refused(home, find, usage_error, value):
+    path = home.agent("envy", text=f"---\nname: envy\nenv:\n  X: {value}\n---\n")
+    usage_error(lambda: find("envy"), path, "field `env.X`")
+
+
+def test_only_env_values_are_kept_as_written(home, find, usage_error):
+    """Elsewhere a number stays a number: ``model: 3`` is still not a model name."""
+    path = home.agent("num", text="---\nname: num\nmodel: 3\nenv: {PORT: 1}\n---\n")
+    usage_error(lambda: find("num"), path, "field `model`")
+
+
+def test_profile_env_numbers_are_refused(home, profile, usage_error):
+    """TOML has no implicit types: a number in a profile's env is one the writer typed, to be quoted."""
+    path = home.profile("numbers", "[env]\nPORT = 8080\n")
+    usage_error(lambda: profile("numbers"), path, "field `env.PORT`")
 
 
 def test_missing_name_is_reported(home, find, usage_error):
