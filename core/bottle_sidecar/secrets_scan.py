@@ -38,16 +38,26 @@ JSON body; and Artifactory, Mailchimp, Telegram, Discord and Stripe, whose
 patterns begin with a character class or an alternation: fine against one
 line of code, but tried at every byte of a body (50-200 MB/s each).
 
-Speed decides the shape. Python's regex engine finds a pattern that starts
-with a literal (``AKIA``, ``ghp_``, ``BEGIN``) at memchr speed, some 3 GB/s,
-and bodies are scanned whole, in C, with no loop over lines. Joined into one
-alternation the patterns would lose those literal starts and crawl at
-~20 MB/s; a case-insensitive pattern loses its literal start the same way. So
-each pattern is its own regex, compiled case-sensitively (issuers fix the case
-of their prefixes: ``xoxb-``, ``AKIA``), except that patterns of one detector
-that begin alike share a regex. A scan is some 25 passes over the data, and
-one more for a JSON body's escapes: about 90 MB/s in all on a small VM (the
-target is 50).
+Speed decides the shape. Bodies are scanned whole, in C, with no loop over
+lines. Joined into one alternation the patterns would lose their literal
+starts (``AKIA``, ``ghp_``, ``BEGIN``) and crawl at ~20 MB/s; a
+case-insensitive pattern loses its literal start the same way. So each pattern
+is its own regex, compiled case-sensitively (issuers fix the case of their
+prefixes: ``xoxb-``, ``AKIA``), except that patterns of one detector that begin
+alike share a regex. But CPython 3.13's ``re`` searches for a literal start at
+about half 3.11's speed (some 1.5 GB/s, a byte at a time), so the regex does
+not search: ``bytes.find`` does (2-3 GB/s, more for long needles) and the
+regex is tried only where its literal start is (:func:`_walk`, which yields
+what finditer would); detectors whose prefixes begin with the same two bytes
+share that pass (GitLab's ``gl``, the ``sk`` of OpenAI, Anthropic and Stripe).
+A pattern that starts with one fixed byte or none (AWS's ``A``, a profile's
+``[0-9a-f]{8}``) keeps finditer. A scan is some 22 passes over the data, and
+one more for a JSON body's escapes. Measured with ``python -m
+benchmarks.scanning`` in the sidecar image (Python 3.13.5, a shared 2-core VM):
+100-115 MB/s on Messages API bodies of 1-32 MB (finditer alone: 52-58) and
+~130 MB/s on plain text (62); on the host's Python 3.11 the find walk is the
+slower one (its ``bytes.find`` is), 66-75 MB/s against finditer's 85-100. The
+target is 50 (issue 13 asks 200).
 
 The sidecar image copies detect-secrets' patterns into a module when it is
 built (``python -m bottle_sidecar.secrets_scan --freeze``), so that the proxy
@@ -59,11 +69,13 @@ import bisect
 import functools
 import hashlib
 import importlib
+import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from re import _constants, _parser  # the parser re.compile uses; see _literal_prefix
 
 
 def detector_id(name: str) -> str:
@@ -138,6 +150,26 @@ class Hit:
         return f"{self.detector} in {self.location} at offset {self.offset}"
 
 
+def _literal_prefix(regex: re.Pattern[bytes]) -> bytes:
+    """The bytes every match of *regex* begins with, as far as they are fixed: ``AKIA`` of
+    ``AKIA[0-9A-Z]{16}``, ``gh`` of ``(ghp|gho)_...`` (re's parser moves what alternatives share
+    out in front); none for a case-insensitive pattern or one that begins otherwise (a class, a
+    lookbehind, ``\\b``)."""
+    prefix = bytearray()
+
+    def take(items) -> bool:  # whether all of *items* were literals (so the prefix may go on after them)
+        for op, value in items:
+            if op is _constants.LITERAL:
+                prefix.append(value)
+            elif not (op is _constants.SUBPATTERN and not value[1] & re.IGNORECASE and take(value[3])):
+                return False
+        return True
+
+    if not regex.flags & re.IGNORECASE:
+        take(_parser.parse(regex.pattern, regex.flags))
+    return bytes(prefix)
+
+
 @dataclass(frozen=True)
 class _Detector:
     name: str
@@ -145,6 +177,42 @@ class _Detector:
     confirm: Callable[[str], bool] | None = None  # a detector's own veto on a match
     weak: bool = False  # in WEAK: in a body, a match inside a word is not counted (see _glued)
     in_group: bool = False  # the secret is the capture group that matched (SECRET_IN_GROUP)
+
+    @functools.cached_property
+    def prefix(self) -> bytes:
+        return _literal_prefix(self.regex)
+
+
+def _needles(detectors: Sequence[_Detector]) -> list[bytes | None]:
+    """What :func:`_walk` looks for, for each detector: the literal prefix it shares with every other one
+    whose prefix begins with the same two bytes (GitLab's two regexes ``gl``; OpenAI's ``sk-``,
+    Anthropic's ``sk-ant-`` and Stripe's ``sk_live_`` ``sk``), so that they take one pass. None
+    (finditer) for a detector whose prefix is shorter: a single byte such as AWS's ``A`` is every 64th
+    byte of base64, and a step of _walk's loop for each would cost more than the regex engine's search."""
+    shared: dict[bytes, bytes] = {}
+    for prefix in (detector.prefix for detector in detectors if len(detector.prefix) >= 2):
+        shared[prefix[:2]] = os.path.commonprefix([shared.get(prefix[:2], prefix), prefix])
+    return [shared.get(detector.prefix[:2]) if len(detector.prefix) >= 2 else None for detector in detectors]
+
+
+def _walk(data: bytes, needle: bytes, detectors: dict[int, _Detector]) -> dict[int, list[re.Match[bytes]]]:
+    """What ``regex.finditer(data)`` yields for each of *detectors* (by index), whose prefixes all begin
+    with *needle*: ``bytes.find`` goes from one place of it to the next, and each regex whose prefix is
+    there is tried, unless its last match went past. That is finditer's own walk (leftmost first, on after
+    the end of each match, and the pattern sees the whole of *data*, before the place as well), but with
+    the search in memchr-like C code, which CPython 3.13's ``re`` does at half the speed (see the module's
+    doc), and one search for the detectors that share a prefix."""
+    found: dict[int, list[re.Match[bytes]]] = {index: [] for index in detectors}
+    after = dict.fromkeys(detectors, 0)  # where each detector's last match ended
+    position = 0
+    while (position := data.find(needle, position)) >= 0:
+        for index, detector in detectors.items():
+            if position >= after[index] and data.startswith(detector.prefix, position):
+                if match := detector.regex.match(data, position):
+                    found[index].append(match)
+                    after[index] = match.end()
+        position += 1
+    return found
 
 
 class Markers:
@@ -354,14 +422,23 @@ class Scanner:
         detectors = BUILTIN + tuple(_Detector(name, regex) for name, regex in patterns)
         self._detectors = tuple(detector for detector in detectors if detector_id(detector.name) not in off)
         self._exempt = tuple(value.encode() for value in (*EXAMPLE_KEYS, *exempt_values))
+        self._needles = _needles(self._detectors)
+        self._sharing = {needle: {index: detector for index, detector in enumerate(self._detectors)
+                                  if self._needles[index] == needle} for needle in set(self._needles) - {None}}
 
     def _found(self, view: _View, body: bool) -> Iterator[tuple[str, int, int, int]]:
         """(detector, start of the match, start and end of the secret) for each secret in *view*, detector by
         detector, as offsets in its raw bytes: :meth:`scan` stops at the first, :meth:`redact` takes all, and
         with no secret both cost the same. In a *body*, weak detectors skip matches inside words (_glued)."""
-        data = view.data
-        for detector in self._detectors:
-            for match in detector.regex.finditer(data):
+        data, walked = view.data, {}
+        for index, detector in enumerate(self._detectors):
+            if (needle := self._needles[index]) is None:
+                matches = detector.regex.finditer(data)
+            else:
+                if needle not in walked:
+                    walked[needle] = _walk(data, needle, self._sharing[needle])
+                matches = walked[needle][index]
+            for match in matches:
                 if body and detector.weak and _glued(data, *match.span()):
                     continue
                 start, end = match.span(match.lastindex) if detector.in_group and match.lastindex else match.span()

@@ -6,6 +6,7 @@ nothing a secret scanner would flag.
 
 import base64
 import json
+import random
 import re
 import time
 from pathlib import Path
@@ -243,3 +244,98 @@ def test_a_value_exempted_is_no_secret_but_others_of_its_shape_are():
 
     assert scanner.scan(f"fixture: {fixture}".encode()) is None
     assert scanner.scan(f"fixture: {fixture}, real: {real}".encode()).offset == len(f"fixture: {fixture}, real: ")
+
+
+# -- the literal-prefix walk finds what finditer finds ---------------------------------------------------------------
+
+CUSTOM = [  # a profile's patterns of each shape: a literal start (one that overlaps itself too), none, a
+    # lookbehind, case-insensitive, one byte
+    ("secret_patterns[0]", re.compile(rb"corp-(?:dev|prod)-([0-9]{6})")),
+    ("secret_patterns[1]", re.compile(rb"aXaX[0-9]{4}")),
+    ("secret_patterns[2]", re.compile(rb"[0-9a-f]{8}-tok")),
+    ("secret_patterns[3]", re.compile(rb"(?<=key=)abc[0-9]+")),
+    ("secret_patterns[4]", re.compile(rb"(?i)acme_[a-z]{10}")),
+    ("secret_patterns[5]", re.compile(rb"Q[0-9]{3}\b")),
+]
+
+
+def _corpus() -> list[bytes]:
+    """Bodies full of the detectors' prefixes: every token at the start, in the middle and at the end, glued
+    to letters, escaped in JSON; prefixes that overlap (``ACAC...``) or repeat; base64 noise laced with
+    prefixes and tokens, whole and cut short; random bytes."""
+    rng = random.Random(13)
+    tokens = [token.encode() for token in TOKENS.values()] + [b"corp-dev-123456", b"0123abcd-tok", b"key=abc12",
+                                                             b"ACME_abcdefghij", b"Q123", b"aXaXaX1234"]
+    prefixes = sorted({secrets_scan._literal_prefix(detector.regex) for detector in secrets_scan.BUILTIN} - {b""})
+    bodies = []
+    for token in tokens:
+        escaped = json.dumps({"a": "\n" + token.decode()}).encode()
+        first = b"\\u00%02x" % token[0]
+        bodies += [token, b"x" + token + b"y", b"\n" + token, token + b"\n", escaped,
+                   escaped.replace(token[:1], first, 1), token[:2] * 20 + token + token[:-1], token + token]
+    for _ in range(40):
+        pieces = []
+        while sum(map(len, pieces)) < 20_000:
+            pick = rng.random()
+            if pick < 0.3:
+                pieces.append(rng.choice(prefixes) * rng.randint(1, 3))
+            elif pick < 0.5:
+                token = rng.choice(tokens)
+                pieces.append(token[: rng.randint(1, len(token))] if rng.random() < 0.5 else token)
+            elif pick < 0.55:
+                pieces.append(rng.choice([b"\\n", b"\\u0041", b"\\/", b'"', b" ", b"=", b"\\"]))
+            else:
+                pieces.append(base64.b64encode(rng.randbytes(rng.randint(1, 60)), altchars=rng.choice([None, b"-_"])))
+        bodies.append(b"".join(pieces))
+    return bodies + [rng.randbytes(100_000) for _ in range(5)]
+
+
+CORPUS = _corpus()
+
+
+def test_a_literal_prefix_is_what_every_match_begins_with():
+    prefix = secrets_scan._literal_prefix
+    assert prefix(re.compile(rb"(?:(ghp|gho)_x)")) == b"gh"
+    assert prefix(re.compile(rb"(?:AKIA|ASIA)[0-9]")) == b"A"
+    verbose = re.compile(rb"https://hooks\.slack  # a comment" b"\n" rb"\.com/[A-Z]", re.VERBOSE)
+    assert prefix(verbose) == b"https://hooks.slack.com/"
+    for none in (rb"(?i)abc", rb"(?i:ab)c", rb"(?<=x)abc", rb"\babc", rb"[ab]c", rb"a?b"):
+        assert prefix(re.compile(none)) == b"", none
+
+
+def _reference(scanner: Scanner) -> Scanner:
+    """*scanner* as it was: regex.finditer for every detector, one by one."""
+    scanner._needles = [None] * len(scanner._detectors)
+    return scanner
+
+
+def test_the_detectors_that_share_a_prefix_share_a_walk():
+    needles = dict(zip((detector.prefix for detector in secrets_scan.BUILTIN), Scanner()._needles))
+    assert needles[b"gl"] == b"gl" and needles[b"GR1348941"] == b"GR1348941"  # GitLab's: one walk, and another
+    assert needles[b"sk-ant-"] == needles[b"sk_live_"] == needles[b"sk-"] == b"sk"
+    assert needles[b"gh"] == b"gh" and needles[b"github_pat_"] == b"github_pat_"
+    assert needles[b"AC"] == b"AC" and needles[b"AccountKey="] == b"AccountKey=" and needles[b"A"] is None
+
+
+def test_each_detector_finds_what_its_regex_finds():
+    scanner = Scanner(CUSTOM)
+    for needle, detectors in scanner._sharing.items():
+        for data in CORPUS:
+            found = secrets_scan._walk(data, needle, detectors)
+            for index, detector in detectors.items():
+                expected = [(match.span(), match.regs) for match in detector.regex.finditer(data)]
+                assert [(match.span(), match.regs) for match in found[index]] == expected, detector
+
+
+def test_scan_and_redact_find_what_finditer_over_every_detector_finds():
+    args = CUSTOM, ["corp-dev-123456"]
+    found = {}
+    for scanner in (Scanner(*args), _reference(Scanner(*args))):
+        markers = Markers()
+        found[scanner] = [
+            (list(scanner._found(secrets_scan._View.of(data, codec), body)), scanner.scan(data, codec=codec, body=body),
+             scanner.redact(data, "body", markers, codec, body=body))
+            for data in CORPUS for codec in (None, secrets_scan._JSON) for body in (True, False)]
+    new, reference = found.values()
+    assert new == reference
+    assert sum(len(hits) for hits, _, _ in reference) > 1000  # the corpus is full of secrets
