@@ -1,8 +1,9 @@
 """Launch: execute a plan under one ExitStack, so nothing outlives the run.
 
-Order: state dir, what the plugins' sidecar services need (``bottle_sidecar_prepare``),
-the bottle's network, the sidecar (starting in the background) and the sandbox
-(whoever makes a resource registers it on the stack the moment it exists),
+Order: state dir, the bottle's network, then side by side the sidecar (what
+the plugins' services need, ``bottle_sidecar_prepare``, then its container)
+and the sandbox (whoever makes a resource registers it on the stack the
+moment it exists),
 plan files in one stream, the sidecar ready,
 provisioners in the core's order, the agent. SIGTERM is turned into an exception like Ctrl-C so that
 both unwind the stack; while the stack unwinds, further signals are ignored
@@ -100,11 +101,9 @@ def launch(plan: Plan, plugins: Plugins) -> int:
     sidecar = None
     with _signals(signal.default_int_handler, _raise_terminated):
         try:
-            setup = runtime.prepare(plan, plugins)
-            for stop in setup.callbacks:
-                stack.callback(stop)
             network = backend.open_network(plan, stack)
-            sidecar = backend.sidecar_host().start(plan, setup, network, stack)  # starts while the sandbox is made
+            # The sidecar's material (a CA, secrets) and its start overlap the sandbox's creation.
+            sidecar = backend.sidecar_host().start(plan, lambda: runtime.prepare(plan, plugins), network, stack)
             bottle = backend.open(plan, stack, network, sidecar)
             stack.callback(_report_stopping, plugins, plan, bottle)
             if plan.files:

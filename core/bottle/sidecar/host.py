@@ -12,6 +12,7 @@ sidecar elsewhere (a Kubernetes Pod beside the sandbox's) returns its own from
 
 import abc
 import contextlib
+from collections.abc import Callable
 
 from bottle.plan import Plan
 from bottle.sidecar.service import SidecarSetup
@@ -38,8 +39,11 @@ class StartedSidecar(abc.ABC):
 
 
 class SidecarHost(abc.ABC):
-    """Starts a bottle's sidecar with what the plugins prepared for it."""
+    """Starts a bottle's sidecar with what the plugins prepare for it."""
 
     @abc.abstractmethod
-    def start(self, plan: Plan, setup: SidecarSetup, network: str, stack: contextlib.ExitStack) -> StartedSidecar:
-        """Start the sidecar on *network* without waiting for it; register its teardown on *stack*."""
+    def start(self, plan: Plan, prepare: Callable[[], SidecarSetup], network: str,
+              stack: contextlib.ExitStack) -> StartedSidecar:
+        """Start the sidecar on *network* without waiting for it, with what *prepare* returns (the plugins'
+        ``bottle_sidecar_prepare``: a CA made, secrets read), called as part of the start so that it overlaps
+        the sandbox's creation too; register the teardown of all of it on *stack*."""

@@ -20,7 +20,7 @@ import os
 import socket
 import threading
 import _thread
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
@@ -310,11 +310,18 @@ class DockerSidecarHost(SidecarHost):
     def __init__(self, client):
         self.client = client
 
-    def start(self, plan: Plan, setup: SidecarSetup, network: str, stack: ExitStack) -> "StartedDockerSidecar":
+    def start(self, plan: Plan, prepare: Callable[[], SidecarSetup], network: str,
+              stack: ExitStack) -> "StartedDockerSidecar":
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sidecar-{plan.slug}")
-        starting = pool.submit(start_sidecar, self.client, plan, setup, network, stack)
+        starting = pool.submit(self._start, plan, prepare, network, stack)
         pool.shutdown(wait=False)
         return StartedDockerSidecar(starting)
+
+    def _start(self, plan: Plan, prepare: Callable[[], SidecarSetup], network: str, stack: ExitStack) -> Sidecar:
+        setup = prepare()
+        for stop in setup.callbacks:
+            stack.callback(stop)
+        return start_sidecar(self.client, plan, setup, network, stack)
 
 
 class StartedDockerSidecar(StartedSidecar):
