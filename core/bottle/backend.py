@@ -8,7 +8,7 @@ only through the :class:`Bottle` handle.
 import abc
 import contextlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 from bottle.plan import Plan, PlanFile
 from bottle.sidecar.host import SidecarHost, StartedSidecar
@@ -141,6 +141,30 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def exec_interactive(self, slug: str, argv: Sequence[str], *, user: str | None) -> int:
         """``bottle exec``: run *argv* in a running bottle with the user's terminal."""
+
+    def copy_out(self, slug: str, path: str) -> Iterator[bytes]:
+        """``bottle cp SLUG:PATH ...``: a tar stream of *path* (absolute) in the running bottle *slug*.
+
+        Its one top-level member is *path*'s last component (a directory with
+        everything beneath it, links as links). Raises :class:`FileNotFoundError`
+        when there is no *path*, before any of the stream is read. What comes out
+        was written by the agent: the caller unpacks it with
+        :func:`bottle.safe_tar.unpack_beside`.
+        """
+        from bottle.errors import EnvironmentProblem
+
+        raise EnvironmentProblem(f"backend {self.name!r} cannot copy files out of a bottle.")
+
+    def copy_in(self, slug: str, path: str, tar: bytes | Iterable[bytes]) -> None:
+        """``bottle cp ... SLUG:PATH``: unpack the tar stream *tar* into the directory *path* (absolute)
+        of the running bottle *slug*, everything in it owned by the guest user, who can then use it.
+
+        Raises :class:`FileNotFoundError` when there is no *path* and
+        :class:`NotADirectoryError` when it is not a directory, having written nothing.
+        """
+        from bottle.errors import EnvironmentProblem
+
+        raise EnvironmentProblem(f"backend {self.name!r} cannot copy files into a bottle.")
 
     def disk_bound(self, image: str, size: str) -> str | None:
         """How a bottle of *image* is held to *size* of disk on this machine, in a sentence

@@ -639,3 +639,100 @@ def test_the_core_never_imports_the_plugin():
     core = Path(__file__).parents[2] / "core"
     offenders = [p for p in core.rglob("*.py") if "bottle_smolvm" in p.read_text()]
     assert offenders == []
+
+
+# -- bottle cp ----------------------------------------------------------------------------------------
+
+
+def run_here(calls):
+    """A machine exec that runs the command on this host (sh, tar and base64 are the guest's too)."""
+
+    def execute(argv, opts):
+        calls.append(("exec", argv, opts))
+        proc = subprocess.run(argv, input=(opts.stdin or "").encode(), capture_output=True)
+        return smol.ExecResult(exit_code=proc.returncode, stdout=proc.stdout.decode(errors="replace"),
+                               stderr=proc.stderr.decode(errors="replace"))
+
+    return execute
+
+
+@pytest.fixture
+def running(world):
+    world.smolvm.listed = [summary()]
+    world.smolvm.machine.exec = run_here(world.smolvm.calls)
+    return world
+
+
+def test_copy_out_is_one_exec_as_the_guest_user_whose_tar_comes_back_whole(running, tmp_path):
+    source = tmp_path / "guest" / "dir"
+    (source / "sub").mkdir(parents=True)
+    (source / "sub" / "bin").write_bytes(bytes(range(256)) * 40)  # not UTF-8: base64 keeps it whole
+    (source / "link").symlink_to("sub/bin")
+
+    data = b"".join(running.backend.copy_out(SLUG, str(source)))
+
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert tar.extractfile(members["dir/sub/bin"]).read() == bytes(range(256)) * 40
+    assert set(members) == {"dir", "dir/sub", "dir/sub/bin", "dir/link"}
+    assert members["dir/link"].issym() and members["dir/link"].linkname == "sub/bin"
+    (call,) = [c for c in running.smolvm.calls if c[0] == "exec"]
+    assert call == ("exec", ["sh", "-c", smolvm_backend.COPY_OUT_SCRIPT, "sh", str(source)], ExecOptions())
+    assert call[2].user is None  # the machine's own user: the guest user it was created with
+
+
+def test_copy_out_of_a_missing_path_is_file_not_found(running, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        running.backend.copy_out(SLUG, str(tmp_path / "nothing"))
+
+
+def test_copy_out_reports_a_failing_tar(running):
+    # The script's pipeline ends in base64, so tar's failure is what it says on stderr.
+    running.smolvm.machine.exec = lambda argv, opts: smol.ExecResult(exit_code=0, stdout="", stderr="tar exited 2")
+    with pytest.raises(EnvironmentProblem, match="tar exited 2"):
+        running.backend.copy_out(SLUG, "/workspace")
+
+
+def test_copy_in_unpacks_the_stream_from_stdin_as_the_guest_user(running, tmp_path):
+    from bottle.safe_tar import pack_path
+
+    (tmp_path / "host" / "sub").mkdir(parents=True)
+    (tmp_path / "host" / "sub" / "bin").write_bytes(bytes(range(256)))
+    guest = tmp_path / "guest"
+    guest.mkdir()
+
+    running.backend.copy_in(SLUG, str(guest), pack_path(tmp_path / "host", "copy").chunks())
+
+    assert (guest / "copy" / "sub" / "bin").read_bytes() == bytes(range(256))
+    (call,) = [c for c in running.smolvm.calls if c[0] == "exec"]
+    assert call[1] == ["sh", "-c", smolvm_backend.COPY_IN_SCRIPT, "sh", str(guest)]
+    assert call[2].user is None and call[2].stdin.isascii()  # base64: the SDK's stdin takes text
+
+
+def test_copy_in_needs_an_existing_directory(running, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileNotFoundError):
+        running.backend.copy_in(SLUG, str(tmp_path / "nothing"), b"")
+    with pytest.raises(NotADirectoryError):
+        running.backend.copy_in(SLUG, str(tmp_path / "file"), b"")
+
+
+@pytest.mark.parametrize("listed, message", [([], "No running bottle"), ([summary(state="stopped")], "is stopped")])
+def test_copying_needs_a_running_bottle(world, listed, message):
+    world.smolvm.listed = listed
+    with pytest.raises(EnvironmentProblem, match=message) as caught:
+        world.backend.copy_out(SLUG, "/workspace")
+    assert caught.value.exit_code == 2
+    with pytest.raises(EnvironmentProblem, match=message):
+        world.backend.copy_in(SLUG, "/workspace", b"")
+
+
+def test_copy_machine_failure_is_an_environment_problem(running):
+    def broken(argv, opts):
+        raise smol.SmolError("INTERRUPTED", "a stop cut the command off")
+
+    running.smolvm.machine.exec = broken
+    with pytest.raises(EnvironmentProblem, match=r"\[INTERRUPTED\]"):
+        running.backend.copy_out(SLUG, "/workspace")
+    with pytest.raises(EnvironmentProblem, match=r"\[INTERRUPTED\]"):
+        running.backend.copy_in(SLUG, "/workspace", b"")

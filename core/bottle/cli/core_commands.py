@@ -7,7 +7,7 @@ nor say which plugins it has.
 """
 
 from bottle import hookimpl
-from bottle.cli import audit, info, manage, run
+from bottle.cli import audit, copy, info, manage, run
 from bottle.sidecar.kit import bottle_sidecar_image_parts  # noqa: F401 -- the kit's image part, as the essential plugin's
 
 
@@ -21,3 +21,4 @@ def bottle_register_commands(app):
     app.command("gc")(manage.gc)
     app.command("exec")(manage.exec_)
     app.command("audit")(audit.audit)
+    app.command("cp")(copy.cp)

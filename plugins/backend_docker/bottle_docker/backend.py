@@ -46,6 +46,7 @@ from bottle.limits import size_bytes
 from bottle.plan import Plan, PlanFile, Resources
 from bottle.sidecar.host import StartedSidecar
 from bottle.sidecar.runtime import LABEL_ROLE, DockerSidecarHost, sidecar_name
+from bottle.safe_tar import owned_by
 from bottle.tarball import pack
 
 
@@ -337,3 +338,41 @@ class DockerBackend(Backend):
         sys.stdout.buffer.write(stdout or b"")
         sys.stderr.buffer.write(stderr or b"")
         return result.exit_code
+
+    def _running(self, slug: str):
+        try:
+            container = self.client.containers.get(resource_name(slug))
+        except NotFound:
+            raise EnvironmentProblem(f"No running bottle {slug!r} (see `bottle ls`).", exit_code=2) from None
+        if container.status != "running":
+            raise EnvironmentProblem(f"Bottle {slug!r} is {container.status}, not running.", exit_code=2)
+        return container
+
+    def copy_out(self, slug: str, path: str):
+        # The engine reads the container's filesystem (as `docker cp` does), links as links.
+        container = self._running(slug)
+        try:
+            stream, _ = container.get_archive(path)
+        except NotFound:
+            raise FileNotFoundError(path) from None
+        except APIError as err:
+            raise EnvironmentProblem(f"copying {path} out of bottle {slug} failed: {err.explanation or err}") from None
+        return stream
+
+    def copy_in(self, slug: str, path: str, tar) -> None:
+        # The engine extracts as root with the headers' owners: the guest user's, read in the guest.
+        container = self._running(slug)
+        ids = container.exec_run(["sh", "-c", "id -u; id -g"], demux=True)
+        try:
+            uid, gid = (int(line) for line in (ids.output[0] or b"").split())
+        except ValueError:
+            raise EnvironmentProblem(f"bottle {slug}: the guest user's ids are unknown (`id` exited {ids.exit_code})") from None
+        with owned_by(tar, uid=uid, gid=gid) as archive:
+            try:
+                container.put_archive(path, archive)
+            except NotFound:
+                raise FileNotFoundError(path) from None
+            except APIError as err:
+                if "not a directory" in str(err.explanation or err).lower():
+                    raise NotADirectoryError(path) from None
+                raise EnvironmentProblem(f"copying into {path} of bottle {slug} failed: {err.explanation or err}") from None

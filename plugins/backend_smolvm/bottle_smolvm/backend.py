@@ -65,6 +65,7 @@ host temp file) and for listing (it reads smolvm's database, labels included,
 without starting anything).
 """
 
+import base64
 import contextlib
 import math
 import os
@@ -98,6 +99,16 @@ NAME = "smolvm"
 CREATE_TIMEOUT = 900
 START_TIMEOUT = 300
 DELETE_TIMEOUT = 60
+
+#: ``bottle cp SLUG:PATH``, as the guest user: *path*'s tar stream as base64 (the SDK's
+#: captured output is text, and base64 keeps bytes whole); 66: no such path.
+COPY_OUT_SCRIPT = (
+    'test -e "$1" || test -L "$1" || exit 66; cd -- "$(dirname -- "$1")" || exit 1; '
+    '{ tar -cf - -- "$(basename -- "$1")" || echo "tar exited $?" >&2; } | base64 -w0'
+)
+#: ``bottle cp ... SLUG:PATH``, as the guest user: unpacks the base64 tar stream on stdin into
+#: the directory *path*; 66: no such path, 67: not a directory.
+COPY_IN_SCRIPT = 'test -d "$1" || { test -e "$1" && exit 67; exit 66; }; base64 -d | tar -x -f - -C "$1" --no-same-owner'
 
 #: Unpacks the plan files' tar stream where ``put_files`` uploaded it, then removes it.
 EXTRACT_SCRIPT = 'tar -x -p --same-owner --numeric-owner -f "$1" -C /; status=$?; rm -f "$1"; exit $status'
@@ -476,3 +487,52 @@ class SmolvmBackend(Backend):
         sys.stderr.buffer.write(result.stderr.encode())
         return result.exit_code
 
+    def _guest(self, slug: str):
+        """The running machine of *slug*, connected."""
+        machines = self._machines(**{LABEL_SLUG: slug})
+        if not machines:
+            raise EnvironmentProblem(f"No running bottle {slug!r} (see `bottle ls`).", exit_code=2)
+        if machines[0].state != "running":
+            raise EnvironmentProblem(f"Bottle {slug!r} is {machines[0].state}, not running.", exit_code=2)
+        return self.smolvm.connect(machines[0].name)
+
+    def copy_out(self, slug: str, path: str):
+        # SDK: one captured exec as the guest user (its default); the stream comes back whole.
+        from smol import ExecOptions
+
+        machine = self._guest(slug)
+        try:
+            result = interruptible(machine.exec, ["sh", "-c", COPY_OUT_SCRIPT, "sh", path], ExecOptions())
+        except _sdk_errors() as err:
+            raise EnvironmentProblem(f"copying {path} out of bottle {slug} failed: [{err.code}] {err}") from None
+        if result.exit_code == 66:
+            raise FileNotFoundError(path)
+        if result.exit_code != 0 or result.stderr.strip():
+            raise EnvironmentProblem(
+                f"copying {path} out of bottle {slug} failed (exit {result.exit_code}): {result.stderr.strip()}"
+            )
+        try:
+            return iter([base64.b64decode(result.stdout, validate=True)])
+        except ValueError:
+            raise EnvironmentProblem(f"copying {path} out of bottle {slug} failed: the stream came back damaged") from None
+
+    def copy_in(self, slug: str, path: str, tar) -> None:
+        # SDK: the stream as base64 on the exec's stdin (which takes text), unpacked by the guest
+        # user's own tar: everything is the guest user's.
+        from smol import ExecOptions
+
+        machine = self._guest(slug)
+        data = tar if isinstance(tar, (bytes, bytearray)) else b"".join(tar)
+        options = ExecOptions(stdin=base64.b64encode(data).decode())
+        try:
+            result = interruptible(machine.exec, ["sh", "-c", COPY_IN_SCRIPT, "sh", path], options)
+        except _sdk_errors() as err:
+            raise EnvironmentProblem(f"copying into {path} of bottle {slug} failed: [{err.code}] {err}") from None
+        if result.exit_code == 66:
+            raise FileNotFoundError(path)
+        if result.exit_code == 67:
+            raise NotADirectoryError(path)
+        if result.exit_code != 0:
+            raise EnvironmentProblem(
+                f"copying into {path} of bottle {slug} failed (exit {result.exit_code}): {result.stderr.strip()}"
+            )
