@@ -236,6 +236,14 @@ class Plugins:
             for name in (Counter(command_names(app)) - names).elements():
                 self._claim("command", name, impl.plugin_name)
 
+    def results_by_plugin(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Each implementation's result of *hook_name* with the name of its plugin, in the order pluggy calls
+        them: for a planning hook whose results must not clash, so that a clash names both plugins. Unlike
+        the registries, an exception is not a plugin's failure to isolate: it stops the plan, as through
+        the hook."""
+        return [(impl.plugin_name, impl.function(*(kwargs[name] for name in impl.argnames)))
+                for impl in reversed(self._impls(hook_name))]
+
     def require(self, hook_name: str, needed_by: str) -> None:
         """Stop (fail closed) unless a loaded plugin implements *hook_name*, on which *needed_by* relies."""
         if not getattr(self.hook, hook_name).get_hookimpls():

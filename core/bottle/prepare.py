@@ -14,6 +14,7 @@ from bottle.plugins import Plugins
 from bottle.settings import Settings
 from bottle.sidecar.service import SidecarService
 
+
 def new_slug(agent_name: str) -> str:
     return f"{agent_name.lower()[:40]}-{secrets.token_hex(3)}"
 
@@ -28,28 +29,30 @@ def _merge_plugin_env(results: list[dict[str, str] | None]) -> dict[str, str]:
     return merged
 
 
-def _sections(results: list[PlanSection | None]) -> dict[str, PlanSection]:
-    sections: dict[str, PlanSection] = {}
-    for section in results:
-        if section is None:
-            continue
-        if section.SECTION in sections:
-            raise EnvironmentProblem(f"Two plugins plan the section {section.SECTION!r}; disable one "
-                                     "(BOTTLE_DISABLE_PLUGINS, see `bottle plugins`).")
-        sections[section.SECTION] = section
-    return sections
+def _one_each(found: list[tuple[str, str, object]], what: str) -> None:
+    """Each key once: one that two plugins planned is an error naming both."""
+    owners: dict[str, str] = {}
+    for plugin, key, _ in found:
+        if key in owners:
+            raise EnvironmentProblem(f"{what} {key!r} is planned twice: by plugin {owners[key]!r} and by plugin "
+                                     f"{plugin!r}. Disable one with BOTTLE_DISABLE_PLUGINS.")
+        owners[key] = plugin
 
 
-def _services(results: list[list[SidecarService] | None]) -> tuple[SidecarService, ...]:
-    services = [service for result in results for service in (result or [])]
-    names = [service.name for service in services]
-    twice = sorted({name for name in names if names.count(name) > 1})
-    ports = [service.port for service in services if service.port is not None]
-    shared = sorted({port for port in ports if ports.count(port) > 1})
-    if twice or shared:
-        raise EnvironmentProblem(f"Two plugins' sidecar services share a name or a port ({', '.join(map(str, twice + shared))}); "
-                                 "disable one (BOTTLE_DISABLE_PLUGINS, see `bottle plugins`).")
-    return tuple(services)
+def _sections(plugins: Plugins, ctx: PlanContext) -> dict[str, PlanSection]:
+    found = [(plugin, section.SECTION, section)
+             for plugin, section in plugins.results_by_plugin("bottle_plan_section", ctx=ctx) if section is not None]
+    _one_each(found, "The plan section")
+    return {key: section for _, key, section in found}
+
+
+def _services(plugins: Plugins, ctx: PlanContext) -> tuple[SidecarService, ...]:
+    found = [(plugin, service.name, service)
+             for plugin, result in plugins.results_by_plugin("bottle_sidecar_services", ctx=ctx)
+             for service in (result or [])]
+    _one_each(found, "The sidecar service")
+    _one_each([(plugin, f"port {s.port}", s) for plugin, _, s in found if s.port is not None], "The sidecar")
+    return tuple(service for _, _, service in found)
 
 
 def build_plan(
@@ -93,9 +96,8 @@ def build_plan(
         repo=repo,
     )
     hook = plugins.hook
-    ctx = ctx.model_copy(update={"sections": _sections(hook.bottle_plan_section(ctx=ctx))})
-    ctx = ctx.model_copy(update={"sidecar": ctx.sidecar.model_copy(
-        update={"services": _services(hook.bottle_sidecar_services(ctx=ctx))})})
+    ctx = ctx.model_copy(update={"sections": _sections(plugins, ctx)})
+    ctx = ctx.model_copy(update={"sidecar": ctx.sidecar.model_copy(update={"services": _services(plugins, ctx)})})
     command = hook.bottle_agent_command(ctx=ctx, headless_prompt=headless_prompt)
     if command is None:
         raise EnvironmentProblem(

@@ -1,4 +1,5 @@
-"""Profile tables plugins register, and how ``extends`` layers merge them (``bottle.manifests.tables``).
+"""What plugins register and plan must not clash: profile tables and how ``extends`` layers merge them
+(``bottle.manifests.tables``), sidecar services and their ports.
 
 The core knows none of them: each test registers its own, as a third party
 would, and reads profiles written to disk.
@@ -104,3 +105,31 @@ def test_a_key_two_plugins_register_is_an_error_naming_both():
     with pytest.raises(EnvironmentProblem, match="Profile table 'limits' is registered twice: by plugin 'first' and "
                                                  "by plugin 'second'"):
         plugins.profile_tables
+
+
+def test_a_service_or_port_two_plugins_plan_is_an_error_naming_both(home):
+    from bottle.prepare import build_plan
+    from bottle.settings import load_settings
+    from bottle.sidecar.service import SidecarService
+
+    from bottle.plugins import load_plugins
+
+    def serving(name: str, port: int):
+        class Serving:
+            @hookimpl
+            def bottle_sidecar_services(self, ctx):
+                return [SidecarService(name=name, argv=("true",), ready="up", port=port)]
+
+        return Serving()
+
+    home.profile("default", "")
+    home.agent("agent")
+    for second, clash in ((serving("echo", 9001), "The sidecar service 'echo'"),
+                          (serving("other", 9000), "The sidecar 'port 9000'")):
+        plugins = load_plugins()
+        plugins.manager.register(serving("echo", 9000), name="first")
+        plugins.manager.register(second, name="second")
+        # pluggy calls the plugin registered last first
+        with pytest.raises(EnvironmentProblem, match=f"{clash} is planned twice: by plugin 'second' and by "
+                                                     "plugin 'first'"):
+            build_plan("agent", settings=load_settings(), plugins=plugins)
