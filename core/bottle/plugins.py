@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import pluggy
 
@@ -144,32 +144,33 @@ class Plugins:
             return False
         return True
 
+    def _collect(self, hook_name: str, kind: str, keys: "Callable[[Any], Iterable[str]]", doing: str) -> list:
+        """What each implementation of a registration hook passes to ``register(item, ...)``, in registration
+        order; each of an item's *keys* is claimed for its plugin, so a key two plugins register names both."""
+        found: list = []
+        for impl in self._impls(hook_name):
+
+            def register(*items: Any, _owner: str = impl.plugin_name) -> None:
+                for item in items:
+                    for key in keys(item):
+                        self._claim(kind, key, _owner)
+                    found.append(item)
+
+            self._call(impl, doing, register=register)
+        return found
+
     @cached_property
     def backends(self) -> dict[str, "Backend"]:
         """Every registered backend by name, asked of the plugins the first time it is needed."""
-        found: dict[str, Backend] = {}
-        for impl in self._impls("bottle_register_backends"):
-
-            def register(backend: "Backend", _owner: str = impl.plugin_name) -> None:
-                self._claim("backend", backend.name, _owner)
-                found[backend.name] = backend
-
-            self._call(impl, "registering backends", register=register)
-        return found
+        found = self._collect("bottle_register_backends", "backend", lambda backend: [backend.name],
+                              "registering backends")
+        return {backend.name: backend for backend in found}
 
     @cached_property
     def profile_tables(self) -> tuple["ProfileTable", ...]:
         """Every registered profile table, in registration order (the core's plugins first)."""
-        found: list[ProfileTable] = []
-        for impl in self._impls("bottle_register_profile_tables"):
-
-            def register(*tables: "ProfileTable", _owner: str = impl.plugin_name) -> None:
-                for table in tables:
-                    self._claim("profile table", table.key, _owner)
-                    found.append(table)
-
-            self._call(impl, "registering profile tables", register=register)
-        return tuple(found)
+        return tuple(self._collect("bottle_register_profile_tables", "profile table", lambda table: [table.key],
+                                   "registering profile tables"))
 
     @cached_property
     def image_parts(self) -> dict[str, "ImagePart"]:
@@ -191,16 +192,8 @@ class Plugins:
         owners = self.provided.setdefault("setting", {})
         for name in Settings.model_fields:
             owners.setdefault(name, "core")
-        found: list[type] = []
-        for impl in self._impls("bottle_register_settings"):
-
-            def register(model: type, _owner: str = impl.plugin_name) -> None:
-                for name in model.model_fields:
-                    self._claim("setting", name, _owner)
-                found.append(model)
-
-            self._call(impl, "registering settings", register=register)
-        return tuple(found)
+        return tuple(self._collect("bottle_register_settings", "setting", lambda model: list(model.model_fields),
+                                   "registering settings"))
 
     def load_profile(self, name: str, config_dir: "Path", referrer: str = "") -> "Profile":
         """Profile *name* with the tables these plugins registered, and their built-in ``default``."""

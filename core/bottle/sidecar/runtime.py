@@ -117,7 +117,8 @@ def _lacking(setup: SidecarSetup):
 
 def prepare(plan: Plan, plugins) -> SidecarSetup:
     """The sidecar's state dir (the bottle's, bind-mounted) and what the plugins put in place for it
-    (``bottle_sidecar_prepare``): their files, secrets and mounts, before anything starts."""
+    (``bottle_sidecar_prepare``): their files, secrets and mounts, before its container is made. A missing
+    secret stops the launch here, with the message of the field that asked for it."""
     state = sidecar_state(plan.state_dir)
     state.mkdir(mode=0o700)
     setup = SidecarSetup(state_dir=state, parts=needed_parts(plan, plugins.image_parts))
