@@ -201,6 +201,8 @@ class Plan(Frozen):
     system_prompt: str
     guest: GuestLayout
     resources: Resources
+    runtime: str | None = Field(None, description='the profile\'s `runtime` ("runc", "runsc", "auto"), else the '
+                                "setting's; None: the backend's default")
     files: tuple[PlanFile, ...]
     sidecar: SidecarPlan
     sections: Sections = Field(default_factory=dict, description="each plugin's section (bottle_plan_section)")

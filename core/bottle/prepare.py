@@ -126,6 +126,7 @@ def build_plan(
         system_prompt=agent.prompt,
         guest=ctx.guest,
         resources=limits.resources(profile),
+        runtime=profile.runtime or settings.runtime,
         files=tuple(files),
         sidecar=ctx.sidecar,
         sections=ctx.sections,

@@ -20,6 +20,7 @@ from pydantic_settings import (
 
 from bottle import paths
 from bottle.errors import UsageError
+from bottle.manifests.profile import Runtime
 from bottle.plugin_choice import split_commas
 from bottle.validation import describe_errors
 
@@ -34,6 +35,9 @@ class Settings(BaseSettings):
     backend: str = Field("docker", description="backend used when the profile names none")
     image: str = Field("bottle/agent:latest", description="agent image tag")
     sidecar_image: str = Field("bottle/sidecar:latest", description="sidecar image tag (the plugins' services)")
+    runtime: Runtime | None = Field(
+        None, description='what runs sandboxes whose profile sets no `runtime`: "runc", "runsc" (gVisor), "auto" '
+        "(runsc where registered); unset: the backend's default")
     guest_user: str = Field("agent", description="non-root user the agent runs as")
     guest_uid: int = Field(1000, ge=1, description="uid of guest_user (files copied in are owned by it)")
     guest_home: str = Field("/home/agent", description="guest_user's home in the guest")

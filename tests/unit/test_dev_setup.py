@@ -64,7 +64,7 @@ def test_a_client_without_an_engine_installs_the_engine(fake_path):
 
 def test_an_engine_on_path_is_not_installed_again(fake_path):
     bin_dir, log = fake_path
-    for tool in ("dockerd", "mmdebstrap", "git", "tmux"):
+    for tool in ("dockerd", "mmdebstrap", "git", "tmux", "runsc"):
         _stand_in(bin_dir, tool, "exit 0")
 
     result = _setup(bin_dir)
@@ -84,3 +84,30 @@ def test_a_conflicting_client_package_names_the_commands_instead(fake_path):
     assert "apt-get remove docker-ce-cli && apt-get install docker.io" in result.stderr
     assert "apt-get install docker-ce containerd.io" in result.stderr
     assert _installed(log) == []
+
+
+def test_runsc_is_installed_when_missing(fake_path):
+    bin_dir, log = fake_path
+    for tool in ("dockerd", "mmdebstrap", "git", "tmux"):
+        _stand_in(bin_dir, tool, "exit 0")
+
+    result = _setup(bin_dir)
+
+    assert result.returncode == 0, result.stderr
+    assert _installed(log) == ["runsc"]
+
+
+def test_runsc_is_registered_with_the_engine_keeping_the_rest(tmp_path):
+    import json
+
+    daemon = tmp_path / "daemon.json"
+    daemon.write_text('{"log-level": "warn", "runtimes": {"other": {"path": "/bin/other"}}}')
+    register = [sys.executable, str(ROOT / "dev" / "register-runsc"), "/usr/bin/runsc", str(daemon)]
+
+    first, again = subprocess.run(register), subprocess.run(register)
+
+    assert (first.returncode, again.returncode) == (0, 1), "changed once, then already so"
+    assert json.loads(daemon.read_text()) == {"log-level": "warn", "runtimes": {
+        "other": {"path": "/bin/other"}, "runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=host"]}}}
+    daemon.write_text("[1]")
+    assert subprocess.run(register, capture_output=True).returncode == 2

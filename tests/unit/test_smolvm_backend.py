@@ -736,3 +736,10 @@ def test_copy_machine_failure_is_an_environment_problem(running):
         running.backend.copy_out(SLUG, "/workspace")
     with pytest.raises(EnvironmentProblem, match=r"\[INTERRUPTED\]"):
         running.backend.copy_in(SLUG, "/workspace", b"")
+
+
+@pytest.mark.parametrize("runtime", ["runc", "runsc"])
+def test_a_container_runtime_is_refused_naming_the_field(world, tmp_path, runtime):
+    with pytest.raises(EnvironmentProblem, match=f"field `runtime`: {runtime} runs containers, and the smolvm backend"):
+        open_bottle(world, contextlib.ExitStack(), make_plan(tmp_path).model_copy(update={"runtime": runtime}))
+    assert world.events == [], "refused before anything is made"

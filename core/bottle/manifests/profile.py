@@ -22,6 +22,9 @@ from bottle.manifests.tables import BuiltinProfile, ProfileTable
 
 SIZE_PATTERN = re.compile(r"^[0-9]+[bkmgBKMG]?$")
 
+#: What runs a container sandbox's processes (a backend without containers refuses all but "auto").
+Runtime = Literal["runc", "runsc", "auto"]
+
 #: How a profile lifts one of bottle's default limits (``bottle.limits``): ``pids = "unlimited"``.
 UNLIMITED = "unlimited"
 
@@ -74,6 +77,9 @@ class ProfileFile(BaseModel):
     memory: Size | None = Field(None, description="RAM, swap included, and files kept in memory (tmpfs)")
     pids: Pids | None = Field(None, description="processes and threads")
     disk: Size | None = Field(None, description="what the agent may write")
+    runtime: Runtime | None = Field(None, description='what runs the sandbox\'s processes: "runc" (the '
+                                    'engine\'s default), "runsc" (gVisor: the agent\'s system calls go to a '
+                                    'kernel of its own), "auto" (runsc where it is registered, else runc)')
     env: EnvMap = Field(default_factory=dict)
 
 
@@ -93,6 +99,7 @@ class Profile(BaseModel):
     memory: Size | None = None
     pids: Pids | None = None
     disk: Size | None = None
+    runtime: Runtime | None = None
     env: dict[str, str] = Field(default_factory=dict)
     tables: Mapping[str, Any] = Field(default_factory=dict, description="each registered table's merged value")
     notes: tuple[str, ...] = Field((), description="how the profile was resolved, for the plan to show")

@@ -189,6 +189,7 @@ class DockerBackend(Backend):
         client = self.client
         name = resource_name(plan.slug)
         require_image(client, plan.image, "agent")  # before anything starts: a missing image is one message
+        self.runtime(plan)  # and so is a runtime this engine lacks
         # Registered before creation: an interrupt between "created" and
         # "registered" must not leak it. Removing a missing one is a no-op.
         stack.callback(self._remove_network, name)
@@ -246,10 +247,34 @@ class DockerBackend(Backend):
         tmpfs = {path: f"rw,exec,nosuid,nodev,size={size},mode=1777" for path in TMPFS_PATHS}
         return {"volumes": binds, "tmpfs": tmpfs}
 
+    def runtimes(self) -> list[str]:
+        """The runtimes this engine has registered (``docker info``): runc always, runsc once registered."""
+        return sorted(self.client.info().get("Runtimes") or {"runc": {}})
+
+    def runtime(self, plan: Plan) -> str | None:
+        """The engine runtime for *plan*'s sandbox (None: the engine's default, runc), checked against this engine.
+
+        ``auto`` takes gVisor where it is registered. The sidecar always runs
+        under the default runtime: it is bottle's, not the agent's.
+        """
+        if plan.runtime in (None, "runc"):
+            return None
+        registered = self.runtimes()
+        if "runsc" in registered:
+            return "runsc"
+        if plan.runtime == "auto":
+            return None
+        raise EnvironmentProblem(
+            f"Profile {plan.profile!r}: field `runtime`: runsc (gVisor) is not registered with this Docker engine "
+            f"(it has {', '.join(registered)}). Install it and register it (`dev/setup` does both), or set "
+            'runtime = "auto" to use it only where it is.'
+        )
+
     def _start_sandbox(self, plan: Plan, name: str, network: str, volumes: list[str]):
         limits = plan.resources
         container = self.client.containers.create(
             plan.image,
+            runtime=self.runtime(plan),
             command=["sleep", "infinity"],
             name=name,
             hostname=plan.slug[:63],

@@ -1,4 +1,4 @@
-"""Entry point ``docker``: registers the Docker backend."""
+"""Entry point ``docker``: registers the Docker backend, and says in ``bottle doctor`` which runtimes work."""
 
 from bottle import hookimpl
 
@@ -8,3 +8,10 @@ def bottle_register_backends(register):
     from bottle_docker.backend import DockerBackend
 
     register(DockerBackend())
+
+
+@hookimpl
+def bottle_doctor(settings):
+    from bottle_docker.runtimes import runtimes_section  # the Docker SDK: not for `bottle --help`
+
+    return runtimes_section(settings)

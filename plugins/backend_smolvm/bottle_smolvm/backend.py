@@ -387,6 +387,10 @@ class SmolvmBackend(Backend):
     def open_network(self, plan: Plan, stack: contextlib.ExitStack) -> str:
         from bottle.engine import remove_network, require_image
 
+        if plan.runtime not in (None, "auto"):
+            raise EnvironmentProblem(f"Profile {plan.profile!r}: field `runtime`: {plan.runtime} runs containers, "
+                                     "and the smolvm backend runs microVMs (a kernel of their own already); "
+                                     'leave `runtime` unset or "auto" for it.')
         client = self.client
         require_image(client, plan.image, "agent")  # before anything starts: a missing image is one message
         net = network_name(plan.slug)
