@@ -11,6 +11,9 @@ Prints, for the same image and the same fake Messages API:
 Targets: bottle adds at most 1 s over raw claude; provisioning at most
 3 engine round trips; ``bottle --help`` under 200 ms.
 
+Beside the totals it prints the median of each step of ``bottle run``'s launch,
+from the ``timings.json`` each run leaves in its state dir (``bottle run --timings``).
+
 Run: .venv/bin/python -m benchmarks.startup [--runs N]
 """
 
@@ -101,6 +104,12 @@ def main() -> None:
 
     provisioning = provisioning_calls(requests)
     median = statistics.median
+    # Each run's timeline (timings.json in its state dir): the median of each step, in the order steps start.
+    timelines = [json.loads(path.read_text()) for path in sorted((work / "state" / "bottle").glob("*/timings.json"))]
+    steps: dict[str, list[float]] = {}
+    for timeline in timelines:
+        for step in timeline["steps"]:
+            steps.setdefault(step["name"], []).append(step["duration_s"])
     result = {
         "runs": args.runs,
         "raw_docker_run_true_s": round(median(raw_true), 3),
@@ -112,6 +121,7 @@ def main() -> None:
         "engine_calls_provisioning": len(provisioning),
         "provisioning_calls": [f"{m} {p.split('?')[0]}" for m, p in provisioning],
         "bottle_help_s": round(median(helps), 3),
+        "bottle_run_breakdown_median_s": {name: round(median(values), 3) for name, values in steps.items()},
     }
     print(json.dumps(result, indent=2))
 

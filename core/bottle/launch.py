@@ -12,6 +12,7 @@ whatever ended the run, a few lines on stderr say what is left to look at.
 """
 
 import contextlib
+import json
 import signal
 import sqlite3
 import sys
@@ -23,6 +24,7 @@ from bottle.plan import Plan
 from bottle.plugins import Plugins
 from bottle.prepare import write_state
 from bottle.sidecar import runtime
+from bottle.timings import Timings
 from bottle_sidecar.audit import read_events
 
 
@@ -90,10 +92,18 @@ def _print_summary(plan: Plan, plugins: Plugins) -> None:
         print(f"bottle: {line}", file=sys.stderr)
 
 
-def launch(plan: Plan, plugins: Plugins) -> int:
-    """Run *plan*; return the agent's exit code. Tears everything down, always."""
+def _prepare(plan: Plan, plugins: Plugins, timings: Timings):
+    with timings.step("sidecar: prepare (in the background)"):
+        return runtime.prepare(plan, plugins)
+
+
+def launch(plan: Plan, plugins: Plugins, timings: Timings | None = None) -> int:
+    """Run *plan*; return the agent's exit code. Tears everything down, always. Each step is recorded in
+    *timings* and, however the run ends, in the state dir's ``timings.json``."""
+    timings = timings or Timings()
     backend = plugins.backend(plan.backend)
-    availability = backend.availability()
+    with timings.step("backend check"):
+        availability = backend.availability()
     if not availability.ok:
         raise EnvironmentProblem(f"Backend {plan.backend!r} cannot run here: {availability.reason}")
     write_state(plan)
@@ -101,18 +111,24 @@ def launch(plan: Plan, plugins: Plugins) -> int:
     sidecar = None
     with _signals(signal.default_int_handler, _raise_terminated):
         try:
-            network = backend.open_network(plan, stack)
+            with timings.step("network"):
+                network = backend.open_network(plan, stack)
             # The sidecar's material (a CA, secrets) and its start overlap the sandbox's creation.
-            sidecar = backend.sidecar_host().start(plan, lambda: runtime.prepare(plan, plugins), network, stack)
-            bottle = backend.open(plan, stack, network, sidecar)
+            sidecar = backend.sidecar_host().start(plan, lambda: _prepare(plan, plugins, timings), network, stack)
+            with timings.step("sandbox"):
+                bottle = backend.open(plan, stack, network, sidecar)
             stack.callback(_report_stopping, plugins, plan, bottle)
             if plan.files:
-                bottle.put_files(plan.files, uid=plan.guest.uid, gid=plan.guest.uid)
-            sidecar.wait_ready()
+                with timings.step("plan files"):
+                    bottle.put_files(plan.files, uid=plan.guest.uid, gid=plan.guest.uid)
+            with timings.step("sidecar ready (waited for)"):
+                sidecar.wait_ready()
             for hook_name in PROVISION_ORDER:
-                getattr(plugins.hook, hook_name)(plan=plan, bottle=bottle)
+                with timings.step(hook_name.replace("bottle_provision_", "provision: ").replace("bottle_", "")):
+                    getattr(plugins.hook, hook_name)(plan=plan, bottle=bottle)
             plugins.hook.bottle_started(plan=plan, bottle=bottle)
-            code = bottle.run_agent(plan.agent_argv, env=plan.env, interactive=not plan.headless)
+            with timings.step("agent"):
+                code = bottle.run_agent(plan.agent_argv, env=plan.env, interactive=not plan.headless)
             # An agent that failed because its way out died should say so.
             _raise_if_sidecar_died(sidecar)
             return code
@@ -123,8 +139,10 @@ def launch(plan: Plan, plugins: Plugins) -> int:
         finally:
             with _signals(signal.SIG_IGN, signal.SIG_IGN):
                 try:
-                    if sidecar is not None:
-                        sidecar.settle()  # never tear down around a sidecar still starting
-                    stack.close()
+                    with timings.step("teardown"):
+                        if sidecar is not None:
+                            sidecar.settle()  # never tear down around a sidecar still starting
+                        stack.close()
                 finally:  # on stderr: in a headless run, stdout is the agent's output
                     _print_summary(plan, plugins)
+                    (plan.state_dir / "timings.json").write_text(json.dumps(timings.as_dict(), indent=2))

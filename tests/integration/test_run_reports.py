@@ -88,3 +88,29 @@ def test_an_interrupted_run_still_says_what_is_left(home, fake_api, api_profile,
         f"bottle: what it did: bottle audit {slug}",
     ]
     assert "bottle audit" not in out
+
+
+def test_timings_give_each_step_of_the_launch_and_stay_in_the_state_dir(home, fake_api, api_profile):
+    home.profile("default", api_profile())
+    home.agent("timed", "Say hello.")
+    fake_api.enqueue(text("Hello."))
+
+    shown = home.run("run", "timed", "--prompt", "hi", "--timings")
+    fake_api.enqueue(text("Hello."))
+    as_json = home.run("run", "timed", "--prompt", "hi", "--timings", "--json")
+
+    assert shown.returncode == 0 and as_json.returncode == 0, shown.stderr + as_json.stderr
+    assert shown.stdout.strip() == "Hello.", "stdout stays the agent's"
+    names = [line.split()[1] for line in shown.stderr.splitlines() if " at " in line and " took " in line]
+    for step in ("network", "sandbox", "sidecar", "agent", "teardown"):
+        assert step in names, shown.stderr
+    report = json.loads(as_json.stderr.strip().splitlines()[-1])
+    steps = {step["name"]: step for step in report["steps"]}
+    assert {"network", "sandbox", "sidecar: prepare (in the background)", "sidecar ready (waited for)",
+            "provision: git", "agent", "teardown"} <= set(steps)
+    ms = 0.002  # each figure is rounded to the millisecond
+    assert steps["sandbox"]["start_s"] >= steps["network"]["start_s"] + steps["network"]["duration_s"] - ms
+    assert report["total_s"] >= steps["teardown"]["start_s"] + steps["teardown"]["duration_s"] - ms
+    (kept,) = [path for path in home.state.glob("*/timings.json")
+               if json.loads(path.read_text())["steps"] == report["steps"]]
+    assert kept.parent.name.startswith("timed-")

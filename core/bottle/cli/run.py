@@ -15,7 +15,10 @@ def run(
     image: Optional[str] = typer.Option(None, "--image", help="Agent image (overrides the `image` setting)."),
     repo: Optional[Path] = typer.Option(None, "--repo", help="Git repository the bottle works on (default: the current directory, if it is one); cloned through the sidecar."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and stop: nothing is created."),
-    as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON."),
+    timings: bool = typer.Option(False, "--timings", help="After the run, print on stderr when each step of the "
+                                 "launch started and how long it took (the state dir keeps timings.json)."),
+    as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON. With --timings: "
+                                 "print the timings as JSON, on stderr."),
 ) -> None:
     """Run an AGENT in a new bottle; everything is torn down when it exits.
 
@@ -24,6 +27,7 @@ def run(
     from bottle.cli.common import print_json, settings_and_plugins
     from bottle.launch import Terminated, launch
     from bottle.prepare import build_plan
+    from bottle.timings import Timings
 
     settings, plugins = settings_and_plugins(image=image)
     plan = build_plan(
@@ -40,10 +44,24 @@ def run(
         return
     for note in plan.notes:
         print(f"bottle: {note}", file=sys.stderr)
+    recorded = Timings()
     try:
-        code = launch(plan, plugins)
+        code = launch(plan, plugins, recorded)
     except KeyboardInterrupt:
         code = 130
     except Terminated as stop:
         code = stop.exit_code
+    finally:
+        if timings:
+            _print_timings(recorded, as_json)
     raise typer.Exit(code)
+
+
+def _print_timings(recorded, as_json: bool) -> None:
+    import json
+
+    if as_json:
+        print(json.dumps(recorded.as_dict()), file=sys.stderr)
+    else:
+        for line in recorded.lines():
+            print(f"bottle: {line}", file=sys.stderr)
