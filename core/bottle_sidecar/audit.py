@@ -194,6 +194,17 @@ class AuditLog:
             self._db.close()
 
 
+def last_id(path: str | os.PathLike) -> int:
+    """The id of the log's newest event (0: none yet): where a reader that wants only what comes next starts."""
+    if not os.path.exists(path):
+        return 0
+    db = _connect(path)
+    try:
+        return db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+    finally:
+        db.close()
+
+
 def read_events(path: str | os.PathLike, *, blocked_only: bool = False, since_id: int = 0) -> list[dict]:
     """The events after *since_id*, oldest first, each a dict of ``COLUMNS``
     with ``detail`` decoded. A log that does not exist (yet) has no events."""

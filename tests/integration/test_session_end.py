@@ -66,3 +66,21 @@ def test_work_the_gate_refuses_is_kept_and_the_message_says_where(home, fake_api
     subprocess.run(["tar", "-C", str(unpacked), "-xf", path], check=True)
     assert (unpacked / "uncommitted.txt").read_text().startswith("aws_key=AKIA")
     assert "bottle: work in progress" in git("-c", "safe.directory=*", "log", "-1", "--format=%s", cwd=unpacked)
+
+
+def test_a_working_copy_that_pushes_elsewhere_does_not_pass_for_saved(home, fake_api, api_profile, upstream,
+                                                                      tmp_path):  # noqa: F811
+    """The agent points its clone's pushes at a repository of its own: git says the push worked, the gate's
+    audit log has no record of it, so bottle says it could not save, and keeps the work."""
+    before = refs(upstream)
+    elsewhere = ("git init --quiet --bare /tmp/elsewhere.git && git config remote.origin.pushurl /tmp/elsewhere.git "
+                 "&& echo left > uncommitted.txt")
+    result = run_leaving_work(home, fake_api, api_profile, upstream, elsewhere)
+
+    assert result.returncode == 0, result.stderr
+    assert refs(upstream) == before
+    lines = result.stderr.splitlines()
+    assert not [line for line in lines if line.startswith("bottle: saved to")], result.stderr
+    assert ("bottle: could not save the agent's work through the git gate (the gate has no record of the push "
+            "(the working copy's git configuration sent it elsewhere?))") in lines
+    assert any("is kept in" in line for line in lines)

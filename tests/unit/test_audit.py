@@ -144,3 +144,17 @@ def test_a_log_made_without_totals_is_summed_when_opened(tmp_path):
 def test_a_budget_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="must be positive"):
         AuditLog(tmp_path / "audit.sqlite", "slug", max_bytes=0)
+
+
+def test_the_last_id_is_where_the_next_reader_starts(tmp_path):
+    from bottle_sidecar.audit import last_id
+
+    path = tmp_path / "audit.sqlite"
+    assert last_id(path) == 0
+    log = AuditLog(path, "slug")
+    assert last_id(path) == 0
+    first = log.record("git", "allowed")
+    second = log.record("git", "blocked")
+    log.close()
+    assert last_id(path) == second > first
+    assert [event["id"] for event in read_events(path, since_id=first)] == [second]

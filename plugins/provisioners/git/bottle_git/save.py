@@ -4,7 +4,8 @@ When a bottle with a gate stops, its sidecar still runs (``bottle_stopping``
 comes before teardown), so the agent's uncommitted changes are committed as a
 work-in-progress commit by the bottle's identity, and every commit no gate
 branch holds is pushed to the bottle's own branch, under the gate's checks
-(refs, size, the secret scan) like any push of the agent's. Whatever the gate
+(refs, size, the secret scan) like any push of the agent's; what is said to
+be saved is what the gate's audit log shows it took. Whatever the gate
 refuses is not dropped: the whole working copy, ``.git`` included, is kept
 as a tar in the bottle's state dir, and the message says why and where.
 """
@@ -13,7 +14,10 @@ import shlex
 import sys
 from pathlib import Path
 
+from bottle.backend import ExecResult
 from bottle.display import terminal_safe
+from bottle.sidecar.runtime import audit_path
+from bottle_sidecar.audit import last_id, read_events
 
 #: Seconds the save may take in all (it runs while teardown waits, signals ignored).
 SAVE_TIMEOUT = 120
@@ -40,8 +44,17 @@ fi
 """
 
 
+def gate_took(audit: Path, branch: str, since_id: int) -> bool:
+    """Whether the gate's own audit log (the sidecar's record, not the guest's word) shows a push of *branch*
+    it let through after row *since_id*: the guest's git could have been configured to push elsewhere."""
+    return any((event["source"], event["decision"], event["method"], event["path"])
+               == ("git", "allowed", "push", f"refs/heads/{branch}") for event in read_events(audit, since_id=since_id))
+
+
 def save_work(plan, git, bottle) -> list[str]:
     """Commit and push what the agent left; the lines to tell the user (none when there was nothing)."""
+    audit = audit_path(plan.state_dir)
+    since = last_id(audit)
     result = bottle.exec(
         ["timeout", str(SAVE_TIMEOUT), "sh", "-c", SCRIPT],
         env={"BOTTLE_WORKDIR": plan.guest.workdir, "BOTTLE_BRANCH": git.work_branch,
@@ -55,8 +68,11 @@ def save_work(plan, git, bottle) -> list[str]:
     what = f"{commits} commit{'' if commits == '1' else 's'} the agent had not pushed"
     if wip == "1":
         what += ", its uncommitted work the last of them" if commits != "1" else ": its uncommitted work"
-    if state == "saved":
+    if state == "saved" and gate_took(audit, git.work_branch, since):
         return [f"saved to {git.work_branch} on {git.upstream}: {what}"]
+    if state == "saved":
+        result = ExecResult(1, result.stdout, b"the gate has no record of the push (the working copy's git "
+                            b"configuration sent it elsewhere?)")
     return [f"could not save the agent's work through the git gate ({_why(result)})", *keep(plan, bottle)]
 
 

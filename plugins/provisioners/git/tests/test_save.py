@@ -30,17 +30,41 @@ def plan(tmp_path):
     return SimpleNamespace(guest=SimpleNamespace(workdir="/workspace"), state_dir=tmp_path)
 
 
+def gate_records(tmp_path, decision: str = "allowed", ref: str = "refs/heads/bottle/x-1") -> None:
+    """What the gate writes to the bottle's audit log when it forwards (or refuses) a push."""
+    from bottle.sidecar.runtime import audit_path
+    from bottle_sidecar.audit import AuditLog
+
+    audit_path(tmp_path).parent.mkdir(exist_ok=True)
+    log = AuditLog(audit_path(tmp_path), "x-1")
+    log.record("git", decision, method="push", path=ref, detail={"new": "1" * 40})
+    log.close()
+
+
+class PushingBottle(FakeBottle):
+    """A guest whose push, as the save script runs, reaches the gate (which records it) or not."""
+
+    def __init__(self, tmp_path, *answers, recorded: bool = True):
+        super().__init__(*answers)
+        self.tmp_path, self.recorded = tmp_path, recorded
+
+    def exec(self, argv, **kwargs):
+        if self.recorded and not self.calls:
+            gate_records(self.tmp_path)
+        return super().exec(argv, **kwargs)
+
+
 def test_nothing_to_save_says_nothing(tmp_path):
     for said in (b"none 0 0\n", b"saved 0 0\n"):
         assert save.save_work(plan(tmp_path), GIT, FakeBottle(answer(said))) == []
 
 
 def test_saved_work_names_the_commits_the_branch_and_upstream(tmp_path):
-    assert save.save_work(plan(tmp_path), GIT, FakeBottle(answer(b"saved 1 0\n"))) == [
+    assert save.save_work(plan(tmp_path), GIT, PushingBottle(tmp_path, answer(b"saved 1 0\n"))) == [
         "saved to bottle/x-1 on /srv/app.git: 1 commit the agent had not pushed"]
-    assert save.save_work(plan(tmp_path), GIT, FakeBottle(answer(b"saved 1 1\n"))) == [
+    assert save.save_work(plan(tmp_path), GIT, PushingBottle(tmp_path, answer(b"saved 1 1\n"))) == [
         "saved to bottle/x-1 on /srv/app.git: 1 commit the agent had not pushed: its uncommitted work"]
-    assert save.save_work(plan(tmp_path), GIT, FakeBottle(answer(b"saved 3 1\n"))) == [
+    assert save.save_work(plan(tmp_path), GIT, PushingBottle(tmp_path, answer(b"saved 3 1\n"))) == [
         "saved to bottle/x-1 on /srv/app.git: 3 commits the agent had not pushed, its uncommitted work the last "
         "of them"]
 
@@ -72,3 +96,17 @@ def test_a_working_copy_too_large_to_keep_is_said_so(tmp_path):
                                                           answer(big + b"\t/workspace\n")))
     assert lines == ["could not save the agent's work through the git gate (fatal: gone)",
                      f"/workspace ({int(big)} bytes) is too large to keep; nothing was saved"]
+
+
+def test_a_save_the_gate_has_no_record_of_is_not_called_saved_and_the_work_is_kept(tmp_path):
+    """The guest says "saved", but its git pushed elsewhere (a remote rewritten in .git/config): the gate's
+    log, not the guest, decides; an older push of the branch does not count."""
+    gate_records(tmp_path)  # an earlier push, before the save
+    tar = answer(b"")
+    bottle = PushingBottle(tmp_path, answer(b"saved 2 1\n"), answer(b"10\t/workspace\n"), tar, recorded=False)
+
+    lines = save.save_work(plan(tmp_path), GIT, bottle)
+
+    assert lines[0] == ("could not save the agent's work through the git gate (the gate has no record of the push "
+                        "(the working copy's git configuration sent it elsewhere?))")
+    assert "is kept in" in lines[1]
