@@ -13,15 +13,10 @@ import pytest
 from bottle_git.tables import GitConfig, GitCredential, GitIdentity
 
 
-@pytest.fixture
-def profile(plugin_profile):
-    return plugin_profile
-
-
 # -- [git] --------------------------------------------------------------------------------
 
 
-def test_git_table_is_read_as_written(home, profile):
+def test_git_table_is_read_as_written(home, plugin_profile):
     home.profile("gated", """
 [git]
 upstream = "https://git.example.org/me/app.git"
@@ -32,7 +27,7 @@ max_push_mb = 7
 identity = { name = "review bot", email = "bot@example.org" }
 credential = { kind = "token", env = "GIT_TOKEN", username = "oauth2" }
 """)
-    assert profile("gated").table("git") == GitConfig(
+    assert plugin_profile("gated").table("git") == GitConfig(
         upstream="https://git.example.org/me/app.git",
         push_refs=("refs/heads/bottle/*", "refs/tags/agent-*"),
         protected=("refs/heads/main", "refs/heads/release/*"),
@@ -44,33 +39,33 @@ credential = { kind = "token", env = "GIT_TOKEN", username = "oauth2" }
 
 
 @pytest.mark.parametrize("toml", ["", "[git]\n"], ids=["no-table", "empty-table"])
-def test_git_defaults_keep_the_gate_closed(home, profile, toml):
+def test_git_defaults_keep_the_gate_closed(home, plugin_profile, toml):
     """Without settings the agent may push only bottle/ branches, never force, 50 MB at most;
     ``protected`` stays unset so that the gate asks upstream for its default branch."""
     home.profile("plain", toml)
-    git = profile("plain").table("git")
+    git = plugin_profile("plain").table("git")
     assert git.push_refs and all(pattern.startswith("refs/heads/bottle/") for pattern in git.push_refs)
     assert (git.upstream, git.protected, git.allow_force, git.max_push_mb, git.credential) == (None, None, False, 50, None)
     assert git.identity == GitIdentity(name="bottle agent", email="agent@bottle.invalid")
 
 
-def test_an_empty_protected_list_is_kept_apart_from_none(home, profile):
+def test_an_empty_protected_list_is_kept_apart_from_none(home, plugin_profile):
     """``protected = []`` means "protect nothing", not "upstream's default branch"."""
     home.profile("open", "[git]\nprotected = []\n")
-    assert profile("open").table("git").protected == ()
+    assert plugin_profile("open").table("git").protected == ()
 
 
-def test_git_table_merges_field_by_field_over_extends(home, profile):
+def test_git_table_merges_field_by_field_over_extends(home, plugin_profile):
     """A child that sets one field keeps the others of its parent, and the parent's own defaults."""
     home.profile("base", '[git]\nupstream = "/srv/app.git"\nmax_push_mb = 5\nidentity = { name = "base bot" }\n')
     home.profile("child", 'extends = "base"\n[git]\nallow_force = true\nmax_push_mb = 9\n')
-    git = profile("child").table("git")
+    git = plugin_profile("child").table("git")
     assert (git.upstream, git.allow_force, git.max_push_mb) == ("/srv/app.git", True, 9)
     assert git.identity == GitIdentity(name="base bot", email="agent@bottle.invalid")
-    assert profile("base").table("git").allow_force is False
+    assert plugin_profile("base").table("git").allow_force is False
 
 
-def test_ssh_upstream_with_key_file_and_pinned_host_key(home, profile):
+def test_ssh_upstream_with_key_file_and_pinned_host_key(home, plugin_profile):
     """The key file is named from the home directory; the host key line is kept as written."""
     pinned = "git.example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
     home.profile("keyed", f"""
@@ -79,7 +74,7 @@ upstream = "git@git.example.org:me/app.git"
 credential = {{ kind = "ssh_key", file = "~/.ssh/deploy" }}
 known_hosts = "{pinned}"
 """)
-    git = profile("keyed").table("git")
+    git = plugin_profile("keyed").table("git")
     assert git.credential == GitCredential(kind="ssh_key", file=Path(home.home) / ".ssh" / "deploy")
     assert git.known_hosts == pinned
 
@@ -109,17 +104,17 @@ known_hosts = "{pinned}"
         ('credential = { kind = "token", env = "T", value = "ghp_x" }', "git.credential.value", "unknown key"),
     ],
 )
-def test_bad_git_table_names_file_and_field(home, profile, usage_error, toml, field, says):
+def test_bad_git_table_names_file_and_field(home, plugin_profile, usage_error, toml, field, says):
     path = home.profile("bad", f"[git]\n{toml}\n")
-    usage_error(lambda: profile("bad"), path, f"field `{field}`", says)
+    usage_error(lambda: plugin_profile("bad"), path, f"field `{field}`", says)
 
 
-def test_bad_git_table_in_a_parent_names_the_parent(home, profile, usage_error):
+def test_bad_git_table_in_a_parent_names_the_parent(home, plugin_profile, usage_error):
     home.profile("child", 'extends = "parent"\n[git]\nallow_force = true\n')
     parent = home.profile("parent", "[git]\nmax_push_mb = -1\n")
-    usage_error(lambda: profile("child"), parent, "field `git.max_push_mb`")
+    usage_error(lambda: plugin_profile("child"), parent, "field `git.max_push_mb`")
 
 
-def test_git_must_be_a_table(home, profile, usage_error):
+def test_git_must_be_a_table(home, plugin_profile, usage_error):
     path = home.profile("flat", 'git = "https://git.example.org/app.git"\n')
-    usage_error(lambda: profile("flat"), path, "field `git`")
+    usage_error(lambda: plugin_profile("flat"), path, "field `git`")

@@ -11,15 +11,10 @@ import pytest
 from bottle_supervise.tables import SuperviseConfig
 
 
-@pytest.fixture
-def profile(plugin_profile):
-    return plugin_profile
-
-
 # -- [supervise] --------------------------------------------------------------------------
 
 
-def test_supervise_table_every_field(home, profile):
+def test_supervise_table_every_field(home, plugin_profile):
     home.profile("watched", """
 [supervise]
 enabled = true
@@ -30,7 +25,7 @@ deny = [
   { tool = "WebFetch" },
 ]
 """)
-    assert profile("watched").table("supervise") == SuperviseConfig(
+    assert plugin_profile("watched").table("supervise") == SuperviseConfig(
         enabled=True,
         answer_timeout=30,
         deny=(
@@ -42,15 +37,15 @@ deny = [
 
 
 @pytest.mark.parametrize("toml", ["", "[supervise]\n"], ids=["no-table", "empty-table"])
-def test_supervise_is_off_unless_enabled(home, profile, toml):
+def test_supervise_is_off_unless_enabled(home, plugin_profile, toml):
     home.profile("plain", toml)
-    assert profile("plain").table("supervise") == SuperviseConfig(enabled=False, answer_timeout=600, deny=())
+    assert plugin_profile("plain").table("supervise") == SuperviseConfig(enabled=False, answer_timeout=600, deny=())
 
 
-def test_supervise_table_merges_field_by_field_over_extends(home, profile):
+def test_supervise_table_merges_field_by_field_over_extends(home, plugin_profile):
     home.profile("base", '[supervise]\nenabled = true\ndeny = [{ tool = "Bash" }]\n')
     home.profile("child", 'extends = "base"\n[supervise]\nanswer_timeout = 45\n')
-    assert profile("child").table("supervise") == SuperviseConfig(enabled=True, answer_timeout=45, deny=({"tool": "Bash"},))
+    assert plugin_profile("child").table("supervise") == SuperviseConfig(enabled=True, answer_timeout=45, deny=({"tool": "Bash"},))
 
 
 @pytest.mark.parametrize(
@@ -72,6 +67,6 @@ def test_supervise_table_merges_field_by_field_over_extends(home, profile):
         ('deny = [{ tool = "Bash", reason = 3 }]', "supervise.deny", "deny[0].reason: expected a string"),
     ],
 )
-def test_bad_supervise_table_names_file_and_field(home, profile, usage_error, toml, field, says):
+def test_bad_supervise_table_names_file_and_field(home, plugin_profile, usage_error, toml, field, says):
     path = home.profile("bad", f"[supervise]\n{toml}\n")
-    usage_error(lambda: profile("bad"), path, f"field `{field}`", says)
+    usage_error(lambda: plugin_profile("bad"), path, f"field `{field}`", says)
