@@ -14,7 +14,6 @@ import shlex
 import sys
 from pathlib import Path
 
-from bottle.backend import ExecResult
 from bottle.display import terminal_safe
 from bottle.sidecar.runtime import audit_path
 from bottle_sidecar.audit import last_id, read_events
@@ -70,10 +69,9 @@ def save_work(plan, git, bottle) -> list[str]:
         what += ", its uncommitted work the last of them" if commits != "1" else ": its uncommitted work"
     if state == "saved" and gate_took(audit, git.work_branch, since):
         return [f"saved to {git.work_branch} on {git.upstream}: {what}"]
-    if state == "saved":
-        result = ExecResult(1, result.stdout, b"the gate has no record of the push (the working copy's git "
-                            b"configuration sent it elsewhere?)")
-    return [f"could not save the agent's work through the git gate ({_why(result)})", *keep(plan, bottle)]
+    why = (_why(result) if state != "saved" else
+           "the gate has no record of the push (the working copy's git configuration sent it elsewhere?)")
+    return [f"could not save the agent's work through the git gate ({why})", *keep(plan, bottle)]
 
 
 def _why(result) -> str:
