@@ -72,6 +72,9 @@ class Bottle(abc.ABC):
     """A running sandbox, as provisioners and the launcher see it."""
 
     slug: str
+    #: Whether the agent's home and workdir outlive the run (for ``bottle resume``); a backend that
+    #: cannot keep them says False, and what would be lost at the end is kept another way.
+    durable: bool = True
 
     @abc.abstractmethod
     def exec(
@@ -127,16 +130,23 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def open(self, plan: Plan, stack: contextlib.ExitStack, network: str, sidecar: StartedSidecar) -> Bottle:
         """Create and start the sandbox for *plan* on *network*, while *sidecar* starts (ask it for its address
-        if the guest needs it; it is waited for after the plan's files are copied in). Register every
-        resource on *stack* the moment it exists."""
+        if the guest needs it; it is waited for after the plan's files are copied in). Register on *stack*
+        every resource that runs the moment it exists; the agent's home and workdir are durable: made on the
+        bottle's first run, found again on the next (``bottle resume``), kept until :meth:`remove`."""
 
     @abc.abstractmethod
     def list(self) -> list[BottleInfo]:
-        """Every bottle of this backend on this machine, found by label."""
+        """Every bottle of this backend on this machine, found by label: a running one with its
+        sandbox's status, one whose run has ended (only its durable state is left) as ``stopped``."""
+
+    @abc.abstractmethod
+    def stop(self, slug: str) -> bool:
+        """End bottle *slug*'s run: remove what runs (sandbox, sidecar, network) and keep its durable
+        state (the agent's home and workdir), for ``bottle resume``; False if nothing ran."""
 
     @abc.abstractmethod
     def remove(self, slug: str) -> bool:
-        """Destroy everything labelled with *slug*; False if there was nothing."""
+        """Destroy everything of *slug*, its durable state included; False if there was nothing."""
 
     @abc.abstractmethod
     def exec_interactive(self, slug: str, argv: Sequence[str], *, user: str | None) -> int:

@@ -17,6 +17,7 @@ Hooks are named after the moment they run:
 * provisioning   -- one hook per built-in provisioner, called in :data:`PROVISION_ORDER`,
                     then :func:`bottle_provision` for third-party provisioners
 * lifecycle      -- :func:`bottle_started`, :func:`bottle_stopping`, :func:`bottle_run_summary`
+* stopped bottles -- :func:`bottle_describe` (``bottle ls``), :func:`bottle_unsaved_work` (``rm``, ``prune``)
 * checks         -- :func:`bottle_doctor`
 
 Within one hook, pluggy's ``tryfirst``/``trylast`` order the implementations.
@@ -307,7 +308,25 @@ def bottle_doctor(settings: "Settings") -> "DoctorSection | None":
 def bottle_run_summary(plan: "Plan", events: "list[dict]") -> "list[str] | None":
     """Return lines for the user once the bottle is gone: what your capability did (branches pushed, say).
 
-    *events* are the bottle's audit log, oldest first (``bottle_sidecar.audit.read_events``).
+    *events* are this run's part of the bottle's audit log, oldest first (``bottle_sidecar.audit.read_events``).
     Whatever came from the agent (a ref name, a host) must go through
     :func:`bottle.display.terminal_safe`: these lines reach the terminal.
+    """
+
+
+@hookspec
+def bottle_describe(plan: "Plan") -> "dict[str, str] | None":
+    """Return columns of ``bottle ls`` for the bottle of *plan* (its last run's), running or stopped: short
+    values under short lowercase names (``{"branch": "bottle/x-1a2b3c", "unpushed": "2"}``), read from the
+    bottle's state dir, never from the guest. Every value goes through :func:`bottle.display.terminal_safe`
+    before it is shown; ``bottle ls --json`` has them as they are.
+    """
+
+
+@hookspec
+def bottle_unsaved_work(plan: "Plan") -> "list[str] | None":
+    """Return what of the agent's work only the bottle of *plan* holds, one line each (``"2 commits upstream
+    refused: ..."``), or nothing when it is all saved elsewhere: ``bottle rm`` refuses to delete a bottle
+    that holds any unless ``--force``, and ``bottle prune`` leaves it. Say so too when you cannot know
+    (the run was killed before your ``bottle_stopping`` could look): unknown is unsaved.
     """

@@ -1,4 +1,4 @@
-"""Launch: execute a plan under one ExitStack, so nothing outlives the run.
+"""Launch: execute a plan under one ExitStack, so that nothing that runs outlives the run.
 
 Order: state dir, the bottle's network, then side by side the sidecar (what
 the plugins' services need, ``bottle_sidecar_prepare``, then its container)
@@ -7,8 +7,10 @@ moment it exists),
 plan files in one stream, the sidecar ready,
 provisioners in the core's order, the agent. SIGTERM is turned into an exception like Ctrl-C so that
 both unwind the stack; while the stack unwinds, further signals are ignored
-so that teardown itself cannot be interrupted half-way. After teardown,
-whatever ended the run, a few lines on stderr say what is left to look at.
+so that teardown itself cannot be interrupted half-way. Teardown stops the
+bottle: what runs goes, its durable state (the agent's home and workdir, the
+state dir) stays for ``bottle resume``. After teardown, whatever ended the
+run, a few lines on stderr say what is left to look at.
 """
 
 import contextlib
@@ -25,7 +27,8 @@ from bottle.plugins import Plugins
 from bottle.prepare import write_state
 from bottle.sidecar import runtime
 from bottle.timings import Timings
-from bottle_sidecar.audit import read_events
+from bottle.sessions import Inputs
+from bottle_sidecar.audit import last_id, read_events
 
 
 class Terminated(BaseException):
@@ -65,20 +68,21 @@ def _raise_if_sidecar_died(sidecar) -> None:
         raise EnvironmentProblem(f"The bottle's sidecar died ({reason}); the bottle was stopped.")
 
 
-def run_summary(plan: Plan, plugins: Plugins) -> list[str]:
-    """What the user needs once the bottle is gone: its slug, what the plugins
-    say their services did (``bottle_run_summary``: the branches pushed, say),
-    and the command that shows the rest. Read from the audit log, which
-    outlives the bottle; nothing when the bottle never got as far as its
-    sidecar (then there is no log, and the error says it all)."""
+def run_summary(plan: Plan, plugins: Plugins, since_id: int = 0) -> list[str]:
+    """What the user needs once the bottle is stopped: its slug, what the plugins
+    say their services did in this run (``bottle_run_summary``: the branches
+    pushed, say; the audit log's rows after *since_id*), how to go on, and the
+    command that shows the rest. Read from the audit log, which outlives the
+    run; nothing when the bottle never got as far as its sidecar (then there
+    is no log, and the error says it all)."""
     path = runtime.audit_path(plan.state_dir)
     if not path.is_file():
         return []
     try:
-        events = read_events(path)
+        events = read_events(path, since_id=since_id)
     except sqlite3.Error as err:
         return [f"bottle {plan.slug} stopped; its audit log {path} cannot be read: {err}"]
-    lines = [f"bottle {plan.slug} stopped."]
+    lines = [f"bottle {plan.slug} stopped: `bottle resume {plan.slug}` goes on, `bottle rm {plan.slug}` deletes it."]
     for result in plugins.hook.bottle_run_summary(plan=plan, events=events):
         lines += result or []
     blocked = sum(event["decision"] == "blocked" for event in events)
@@ -87,8 +91,8 @@ def run_summary(plan: Plan, plugins: Plugins) -> list[str]:
     return lines
 
 
-def _print_summary(plan: Plan, plugins: Plugins) -> None:
-    for line in run_summary(plan, plugins):
+def _print_summary(plan: Plan, plugins: Plugins, since_id: int) -> None:
+    for line in run_summary(plan, plugins, since_id):
         print(f"bottle: {line}", file=sys.stderr)
 
 
@@ -97,16 +101,18 @@ def _prepare(plan: Plan, plugins: Plugins, timings: Timings):
         return runtime.prepare(plan, plugins)
 
 
-def launch(plan: Plan, plugins: Plugins, timings: Timings | None = None) -> int:
-    """Run *plan*; return the agent's exit code. Tears everything down, always. Each step is recorded in
-    *timings* and, however the run ends, in the state dir's ``timings.json``."""
+def launch(plan: Plan, plugins: Plugins, timings: Timings | None = None, inputs: Inputs | None = None) -> int:
+    """Run *plan*; return the agent's exit code. Stops the bottle at the end, always. Each step is recorded in
+    *timings* and, however the run ends, in the state dir's ``timings.json``. A new bottle's *inputs* (what
+    ``bottle run`` was asked) are kept in its state dir, for ``bottle resume``."""
     timings = timings or Timings()
     backend = plugins.backend(plan.backend)
     with timings.step("backend check"):
         availability = backend.availability()
     if not availability.ok:
         raise EnvironmentProblem(f"Backend {plan.backend!r} cannot run here: {availability.reason}")
-    write_state(plan)
+    write_state(plan, inputs)
+    since_id = last_id(runtime.audit_path(plan.state_dir))  # a resumed bottle's log holds its earlier runs too
     stack = contextlib.ExitStack()
     sidecar = None
     with _signals(signal.default_int_handler, _raise_terminated):
@@ -144,5 +150,5 @@ def launch(plan: Plan, plugins: Plugins, timings: Timings | None = None) -> int:
                             sidecar.settle()  # never tear down around a sidecar still starting
                         stack.close()
                 finally:  # on stderr: in a headless run, stdout is the agent's output
-                    _print_summary(plan, plugins)
+                    _print_summary(plan, plugins, since_id)
                     (plan.state_dir / "timings.json").write_text(json.dumps(timings.as_dict(), indent=2))

@@ -179,10 +179,16 @@ class PlanContext(Frozen):
     sidecar: SidecarPlan
     repo: Path | None = Field(None, description="the repository under work that --repo named")
     sections: Sections = Field(default_factory=dict, description="each plugin's section (bottle_plan_section)")
+    previous: "Plan | None" = Field(None, description="`bottle resume`: the bottle's last run's plan; the "
+                                    "agent goes on where it stopped, and what changed live then stays")
 
     def section(self, kind: type[S]) -> S | None:
         """This bottle's section of *kind*, or None when it has none."""
         return self.sections.get(kind.SECTION)
+
+    @property
+    def resume(self) -> bool:
+        return self.previous is not None
 
 
 class Plan(Frozen):
@@ -209,8 +215,12 @@ class Plan(Frozen):
     agent_argv: tuple[str, ...]
     env: ReadOnlyMap
     headless: bool
+    resume: bool = Field(False, description="a `bottle resume` of a stopped bottle: its volumes hold its work")
     labels: ReadOnlyMap
 
     def section(self, kind: type[S]) -> S | None:
         """This bottle's section of *kind*, or None when it has none."""
         return self.sections.get(kind.SECTION)
+
+
+PlanContext.model_rebuild()  # its `previous` is a Plan

@@ -11,6 +11,7 @@ from bottle.errors import EnvironmentProblem, UsageError
 from bottle.manifests.agent import find_agent
 from bottle.plan import GuestLayout, Plan, PlanContext, PlanFile, PlanSection, SidecarPlan
 from bottle.plugins import Plugins
+from bottle.sessions import PLAN, Inputs
 from bottle.settings import Settings
 from bottle.sidecar.service import SidecarService
 
@@ -64,7 +65,11 @@ def build_plan(
     backend: str | None = None,
     agent_args: tuple[str, ...] = (),
     repo: Path | None = None,
+    slug: str | None = None,
+    previous: Plan | None = None,
 ) -> Plan:
+    """The plan of a new bottle (named *slug*, else a new slug), or, with *previous* (its last run's plan), of
+    the bottle *previous* was for going on: same slug and state dir, the profile and agent as they are now."""
     project_dir = paths.project_dir()
     config_dir = paths.config_dir()
     agent = find_agent(agent_ref, project_dir, config_dir)
@@ -74,7 +79,7 @@ def build_plan(
     if repo is not None:  # what works on a repository must be there, or --repo would mean nothing
         plugins.require("bottle_provision_git", "Option --repo")
 
-    slug = new_slug(agent.name)
+    slug = previous.slug if previous is not None else slug or new_slug(agent.name)
     state_dir = paths.state_root() / slug
     guest = GuestLayout(
         user=settings.guest_user,
@@ -94,6 +99,7 @@ def build_plan(
         guest=guest,
         sidecar=SidecarPlan(image=settings.sidecar_image, audit_max_mb=settings.audit_max_mb),
         repo=repo,
+        previous=previous,
     )
     hook = plugins.hook
     ctx = ctx.model_copy(update={"sections": _sections(plugins, ctx)})
@@ -133,6 +139,7 @@ def build_plan(
         agent_argv=tuple(argv),
         env=env,
         headless=headless_prompt is not None,
+        resume=previous is not None,
         labels={
             LABEL_SLUG: slug,
             LABEL_AGENT: agent.name,
@@ -143,12 +150,16 @@ def build_plan(
     )
 
 
-def write_state(plan: Plan) -> Path:
-    """Create the bottle's state dir (0700) with the plan and the prompt file (0600)."""
-    plan.state_dir.mkdir(parents=True, mode=0o700, exist_ok=False)
+def write_state(plan: Plan, inputs: Inputs | None = None) -> Path:
+    """Create the bottle's state dir (0700) with the plan and the prompt file (0600); on a resume, the state
+    dir is there (with the audit log, the disks) and the plan and prompt are this run's."""
+    plan.state_dir.mkdir(parents=True, mode=0o700, exist_ok=plan.resume)
     plan.state_dir.chmod(0o700)  # mkdir's mode is masked by the umask
+    plan.prompt_file.unlink(missing_ok=True)
     fd = os.open(plan.prompt_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(plan.system_prompt)
-    (plan.state_dir / "plan.json").write_text(plan.model_dump_json(indent=2), encoding="utf-8")
+    (plan.state_dir / PLAN).write_text(plan.model_dump_json(indent=2), encoding="utf-8")
+    if inputs is not None:
+        inputs.write(plan.state_dir)
     return plan.state_dir

@@ -97,8 +97,13 @@ def _labelled(engine):
 
 
 @pytest.fixture(autouse=True)
-def nothing_left_behind(request, engine):
-    """Every integration test must leave no labelled container, network or volume."""
+def nothing_left_behind(request, engine, tmp_path):
+    """Every integration test must leave nothing running: no labelled container or network.
+
+    A stopped bottle keeps its volumes (its home and workdir) by design; they are removed here
+    as `bottle rm` removes them, loop devices included, and none of this test's disks may stay
+    attached to one.
+    """
     before = _labelled(engine)
     assert before == ([], [], []), f"leftovers before the test: {before}"
     yield
@@ -107,9 +112,15 @@ def nothing_left_behind(request, engine):
         container.remove(force=True)
     for network in networks:
         network.remove()
-    for volume in volumes:  # once no container uses them
-        volume.remove(force=True)
-    assert (containers, networks, volumes) == ([], [], []), "the test left labelled resources behind"
+    from bottle_docker.backend import DockerBackend
+
+    for slug in {volume.attrs["Labels"]["bottle.slug"] for volume in volumes}:
+        DockerBackend().remove(slug)
+    attached = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE"],
+                              capture_output=True, text=True).stdout
+    assert (containers, networks) == ([], []), "the test left labelled resources running"
+    assert str(tmp_path) not in attached, f"a disk of the test is still on a loop device: {attached}"
+    assert _labelled(engine)[2] == [], "a stopped bottle's volumes outlived `bottle rm`"
 
 
 @dataclass

@@ -84,4 +84,5 @@ def test_a_directory_round_trips_and_links_out_are_refused(home, api_profile, bo
     inmate.stop()  # the session ends, and the bottle with it
     inmate.process = None  # (stopped already: the fixture has nothing left to wait for)
     gone = home.run("cp", f"{slug}:/workspace/project", str(tmp_path / "late"))
-    assert gone.returncode == 2 and f"No bottle {slug!r}" in gone.stderr
+    assert gone.returncode == 2 and f"Bottle {slug!r} is stopped: `bottle cp` needs a running bottle " \
+        f"(`bottle resume {slug}` starts it)" in gone.stderr

@@ -104,28 +104,36 @@ def test_ls_exec_limits_and_stop(running, home, engine):
     config = engine.containers.get(f"bottle-{slug}").attrs["HostConfig"]
     assert (config["NanoCpus"], config["Memory"], config["PidsLimit"]) == (1_500_000_000, 768 * 2**20, 300)
 
-    stopped = home.run("stop", slug)
+    stopped = home.run("stop", slug)  # through the run, which ends as when the agent exits
     assert stopped.returncode == 0, stopped.stderr
-    running.wait(timeout=60)
-    assert json.loads(home.run("ls", "--json").stdout) == []
+    assert stopped.stdout.strip() == f"{slug} stopped"
+    assert running.wait(timeout=60) == 143
+    assert f"bottle: bottle {slug} stopped" in running.stderr.read()
+    (entry,) = json.loads(home.run("ls", "--json").stdout)
+    assert (entry["slug"], entry["status"]) == (slug, "stopped")
+    assert not engine.containers.list(all=True, filters={"label": f"bottle.slug={slug}"})
+    assert home.run("stop", slug).stdout.strip() == f"{slug} is not running"
 
 
-def test_gc_removes_what_a_killed_launcher_left(running, home):
+def test_gc_stops_what_a_killed_launcher_left_and_keeps_its_volumes(running, home, engine):
     slug = _slug(home)
     running.send_signal(signal.SIGKILL)  # no chance to tear down
     running.wait(timeout=30)
-    assert _slug(home) == slug
+    assert json.loads(home.run("ls", "--json").stdout)[0]["status"] == "crashed"
 
     result = home.run("gc", "--json")
 
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"removed": [slug]}
-    assert json.loads(home.run("ls", "--json").stdout) == []
+    assert json.loads(result.stdout) == {"stopped": [slug]}
+    (entry,) = json.loads(home.run("ls", "--json").stdout)
+    assert entry["status"] == "stopped"
+    assert not engine.containers.list(all=True, filters={"label": f"bottle.slug={slug}"})
+    assert engine.volumes.list(filters={"label": f"bottle.slug={slug}"}), "gc deleted the agent's home and workdir"
 
 
 def test_gc_spares_a_live_bottle(running, home):
     slug = _slug(home)
-    assert json.loads(home.run("gc", "--json").stdout) == {"removed": []}
+    assert json.loads(home.run("gc", "--json").stdout) == {"stopped": []}
     assert _slug(home) == slug
 
 

@@ -15,7 +15,6 @@ import tarfile
 import pytest
 
 from bottle.limits import Host, MiB, built_in, size_bytes
-from bottle_docker.backend import tmpfs_size
 from tests.integration.test_escape import Bottled
 
 LIMITS = built_in(Host.this_one())
@@ -135,20 +134,35 @@ def test_a_memory_hog_stops_at_the_memory_limit(bottle, engine):
     assert any("--dangerously-skip-permissions" in process for process in processes), "the hog took the agent along"
 
 
-def test_writing_past_the_disk_bound_fails(bottle, engine):
+@pytest.fixture
+def small_disk(home, engine, fake_api, api_profile):
+    """A bottle whose profile sets `disk`, small enough to fill in a test."""
+    home.profile("default", api_profile(extra=f'disk = "{SMALL_DISK}"'))
+    home.agent("filler", "Hold still.")
+    bottled = Bottled(home, engine, fake_api).start("filler")
+    yield bottled
+    bottled.stop()
+
+
+SMALL_DISK = "512m"
+
+
+@pytest.mark.parametrize("where", ["workdir", "home", "/tmp"])
+def test_writing_past_the_disk_bound_fails(small_disk, engine, where):
+    bottle = small_disk
     bottle.agent.reload()
     quota = (bottle.agent.attrs["HostConfig"].get("StorageOpt") or {}).get("size")
-    bound = int(quota) if quota else tmpfs_size(LIMITS)
-    workdir = bottle.agent.attrs["Config"]["WorkingDir"]
+    bound = int(quota) if quota and where == "/tmp" else size_bytes(SMALL_DISK)
+    path = {"workdir": bottle.agent.attrs["Config"]["WorkingDir"], "home": guest_home(bottle.agent)}.get(where, where)
     _, out = bottle.sh(
-        f"head -c {bound + 64 * MiB} /dev/zero 2>&1 > {workdir}/fill; echo rc=$?; stat -c size=%s {workdir}/fill; "
-        f"rm {workdir}/fill",
+        f"head -c {bound + 64 * MiB} /dev/zero 2>&1 > {path}/fill; echo rc=$?; stat -c size=%s {path}/fill; "
+        f"rm {path}/fill",
         timeout=300,
     )
     lines = out.splitlines()
     written = next(int(line[5:]) for line in lines if line.startswith("size="))
 
-    assert "rc=0" not in lines, f"{bound + 64 * MiB} bytes went into {workdir}: nothing bounds the disk"
+    assert "rc=0" not in lines, f"{bound + 64 * MiB} bytes went into {path}: nothing bounds the disk"
     assert any("No space left on device" in line or "quota exceeded" in line for line in lines), out
     assert written <= bound, out
     assert bottle.sh("true")[0] == 0, "the bottle does not work after filling its disk"

@@ -5,8 +5,7 @@ The real Claude Code, scripted through the fake Messages API, commits one
 file without pushing and leaves another uncommitted, then ends its session.
 """
 
-import subprocess
-import tarfile
+import json
 
 import pytest
 
@@ -45,8 +44,8 @@ def test_unpushed_and_uncommitted_work_arrives_upstream_on_the_bottles_branch(ho
     assert f"bottle: pushed {branch} to {upstream}" in result.stderr.splitlines()
 
 
-def test_work_the_gate_refuses_is_kept_and_the_message_says_where(home, fake_api, api_profile,
-                                                                   upstream, tmp_path):  # noqa: F811
+def test_work_the_gate_refuses_stays_in_the_bottle_and_rm_will_not_delete_it(home, fake_api, api_profile, upstream,
+                                                                             engine):  # noqa: F811
     before = refs(upstream)
     result = run_leaving_work(home, fake_api, api_profile, upstream, WRITE_SECRET)
 
@@ -56,16 +55,28 @@ def test_work_the_gate_refuses_is_kept_and_the_message_says_where(home, fake_api
     (refused,) = [line for line in lines if line.startswith("bottle: could not save the agent's work through the git gate")]
     assert "the push holds what looks like a secret: AWS Access Key" in refused, result.stderr
     assert "AKIA" not in result.stderr, "the message names the finding, not the secret"
-    (kept,) = [line for line in lines if "is kept in" in line]
-    path = kept.split(" is kept in ")[1].split(" (tar -xf")[0]
-    with tarfile.open(path) as archive:
-        names = archive.getnames()
-        assert "./uncommitted.txt" in names and any(name.startswith("./.git/") for name in names)
-    unpacked = tmp_path / "unpacked"
-    unpacked.mkdir()
-    subprocess.run(["tar", "-C", str(unpacked), "-xf", path], check=True)
-    assert (unpacked / "uncommitted.txt").read_text().startswith("aws_key=AKIA")
-    assert "bottle: work in progress" in git("-c", "safe.directory=*", "log", "-1", "--format=%s", cwd=unpacked)
+    (slug,) = [entry["slug"] for entry in json.loads(home.run("ls", "--json").stdout)]
+    assert (f"bottle: it stays in bottle {slug}'s /workspace: `bottle resume {slug}` goes on with it, and "
+            f"`bottle rm {slug}` will not delete it without --force") in lines
+    held = engine.containers.run(  # the volume, as any container mounting it sees it
+        "bottle/agent:latest", ["sh", "-c", "cat uncommitted.txt; git -c safe.directory='*' log -1 --format=%s"],
+        volumes={f"bottle-{slug}-workdir": {"bind": "/w", "mode": "ro"}}, working_dir="/w", network_mode="none",
+        remove=True, user="root").decode()
+    assert held.startswith("aws_key=AKIA") and "bottle: work in progress" in held, held
+
+    refusal = home.run("rm", slug)
+    assert refusal.returncode == 1, refusal.stderr
+    assert f"bottle: not removing {slug}: it holds work nothing else does:" in refusal.stderr
+    assert "1 commit the git gate did not take (the push holds what looks like a secret" in refusal.stderr
+    assert engine.volumes.list(filters={"label": f"bottle.slug={slug}"}), "the refused rm deleted the volumes"
+
+    forced = home.run("rm", "--force", slug)
+    assert forced.returncode == 0, forced.stderr
+    assert forced.stdout.strip() == f"removed {slug}"
+    assert home.run("gc").returncode == 0
+    assert not engine.volumes.list(filters={"label": "bottle.slug"})
+    assert not (home.state / slug).exists()
+    assert json.loads(home.run("ls", "--json").stdout) == []
 
 
 def test_a_working_copy_that_pushes_elsewhere_does_not_pass_for_saved(home, fake_api, api_profile, upstream,
@@ -83,4 +94,4 @@ def test_a_working_copy_that_pushes_elsewhere_does_not_pass_for_saved(home, fake
     assert not [line for line in lines if line.startswith("bottle: saved to")], result.stderr
     assert ("bottle: could not save the agent's work through the git gate (the gate has no record of the push "
             "(the working copy's git configuration sent it elsewhere?))") in lines
-    assert any("is kept in" in line for line in lines)
+    assert any("it stays in bottle" in line for line in lines)

@@ -56,7 +56,7 @@ class GuestDir(Backend):
             self.copied_in.append((path, archive.getmembers()))
             archive.extractall(directory, filter="fully_trusted")
 
-    open_network = open = remove = exec_interactive = None
+    open_network = open = stop = remove = exec_interactive = None
 
 
 @pytest.fixture

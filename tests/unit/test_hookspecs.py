@@ -37,7 +37,6 @@ NOT_BUILT_IN = {
     "bottle_provision_prompt": ("the prompt is a plan file plus a claude argument", LIFECYCLE),
     "bottle_provision_skills": ("skills are plan files", LIFECYCLE),
     "bottle_provision": ("it is the third parties' provisioning hook", LIFECYCLE),
-    "bottle_started": ("a lifecycle observer for third parties; the core starts the agent itself", LIFECYCLE),
 }
 
 

@@ -44,7 +44,8 @@ def _running_backend(slug: str):
     for backend, info in all_bottles():
         if info.slug == slug:
             if info.status != "running":
-                raise UsageError(f"Bottle {slug!r} is {terminal_safe(info.status)}: `bottle cp` needs a running bottle.")
+                raise UsageError(f"Bottle {slug!r} is {terminal_safe(info.status)}: `bottle cp` needs a running "
+                                 f"bottle (`bottle resume {slug}` starts it).")
             return backend
     raise UsageError(f"No bottle {slug!r}: `bottle ls` lists the running ones.")
 

@@ -7,7 +7,7 @@ nor say which plugins it has.
 """
 
 from bottle import hookimpl
-from bottle.cli import audit, copy, info, manage, run
+from bottle.cli import audit, copy, info, lifecycle, manage, run
 from bottle.sidecar.kit import bottle_sidecar_image_parts  # noqa: F401 -- the kit's image part, as the essential plugin's
 
 
@@ -19,6 +19,9 @@ def bottle_register_commands(app):
     app.command("ls")(manage.ls)
     app.command("stop")(manage.stop)
     app.command("gc")(manage.gc)
+    app.command("resume")(lifecycle.resume)
+    app.command("rm")(lifecycle.rm)
+    app.command("prune")(lifecycle.prune)
     app.command("exec")(manage.exec_)
     app.command("audit")(audit.audit)
     app.command("cp")(copy.cp)

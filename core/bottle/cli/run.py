@@ -14,26 +14,40 @@ def run(
     backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Backend to run on (default: the profile's, else the `backend` setting)."),
     image: Optional[str] = typer.Option(None, "--image", help="Agent image (overrides the `image` setting)."),
     repo: Optional[Path] = typer.Option(None, "--repo", help="Git repository the bottle works on (default: the current directory, if it is one); cloned through the sidecar."),
+    name: Optional[str] = typer.Option(None, "--name", help="The bottle's name (its slug), instead of AGENT-xxxxxx: for `bottle resume NAME`."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and stop: nothing is created."),
     timings: bool = typer.Option(False, "--timings", help="After the run, print on stderr when each step of the "
                                  "launch started and how long it took (the state dir keeps timings.json)."),
     as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON. With --timings: "
                                  "print the timings as JSON, on stderr."),
 ) -> None:
-    """Run an AGENT in a new bottle; everything is torn down when it exits.
+    """Run an AGENT in a new bottle. When the agent exits the bottle stops: what runs goes, the agent's home
+    and workdir stay (`bottle resume SLUG` goes on, `bottle rm SLUG` deletes them).
 
     Example: bottle run reviewer --prompt "review the last commit" -- --max-turns 5
     """
-    from bottle.cli.common import print_json, settings_and_plugins
-    from bottle.launch import Terminated, launch
+    import time
+
+    from bottle.cli.common import settings_and_plugins
     from bottle.prepare import build_plan
-    from bottle.timings import Timings
+    from bottle.sessions import Inputs, check_name
 
     settings, plugins = settings_and_plugins(image=image)
     plan = build_plan(
         agent, settings=settings, plugins=plugins, headless_prompt=prompt, backend=backend,
-        agent_args=tuple(claude_args or ()), repo=repo,
+        agent_args=tuple(claude_args or ()), repo=repo, slug=name and check_name(name),
     )
+    inputs = Inputs(agent=str(plan.agent_file), repo=repo and str(repo.resolve()), backend=backend, image=image,
+                    created=time.time())
+    start(plan, plugins, inputs=inputs, dry_run=dry_run, as_json=as_json, timings=timings)
+
+
+def start(plan, plugins, *, inputs=None, dry_run: bool, as_json: bool, timings: bool) -> None:
+    """Print *plan* (``--dry-run``) or launch it, then exit with the agent's code: ``run`` and ``resume``."""
+    from bottle.cli.common import print_json
+    from bottle.launch import Terminated, launch
+    from bottle.timings import Timings
+
     if dry_run:
         if as_json:
             print_json(plan.model_dump(mode="json"))
@@ -46,7 +60,7 @@ def run(
         print(f"bottle: {note}", file=sys.stderr)
     recorded = Timings()
     try:
-        code = launch(plan, plugins, recorded)
+        code = launch(plan, plugins, recorded, inputs)
     except KeyboardInterrupt:
         code = 130
     except Terminated as stop:

@@ -120,7 +120,7 @@ def prepare(plan: Plan, plugins) -> SidecarSetup:
     (``bottle_sidecar_prepare``): their files, secrets and mounts, before its container is made. A missing
     secret stops the launch here, with the message of the field that asked for it."""
     state = sidecar_state(plan.state_dir)
-    state.mkdir(mode=0o700)
+    state.mkdir(mode=0o700, exist_ok=plan.resume)  # a resumed bottle's: its audit log goes on
     setup = SidecarSetup(state_dir=state, parts=needed_parts(plan, plugins.image_parts))
     setup.mount(state, STATE_MOUNT)
     plugins.hook.bottle_sidecar_prepare(plan=plan, sidecar=setup)

@@ -7,17 +7,16 @@ init; the agent runs as an exec as the non-root guest user, so that its exit
 code is ours and provisioning can happen before it starts.
 
 Limits (``plan.resources``, see ``bottle.limits``): CPUs, memory (swap
-included, so none beyond it) and pids are the container's. Disk is bounded by
-a quota on the container's writable layer where the engine's storage has one
-(:func:`storage_quota`). Where it has none, every path the agent user can
-write in the agent image (its home, the workdir, /tmp, /var/tmp, /run/lock) is
-a tmpfs of bounded size instead, and those files count against the memory
-limit too (a tmpfs lives in the bottle's memory). The home and the workdir are
-tmpfs *volumes* (``bottle-SLUG-home``, ``bottle-SLUG-workspace``, labelled
-like the rest): Docker's archive API, which copies the plan's files in, writes
-beneath a plain tmpfs mount instead of into it, but into a volume. They start
-empty (the image's dotfiles in the home are not copied up) and go with the
-bottle.
+included, so none beyond it) and pids are the container's. The agent's home
+and workdir are durable volumes (``bottle-SLUG-home``, ``bottle-SLUG-workdir``,
+labelled like the rest), each an ext4 disk of ``disk`` bytes where loop devices
+can be had (``bottle_docker.disks``), plain volumes otherwise: the run ends by
+removing the containers and the network, and the volumes stay for
+``bottle resume`` until ``bottle rm``. Elsewhere disk is bounded by a quota on
+the container's writable layer where the engine's storage has one
+(:func:`storage_quota`); where it has none, the other paths the agent user can
+write (/tmp, /var/tmp, /run/lock) are each a tmpfs of bounded size instead,
+whose files count against the memory limit too.
 """
 
 import contextlib
@@ -46,6 +45,7 @@ from bottle.limits import size_bytes
 from bottle.plan import Plan, PlanFile, Resources
 from bottle.sidecar.host import StartedSidecar
 from bottle.sidecar.runtime import LABEL_ROLE, DockerSidecarHost, sidecar_name
+from bottle_docker import disks
 from bottle.safe_tar import owned_by
 from bottle.tarball import pack
 
@@ -96,10 +96,10 @@ def tmpfs_size(limits: Resources) -> int:
     return min(size, size_bytes(limits.memory) // 2) if limits.memory else size
 
 
-def volume_names(plan: Plan) -> dict[str, str]:
-    """The bottle's tmpfs volumes where there is no quota: name -> the guest path each holds."""
+def volume_names(plan: Plan) -> dict[str, tuple[str, str]]:
+    """The bottle's durable volumes: name -> (the guest path it holds, its disk's name in the state dir)."""
     name = resource_name(plan.slug)
-    return {f"{name}-home": plan.guest.home, f"{name}-workdir": plan.guest.workdir}
+    return {f"{name}-home": (plan.guest.home, "home"), f"{name}-workdir": (plan.guest.workdir, "workdir")}
 
 
 class DockerBottle(Bottle):
@@ -207,11 +207,10 @@ class DockerBackend(Backend):
     def open(self, plan: Plan, stack: contextlib.ExitStack, network: str, sidecar: StartedSidecar) -> Bottle:
         name = resource_name(plan.slug)
         # The sandbox and the sidecar (which started already, and whose daemons
-        # take longest) are removed together, by name, whatever got created, and
-        # then the sandbox's volumes, which only an unused volume can be.
-        volumes: list[str] = []
-        stack.callback(self._remove_containers, [name, sidecar_name(plan.slug)], volumes)
-        container = self._start_sandbox(plan, name, network, volumes)
+        # take longest) are removed together, by name, whatever got created; the
+        # volumes stay, with the agent's work in them.
+        stack.callback(self._remove_containers, [name, sidecar_name(plan.slug)])
+        container = self._start_sandbox(plan, name, network)
         return DockerBottle(self.client, container, plan)
 
     def storage_quota(self, image: str, size: str) -> tuple[bool, str]:
@@ -221,31 +220,50 @@ class DockerBackend(Backend):
         return self._quota[image, size]
 
     def disk_bound(self, image: str, size: str) -> str:
+        loops = disks.loops_unavailable()
+        volumes = ("the agent's home and workdir are each an ext4 disk of `disk`" if loops is None else
+                   f"the agent's home and workdir are NOT bounded ({loops}): they are plain volumes")
         quota, why = self.storage_quota(image, size)
         if quota:
-            return f"a quota of `disk` on each bottle's writable layer ({why})"
-        return (f"no quota ({why}): the agent's home, workdir, {', '.join(TMPFS_PATHS)} are each a tmpfs of "
-                "`disk`, at most half of `memory`, and count against `memory`")
+            return f"{volumes}; a quota of `disk` on each bottle's writable layer ({why})"
+        return (f"{volumes}; no quota on the rest ({why}): {', '.join(TMPFS_PATHS)} are each a tmpfs of `disk`, "
+                "at most half of `memory`, and count against `memory`")
 
-    def _disk(self, plan: Plan, volumes: list[str]) -> dict:
-        """The container's arguments that bound its disk (see the module's docstring); the volumes
-        this makes are added to *volumes* as they are made."""
+    def _disk(self, plan: Plan) -> dict:
+        """The container's arguments that hold its files: the durable volumes, made or found (see
+        ``bottle_docker.disks``), and what bounds the rest (see the module's docstring)."""
         limits = plan.resources
-        if limits.disk is None:
-            return {}
-        if self.storage_quota(plan.image, limits.disk)[0]:
-            return {"storage_opt": {"size": str(size_bytes(limits.disk))}}
-        size, uid = tmpfs_size(limits), plan.guest.uid
+        loops = limits.disk is not None and disks.loops_unavailable() is None
         binds = {}
-        for volume, path in volume_names(plan).items():
-            self.client.volumes.create(
-                volume, driver="local", labels=dict(plan.labels),
-                driver_opts={"type": "tmpfs", "device": "tmpfs", "o": f"size={size},uid={uid},gid={uid},mode=0755"},
-            )
-            volumes.append(volume)
+        for volume, (path, disk) in volume_names(plan).items():
+            device = None
+            if loops:
+                file = disks.Disk(plan.state_dir / disks.DISKS_DIR / f"{disk}.ext4", size_bytes(limits.disk),
+                                  plan.guest.uid)
+                file.create()
+                device = file.attach()
+            self._volume(volume, device, plan.labels)
             binds[volume] = {"bind": path, "mode": "rw"}
+        if limits.disk is None:
+            return {"volumes": binds}
+        if self.storage_quota(plan.image, limits.disk)[0]:
+            return {"volumes": binds, "storage_opt": {"size": str(size_bytes(limits.disk))}}
+        size = tmpfs_size(limits)
         tmpfs = {path: f"rw,exec,nosuid,nodev,size={size},mode=1777" for path in TMPFS_PATHS}
         return {"volumes": binds, "tmpfs": tmpfs}
+
+    def _volume(self, name: str, device: str | None, labels) -> None:
+        """The named volume *name*, mounting *device* (a loop device; None: a plain volume), made or mended."""
+        options = {"type": "ext4", "device": device, "o": disks.MOUNT_OPTIONS} if device else {}
+        try:
+            found = self.client.volumes.get(name)
+        except NotFound:
+            found = None
+        if found is not None:
+            if (found.attrs.get("Options") or {}) == options:
+                return
+            remove_volume(self.client.api, name)  # a loop number of an earlier boot: the disk is the file
+        self.client.volumes.create(name, driver="local", labels=dict(labels), driver_opts=options)
 
     def runtimes(self) -> list[str]:
         """The runtimes this engine has registered (``docker info``): runc always, runsc once registered."""
@@ -270,7 +288,7 @@ class DockerBackend(Backend):
             'runtime = "auto" to use it only where it is.'
         )
 
-    def _start_sandbox(self, plan: Plan, name: str, network: str, volumes: list[str]):
+    def _start_sandbox(self, plan: Plan, name: str, network: str):
         limits = plan.resources
         container = self.client.containers.create(
             plan.image,
@@ -290,7 +308,7 @@ class DockerBackend(Backend):
             pids_limit=limits.pids,
             security_opt=["no-new-privileges"],
             cap_drop=["ALL"],
-            **self._disk(plan, volumes),
+            **self._disk(plan),
         )
         try:
             container.start()
@@ -298,11 +316,9 @@ class DockerBackend(Backend):
             raise EnvironmentProblem(f"The bottle's container did not start: {err.explanation or err}") from None
         return container
 
-    def _remove_containers(self, names: list[str], volumes: list[str]) -> None:
+    def _remove_containers(self, names: list[str]) -> None:
         with ThreadPoolExecutor(max_workers=len(names)) as pool:
             list(pool.map(self._remove_container, names))
-        for volume in volumes:
-            remove_volume(self.client.api, volume)
 
     def _remove_container(self, name: str) -> None:
         remove_container(self.client.api, name)
@@ -332,21 +348,32 @@ class DockerBackend(Backend):
         for volume in self.client.volumes.list(filters={"label": mine}):
             labels = volume.attrs["Labels"]
             if labels[LABEL_SLUG] not in found:
-                found[labels[LABEL_SLUG]] = self._info(labels, "volume only", volume.attrs.get("CreatedAt", ""))
+                found[labels[LABEL_SLUG]] = self._info(labels, "stopped", volume.attrs.get("CreatedAt", ""))
         return list(found.values())
 
-    def remove(self, slug: str) -> bool:
+    def _labelled(self, slug: str):
         labels = [f"{LABEL_SLUG}={slug}", f"{LABEL_BACKEND}={self.name}"]
-        containers = self.client.containers.list(all=True, filters={"label": labels})
-        networks = self.client.networks.list(filters={"label": labels})
-        volumes = self.client.volumes.list(filters={"label": labels})
-        for container in containers:
-            remove_container(self.client.api, container.id)
-        for volume in volumes:  # once no container uses them
-            remove_volume(self.client.api, volume.name)
+        return (self.client.containers.list(all=True, filters={"label": labels}),
+                self.client.networks.list(filters={"label": labels}),
+                self.client.volumes.list(filters={"label": labels}))
+
+    def stop(self, slug: str) -> bool:
+        containers, networks, _ = self._labelled(slug)
+        if containers:
+            self._remove_containers([container.id for container in containers])
         for network in networks:
             remove_network(self.client.api, network.id)
-        return bool(containers or networks or volumes)
+        return bool(containers or networks)
+
+    def remove(self, slug: str) -> bool:
+        stopped = self.stop(slug)
+        _, _, volumes = self._labelled(slug)
+        for volume in volumes:  # once no container uses them
+            device = (volume.attrs.get("Options") or {}).get("device", "")
+            remove_volume(self.client.api, volume.name)
+            if device.startswith("/dev/loop"):
+                disks.detach(device, slug)
+        return bool(stopped or volumes)
 
     def exec_interactive(self, slug: str, argv, *, user) -> int:
         name = resource_name(slug)

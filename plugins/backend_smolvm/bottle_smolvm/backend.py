@@ -223,6 +223,7 @@ def _sdk_errors():
 
 
 class SmolvmBottle(Bottle):
+    durable = False  # see SmolvmBackend.stop
     def __init__(self, smolvm: Smolvm, plan: Plan, name: str):
         self.smolvm = smolvm
         self.plan = plan
@@ -467,6 +468,11 @@ class SmolvmBackend(Backend):
         for network in networks:
             remove_network(self.client.api, network.id)
         return bool(machines or containers or networks)
+
+    def stop(self, slug: str) -> bool:
+        """As :meth:`remove`: a machine's sidecar address is fixed when it is created (its one allowed
+        destination), and each run's sidecar has a new one, so nothing of a machine outlives its run yet."""
+        return self.remove(slug)
 
     def disk_bound(self, image: str, size: str) -> str:
         return "each microVM's own disk images, whose size smolvm sets (`disk` does not change them)"

@@ -80,6 +80,8 @@ def bottle_agent_command(ctx, headless_prompt):
     argv.append("--dangerously-skip-permissions")
     if ctx.agent.model:
         argv += ["--model", ctx.agent.model]
+    if ctx.resume:  # the conversation of the bottle's last run (its home holds Claude Code's sessions)
+        argv.append("--continue")
     return AgentCommand(argv=tuple(argv), env=AGENT_BASE_ENV, skills_dir=".claude/skills")
 
 

@@ -42,9 +42,12 @@ def bottle_register_profile_tables(register):
 def bottle_plan_section(ctx):
     from bottle_egress.section import CredentialPlan, EgressPlan
 
+    from bottle_egress.policy_file import with_live_changes
+
     egress = ctx.profile.table("egress")
+    before = ctx.previous.section(EgressPlan) if ctx.previous is not None else None
     return EgressPlan(
-        allow=egress.allow,
+        allow=with_live_changes(ctx.state_dir, before, egress.allow),
         secret_patterns=egress.secret_patterns,
         trust=egress.trust,
         on_secret=egress.secret_modes(),

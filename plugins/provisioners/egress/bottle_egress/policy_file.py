@@ -45,3 +45,15 @@ def write_policy(state_dir: Path, document: dict) -> None:
     partial.write_text(json.dumps(document, indent=2))
     hand_over([partial])  # the proxy reads it, whatever the umask
     os.replace(partial, target)
+
+
+def with_live_changes(state_dir: Path, before: EgressPlan | None, allow: tuple[str, ...]) -> tuple[str, ...]:
+    """*allow* (the profile's rules), changed as the operator changed the live allowlist of the bottle's last run
+    (*before* is that run's plan section; None: there was none): a resumed bottle keeps what was granted."""
+    path = policy_path(state_dir)
+    if before is None or not path.is_file():
+        return allow
+    live = json.loads(path.read_text())["allow"]
+    removed = {rule for rule in before.allow if rule not in live}
+    added = [rule for rule in live if rule not in before.allow and rule not in allow]
+    return (*(rule for rule in allow if rule not in removed), *added)

@@ -39,6 +39,7 @@ git config --global --add safe.directory "$BOTTLE_WORKDIR"
 git config --global credential.helper ""
 git config --global push.default current
 git config --global push.autoSetupRemote true
+if [ -d "$BOTTLE_WORKDIR/.git" ]; then exit 0; fi  # a resumed bottle's: the agent's work, as it left it
 git clone --quiet "$BOTTLE_GATE" "$BOTTLE_WORKDIR" 2>&1 | grep -v "empty repository" >&2 || true
 test -d "$BOTTLE_WORKDIR/.git"
 cd "$BOTTLE_WORKDIR"
@@ -173,6 +174,28 @@ def bottle_stopping(plan, bottle):
     git = plan.section(GitPlan)
     if git is not None:
         report(save_work(plan, git, bottle))
+
+
+@hookimpl
+def bottle_started(plan, bottle):
+    """The record of the last stop no longer holds: until this run's stop, what the working copy holds is unknown."""
+    from bottle_git.save import forget
+
+    forget(plan)
+
+
+@hookimpl
+def bottle_describe(plan):
+    from bottle_git.save import describe
+
+    return describe(plan)
+
+
+@hookimpl
+def bottle_unsaved_work(plan):
+    from bottle_git.save import unsaved
+
+    return unsaved(plan)
 
 
 @hookimpl

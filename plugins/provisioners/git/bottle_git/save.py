@@ -6,10 +6,18 @@ work-in-progress commit by the bottle's identity, and every commit no gate
 branch holds is pushed to the bottle's own branch, under the gate's checks
 (refs, size, the secret scan) like any push of the agent's; what is said to
 be saved is what the gate's audit log shows it took. Whatever the gate
-refuses is not dropped: the whole working copy, ``.git`` included, is kept
-as a tar in the bottle's state dir, and the message says why and where.
+refuses is not dropped: it stays in the bottle's workdir volume (``bottle
+resume`` goes on with it, ``bottle rm`` refuses to delete it), and where
+the backend keeps no volume, the whole working copy, ``.git`` included, is
+kept as a tar in the bottle's state dir; the message says why and where.
+
+What the save found is recorded in the state dir (``work.json``), for
+``bottle ls`` and ``bottle rm``: how many commits only the bottle holds. A
+run that did not get to its save (killed) leaves no record, and unknown is
+unsaved.
 """
 
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -23,6 +31,7 @@ SAVE_TIMEOUT = 120
 #: The most the kept tar may hold; a larger working copy is left alone, said so.
 KEEP_LIMIT = 512 * 1024 * 1024
 KEPT = "kept-workspace.tar"
+RECORD = "work.json"
 #: Run as the agent in its working copy; prints one line "SAVED COMMITS WIP" or why not.
 SCRIPT = r"""
 set -u
@@ -61,17 +70,69 @@ def save_work(plan, git, bottle) -> list[str]:
              "GIT_COMMITTER_NAME": git.identity.name, "GIT_COMMITTER_EMAIL": git.identity.email},
     )
     words = result.stdout.decode(errors="replace").split()
-    state, commits, wip = words if len(words) == 3 else ("failed", "0", "0")
+    state, commits, wip = words if len(words) == 3 else ("failed", "?", "0")
     if state == "none" or (state == "saved" and commits == "0"):
+        _record(plan, held=0)
         return []
     what = f"{commits} commit{'' if commits == '1' else 's'} the agent had not pushed"
     if wip == "1":
         what += ", its uncommitted work the last of them" if commits != "1" else ": its uncommitted work"
     if state == "saved" and gate_took(audit, git.work_branch, since):
+        _record(plan, held=0)
         return [f"saved to {git.work_branch} on {git.upstream}: {what}"]
     why = (_why(result) if state != "saved" else
            "the gate has no record of the push (the working copy's git configuration sent it elsewhere?)")
-    return [f"could not save the agent's work through the git gate ({why})", *keep(plan, bottle)]
+    _record(plan, held=int(commits) if commits.isdigit() else None, why=why)
+    lines = [f"could not save the agent's work through the git gate ({why})"]
+    if bottle.durable:
+        return [*lines, f"it stays in bottle {plan.slug}'s {plan.guest.workdir}: `bottle resume {plan.slug}` goes on "
+                        f"with it, and `bottle rm {plan.slug}` will not delete it without --force"]
+    return [*lines, *keep(plan, bottle)]
+
+
+def _record(plan, *, held: int | None, why: str = "") -> None:
+    (Path(plan.state_dir) / RECORD).write_text(json.dumps({"held": held, "why": why}))
+
+
+def forget(plan) -> None:
+    """A run starts: the last stop's record says nothing of what this run will leave."""
+    (Path(plan.state_dir) / RECORD).unlink(missing_ok=True)
+
+
+def _recorded(plan) -> dict | None:
+    try:
+        return json.loads((Path(plan.state_dir) / RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def describe(plan) -> dict[str, str] | None:
+    """``bottle ls``'s columns: where the bottle pushes, and how many commits only it holds (? unknown)."""
+    from bottle_git.section import GitPlan
+
+    git = plan.section(GitPlan)
+    if git is None:
+        return None
+    record = _recorded(plan)
+    held = record.get("held") if record else None
+    return {"repository": git.upstream, "branch": git.work_branch, "unsaved": "?" if held is None else str(held)}
+
+
+def unsaved(plan) -> list[str] | None:
+    """What of the agent's work only this bottle holds, for ``bottle rm`` and ``prune``."""
+    from bottle_git.section import GitPlan
+
+    if plan.section(GitPlan) is None:
+        return None
+    record = _recorded(plan)
+    if record is None:
+        return [f"what its working copy holds is unknown: its last run did not end through bottle (killed?), "
+                "so nothing was saved"]
+    held = record.get("held")
+    if held == 0:
+        return None
+    count = "its commits" if held is None else f"{held} commit{'' if held == 1 else 's'}"
+    return [f"{count} the git gate did not take ({record.get('why') or 'no reason recorded'})"]
 
 
 def _why(result) -> str:

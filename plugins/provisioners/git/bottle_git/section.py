@@ -46,13 +46,18 @@ def plan_git(ctx: PlanContext) -> GitPlan | None:
     """The gate's plan: upstream is the profile's ``[git] upstream``, else the repo under work.
 
     ``--repo`` (default: the current directory, when it is a git repository)
-    chooses what the bottle works on; with neither, the bottle has no gate.
+    chooses what the bottle works on; with neither, the bottle has no gate. A
+    resumed bottle keeps its last run's upstream unless the profile names one.
     """
     git, agent, slug, repo = ctx.profile.table("git"), ctx.agent, ctx.slug, ctx.repo
-    toplevel = _git_toplevel(repo or ctx.project_dir)
-    if repo is not None and toplevel is None:
-        raise UsageError(f"Option --repo: {repo} is not a git repository.")
-    upstream = git.upstream or (str(toplevel) if toplevel else None)
+    before = ctx.previous.section(GitPlan) if ctx.previous is not None else None
+    if before is not None and repo is None and not git.upstream:
+        upstream = before.upstream  # a resumed bottle works on what it worked on, wherever it is resumed from
+    else:
+        toplevel = _git_toplevel(repo or ctx.project_dir)
+        if repo is not None and toplevel is None:
+            raise UsageError(f"Option --repo: {repo} is not a git repository.")
+        upstream = git.upstream or (str(toplevel) if toplevel else None)
     if upstream is None:
         return None
     local = None

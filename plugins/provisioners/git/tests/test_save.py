@@ -14,6 +14,8 @@ GIT = SimpleNamespace(work_branch="bottle/x-1", upstream="/srv/app.git",
 
 
 class FakeBottle:
+    durable = False  # a backend that keeps no volume: the work is kept as a tar
+
     def __init__(self, *answers: ExecResult):
         self.answers, self.calls = list(answers), []
 
@@ -27,7 +29,8 @@ def answer(stdout: bytes = b"", stderr: bytes = b"", code: int = 0) -> ExecResul
 
 
 def plan(tmp_path):
-    return SimpleNamespace(guest=SimpleNamespace(workdir="/workspace"), state_dir=tmp_path)
+    return SimpleNamespace(slug="x-1", guest=SimpleNamespace(workdir="/workspace"), state_dir=tmp_path,
+                           section=lambda kind: GIT)
 
 
 def gate_records(tmp_path, decision: str = "allowed", ref: str = "refs/heads/bottle/x-1") -> None:
@@ -39,6 +42,10 @@ def gate_records(tmp_path, decision: str = "allowed", ref: str = "refs/heads/bot
     log = AuditLog(audit_path(tmp_path), "x-1")
     log.record("git", decision, method="push", path=ref, detail={"new": "1" * 40})
     log.close()
+
+
+class DurableBottle(FakeBottle):
+    durable = True
 
 
 class PushingBottle(FakeBottle):
@@ -110,3 +117,32 @@ def test_a_save_the_gate_has_no_record_of_is_not_called_saved_and_the_work_is_ke
     assert lines[0] == ("could not save the agent's work through the git gate (the gate has no record of the push "
                         "(the working copy's git configuration sent it elsewhere?))")
     assert "is kept in" in lines[1]
+
+
+def test_work_the_gate_refuses_stays_in_a_durable_bottle_and_rm_is_told(tmp_path):
+    refused = answer(b"refused 2 1\n", b"remote: refs/heads/bottle/x-1: refused: too large\n")
+    bottle = DurableBottle(refused)
+
+    lines = save.save_work(plan(tmp_path), GIT, bottle)
+
+    assert lines == ["could not save the agent's work through the git gate (too large)",
+                     "it stays in bottle x-1's /workspace: `bottle resume x-1` goes on with it, and `bottle rm x-1` "
+                     "will not delete it without --force"]
+    assert len(bottle.calls) == 1, "nothing is copied out: the volume holds it"
+    assert not (tmp_path / save.KEPT).exists()
+    assert save.unsaved(plan(tmp_path)) == ["2 commits the git gate did not take (too large)"]
+    assert save.describe(plan(tmp_path))["unsaved"] == "2"
+
+
+def test_what_only_the_bottle_holds_is_known_from_its_last_stop_and_unknown_while_it_runs(tmp_path):
+    stopped = plan(tmp_path)
+    assert save.unsaved(stopped) == [
+        "what its working copy holds is unknown: its last run did not end through bottle (killed?), so nothing "
+        "was saved"]
+    assert save.describe(stopped) == {"repository": "/srv/app.git", "branch": "bottle/x-1", "unsaved": "?"}
+
+    save.save_work(stopped, GIT, PushingBottle(tmp_path, answer(b"saved 1 0\n")))
+    assert save.unsaved(stopped) is None and save.describe(stopped)["unsaved"] == "0"
+
+    save.forget(stopped)  # the next run starts
+    assert save.describe(stopped)["unsaved"] == "?"

@@ -17,9 +17,9 @@ def proposals(as_json: bool = typer.Option(False, "--json", help="Print as JSON.
 
     # The queue is a file on the host, readable without an engine; but a
     # proposal waits for an answer only while its bottle exists (a sidecar that
-    # died never expired its own), so the backends are asked which bottles do,
+    # died never expired its own), so the backends are asked which bottles run,
     # and this fails like `bottle ls` when none answers.
-    existing = {info.slug for _, info in all_bottles()}
+    existing = {info.slug for _, info in all_bottles() if info.status != "stopped"}
     queued = list_proposals(paths.state_root())
     pending = [proposal for proposal in queued if proposal["bottle"] in existing]
     if len(pending) < len(queued):

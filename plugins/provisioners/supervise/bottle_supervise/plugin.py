@@ -197,3 +197,15 @@ def bottle_provision_supervise(plan, bottle):
     )
     if result.exit_code != 0:
         raise EnvironmentProblem(f"Could not install the supervise settings: {result.stderr.decode(errors='replace')}")
+
+
+@hookimpl
+def bottle_describe(plan):
+    """``bottle ls``'s column: how many of the bottle's proposals wait for an answer."""
+    from bottle_supervise.desk import list_proposals
+    from bottle_supervise.section import SupervisePlan
+
+    if plan.section(SupervisePlan) is None:
+        return None
+    pending = [proposal for proposal in list_proposals(plan.state_dir.parent) if proposal["bottle"] == plan.slug]
+    return {"proposals": str(len(pending))}

@@ -98,7 +98,7 @@ def bottle_proposals(monkeypatch):
     from bottle.cli import manage
     from bottle_supervise.commands import proposals
 
-    monkeypatch.setattr(manage, "all_bottles", lambda: [(None, SimpleNamespace(slug=SLUG))])
+    monkeypatch.setattr(manage, "all_bottles", lambda: [(None, SimpleNamespace(slug=SLUG, status="running"))])
     app = typer.Typer()
     app.command()(proposals)
 

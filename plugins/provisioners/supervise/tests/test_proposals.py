@@ -209,7 +209,7 @@ def test_an_egress_request_that_expires_while_approved_says_the_host_stays_allow
 def existing(monkeypatch):
     """The bottles the backends list, as `bottle proposals` asks them (the real listing: test_cli_errors)."""
     slugs: list[str] = []
-    monkeypatch.setattr(manage, "all_bottles", lambda: [(None, SimpleNamespace(slug=slug)) for slug in slugs])
+    monkeypatch.setattr(manage, "all_bottles", lambda: [(None, SimpleNamespace(slug=slug, status="running")) for slug in slugs])
     return slugs
 
 
