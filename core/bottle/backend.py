@@ -68,6 +68,29 @@ class BottleInfo:
         )
 
 
+class Channel(abc.ABC):
+    """One connection to a port in a bottle (:meth:`Backend.connect`), as a byte stream both ways."""
+
+    #: Why the connection failed, once :meth:`recv` has returned ``b""`` (nothing answered, say); "" if it did not.
+    error: str = ""
+
+    @abc.abstractmethod
+    def send(self, data: bytes) -> None:
+        """Send *data* to the server in the bottle."""
+
+    @abc.abstractmethod
+    def close_write(self) -> None:
+        """Tell the server nothing more comes (its read ends), while its answer may still come."""
+
+    @abc.abstractmethod
+    def recv(self) -> bytes:
+        """What the server sent next; ``b""`` when it is done."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """End the connection."""
+
+
 class Bottle(abc.ABC):
     """A running sandbox, as provisioners and the launcher see it."""
 
@@ -175,6 +198,14 @@ class Backend(abc.ABC):
         from bottle.errors import EnvironmentProblem
 
         raise EnvironmentProblem(f"backend {self.name!r} cannot copy files into a bottle.")
+
+    def connect(self, slug: str, port: int) -> "Channel":
+        """``bottle run --publish``, ``bottle ports``: a new connection to *port* of the running bottle *slug*,
+        made from its sidecar's side (see :mod:`bottle.ports`); raises :class:`bottle.errors.EnvironmentProblem`
+        when the bottle is not running."""
+        from bottle.errors import EnvironmentProblem
+
+        raise EnvironmentProblem(f"backend {self.name!r} cannot publish a bottle's port.", exit_code=2)
 
     def disk_bound(self, image: str, size: str) -> str | None:
         """How a bottle of *image* is held to *size* of disk on this machine, in a sentence

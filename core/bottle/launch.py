@@ -20,10 +20,12 @@ import sqlite3
 import sys
 from typing import Iterator
 
+from bottle import transcript
 from bottle.errors import EnvironmentProblem
 from bottle.hookspecs import PROVISION_ORDER
 from bottle.plan import Plan
 from bottle.plugins import Plugins
+from bottle.ports import Forwarder, Published
 from bottle.prepare import write_state
 from bottle.sidecar import runtime
 from bottle.timings import Timings
@@ -133,7 +135,9 @@ def launch(plan: Plan, plugins: Plugins, timings: Timings | None = None, inputs:
                 with timings.step(hook_name.replace("bottle_provision_", "provision: ").replace("bottle_", "")):
                     getattr(plugins.hook, hook_name)(plan=plan, bottle=bottle)
             plugins.hook.bottle_started(plan=plan, bottle=bottle)
-            with timings.step("agent"):
+            for host, guest in plan.publish:
+                stack.callback(Forwarder(backend, plan.slug, Published(host, guest), plan.state_dir).start().stop)
+            with timings.step("agent"), transcript.kept(plan.state_dir) if plan.headless else contextlib.nullcontext():
                 code = bottle.run_agent(plan.agent_argv, env=plan.env, interactive=not plan.headless)
             # An agent that failed because its way out died should say so.
             _raise_if_sidecar_died(sidecar)

@@ -216,6 +216,7 @@ class Plan(Frozen):
     env: ReadOnlyMap
     headless: bool
     resume: bool = Field(False, description="a `bottle resume` of a stopped bottle: its volumes hold its work")
+    publish: tuple[tuple[int, int], ...] = Field((), description="(host port on 127.0.0.1, guest port): --publish")
     labels: ReadOnlyMap
 
     def section(self, kind: type[S]) -> S | None:

@@ -67,6 +67,7 @@ def build_plan(
     repo: Path | None = None,
     slug: str | None = None,
     previous: Plan | None = None,
+    publish: tuple[tuple[int, int], ...] = (),
 ) -> Plan:
     """The plan of a new bottle (named *slug*, else a new slug), or, with *previous* (its last run's plan), of
     the bottle *previous* was for going on: same slug and state dir, the profile and agent as they are now."""
@@ -140,6 +141,7 @@ def build_plan(
         env=env,
         headless=headless_prompt is not None,
         resume=previous is not None,
+        publish=publish,
         labels={
             LABEL_SLUG: slug,
             LABEL_AGENT: agent.name,

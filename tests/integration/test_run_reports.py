@@ -52,7 +52,7 @@ def test_after_a_run_stderr_names_the_slug_the_pushed_branch_and_the_audit(home,
     (branch,) = [ref.removeprefix("refs/heads/") for ref in refs(upstream) if ref.startswith("refs/heads/bottle/committer-")]
     slug = branch.removeprefix("bottle/")
     assert result.stderr.splitlines()[-3:] == [
-        f"bottle: bottle {slug} stopped.",
+        f"bottle: bottle {slug} stopped: `bottle resume {slug}` goes on, `bottle rm {slug}` deletes it.",
         f"bottle: pushed {branch} to {upstream}",
         f"bottle: what it did: bottle audit {slug} (1 blocked: add --blocked)",
     ]
@@ -83,7 +83,7 @@ def test_an_interrupted_run_still_says_what_is_left(home, fake_api, api_profile,
     assert process.returncode == 143, err
     (slug,) = [state_dir.name for state_dir in home.state.iterdir()]
     assert err.splitlines()[-3:] == [
-        f"bottle: bottle {slug} stopped.",
+        f"bottle: bottle {slug} stopped: `bottle resume {slug}` goes on, `bottle rm {slug}` deletes it.",
         f"bottle: pushed nothing to {upstream}",
         f"bottle: what it did: bottle audit {slug}",
     ]

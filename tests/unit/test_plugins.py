@@ -202,11 +202,13 @@ def test_cli_lists_what_each_distribution_provides(run_bottle):
 
 def test_commands_come_from_their_plugins_and_go_with_them(run_bottle):
     everything = cli_commands(run_bottle)
-    assert everything == ["run", "plugins", "doctor", "ls", "stop", "gc", "resume", "rm", "prune", "exec", "audit", "cp",
+    assert everything == ["run", "plugins", "doctor", "ls", "stop", "gc", "resume", "rm", "prune", "logs", "ports",
+                          "exec", "audit", "cp",
                           "proposals", "answer", "supervise", "egress", "image"]
     assert cli_commands(run_bottle, BOTTLE_DISABLE_PLUGINS="egress,supervise,core") == [
-        "run", "plugins", "doctor", "ls", "stop", "gc", "resume", "rm", "prune", "exec", "audit", "cp", "image"]
-    assert cli_commands(run_bottle, BOTTLE_PLUGINS="") == everything[:12]
+        "run", "plugins", "doctor", "ls", "stop", "gc", "resume", "rm", "prune", "logs", "ports", "exec", "audit", "cp",
+        "image"]
+    assert cli_commands(run_bottle, BOTTLE_PLUGINS="") == everything[:14]
 
 
 # -- pluggy's checks: what is wrong with one plugin is that plugin's failure --------------------
@@ -412,8 +414,8 @@ def test_a_plugin_failing_to_register_commands_leaves_none_behind():
 def test_each_plugin_is_listed_with_the_commands_it_registered():
     plugins, app = registered()
     info = by_name(plugins)
-    assert info["core"].commands == ("run", "plugins", "doctor", "ls", "stop", "gc", "resume", "rm", "prune", "exec",
-                                     "audit", "cp")
+    assert info["core"].commands == ("run", "plugins", "doctor", "ls", "stop", "gc", "resume", "rm", "prune", "logs",
+                                     "ports", "exec", "audit", "cp")
     assert info["egress"].commands == ("egress",) and info["images"].commands == ("image",)
     assert info["supervise"].commands == ("proposals", "answer", "supervise")
     assert command_names(app) == [*info["core"].commands, *info["supervise"].commands, "egress", "image"]

@@ -277,6 +277,7 @@ def test_open_creates_network_sidecar_and_machine(world, tmp_path):
     ]
     create = smolvm_backend.create_args(world.plan, NAME, Path(archive_path(world)), SIDECAR_IP)
     assert world.smolvm.calls == [
+        ("list", {"bottle.backend": "smolvm", "bottle.slug": SLUG}),
         ("cli", create),
         ("cli", ["machine", "start", "--name", NAME]),
         ("connect", NAME),
@@ -288,8 +289,35 @@ def test_open_creates_network_sidecar_and_machine(world, tmp_path):
     world.events.clear()
     world.smolvm.calls.clear()
     stack.close()
-    assert world.smolvm.calls == [("cli", ["machine", "delete", "--name", NAME, "--force"])]
+    assert world.smolvm.calls == [("cli", ["machine", "stop", "--name", NAME])], "its disks hold the agent's work"
     assert world.events == [("sidecar removed",), ("network removed", NAME)]
+
+
+def test_a_stopped_machine_is_resumed_with_this_runs_sidecar_as_its_one_destination(world, tmp_path):
+    world.smolvm.listed = [summary(state="stopped")]
+    stack = contextlib.ExitStack()
+    open_bottle(world, stack)
+
+    update = ["machine", "update", "--name", NAME, "--reset-allow-list", "--allow-cidr", f"{SIDECAR_IP}/32",
+              "--cpus", "2", "--mem", "768", *[arg for key, value in ENV.items() for arg in ("-e", f"{key}={value}")]]
+    assert world.smolvm.calls[:3] == [("list", {"bottle.backend": "smolvm", "bottle.slug": SLUG}), ("cli", update),
+                                      ("cli", ["machine", "start", "--name", NAME])]
+    assert not (tmp_path / "cache" / "images").exists(), "a resumed machine needs no image export"
+    assert smolvm_backend.update_args(world.plan, NAME, SIDECAR_IP) == update
+    stack.close()
+
+
+def test_stop_keeps_the_machine_and_removes_its_docker_side(world):
+    world.smolvm.listed = [summary()]
+    world.docker.containers_listed = [SimpleNamespace(id="c1", labels=LABELS)]
+    world.docker.networks_listed = [SimpleNamespace(id="n1", attrs={"Labels": LABELS})]
+
+    assert world.backend.stop(SLUG) is True
+
+    assert world.smolvm.calls[-1] == ("cli", ["machine", "stop", "--name", NAME])
+    assert world.events[-2:] == [("container removed", "c1"), ("network removed", "n1")]
+    world.smolvm.listed = [summary(state="stopped")]
+    assert [info.status for info in world.backend.list()] == ["stopped"]
 
 
 def test_a_failed_start_tears_down_what_exists(world, tmp_path):
@@ -298,7 +326,7 @@ def test_a_failed_start_tears_down_what_exists(world, tmp_path):
     with pytest.raises(CliError, match=r"smolvm could not start machine: \[SMOLVM_ERROR\] no boot progress"):
         open_bottle(world, stack)
     stack.close()
-    assert world.smolvm.calls[-1] == ("cli", ["machine", "delete", "--name", NAME, "--force"])
+    assert world.smolvm.calls[-1] == ("cli", ["machine", "stop", "--name", NAME])
     assert world.events[-2:] == [("sidecar removed",), ("network removed", NAME)]
 
 

@@ -7,7 +7,7 @@ nor say which plugins it has.
 """
 
 from bottle import hookimpl
-from bottle.cli import audit, copy, info, lifecycle, manage, run
+from bottle.cli import audit, copy, info, lifecycle, manage, ports, run
 from bottle.sidecar.kit import bottle_sidecar_image_parts  # noqa: F401 -- the kit's image part, as the essential plugin's
 
 
@@ -22,6 +22,8 @@ def bottle_register_commands(app):
     app.command("resume")(lifecycle.resume)
     app.command("rm")(lifecycle.rm)
     app.command("prune")(lifecycle.prune)
+    app.command("logs")(lifecycle.logs)
+    app.command("ports")(ports.ports)
     app.command("exec")(manage.exec_)
     app.command("audit")(audit.audit)
     app.command("cp")(copy.cp)

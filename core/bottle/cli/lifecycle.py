@@ -10,9 +10,11 @@ import typer
 
 from bottle.cli.common import SLUG
 from bottle.cli.manage import Found, every_bottle, find, stop_running
+from bottle.cli.run import PUBLISH
 
 #: Plan fields whose change is the resume itself, not the user's: never shown as a difference.
-NOT_DIFFERENCES = ("labels.bottle.pid", "labels.bottle.host", "notes", "resume", "headless", "agent_argv", "files")
+NOT_DIFFERENCES = ("labels.bottle.pid", "labels.bottle.host", "notes", "resume", "headless", "agent_argv", "files",
+                   "publish")
 
 
 def _flat(data, prefix: str = "") -> dict[str, str]:
@@ -51,6 +53,7 @@ def resume(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and what changed since the last run; start nothing."),
     timings: bool = typer.Option(False, "--timings", help="After the run, print how long each launch step took."),
     as_json: bool = typer.Option(False, "--json", help="With --dry-run: the plan as JSON. With --timings: the timings as JSON."),
+    publish: Optional[List[str]] = PUBLISH,
 ) -> None:
     """Go on with a stopped bottle: the same slug, home, workdir, profile and branch, a fresh sidecar, and the agent
     going on with its conversation. The profile and agent are read again; what changed is shown. A running
@@ -59,7 +62,7 @@ def resume(
     Example: bottle resume reviewer-1a2b3c --prompt "go on"
     """
     from bottle.cli.common import settings_and_plugins
-    from bottle.cli.run import start
+    from bottle.cli.run import published, start
     from bottle.display import terminal_safe
     from bottle.errors import EnvironmentProblem, UsageError
     from bottle.prepare import build_plan
@@ -77,7 +80,8 @@ def resume(
                                  f"removed outside bottle); `bottle rm {slug}` deletes its record.")
     settings, plugins = settings_and_plugins(image=inputs.image)
     plan = build_plan(inputs.agent, settings=settings, plugins=plugins, headless_prompt=prompt, backend=inputs.backend,
-                      agent_args=tuple(claude_args or ()), repo=inputs.repo and Path(inputs.repo), previous=previous)
+                      agent_args=tuple(claude_args or ()), repo=inputs.repo and Path(inputs.repo), previous=previous,
+                      publish=published(publish))
     if bottle.status == "running":
         if dry_run:
             print(f"bottle {slug} is running: resume would start a new session in it: {' '.join(plan.agent_argv)}")
@@ -176,3 +180,25 @@ def prune(
         print(terminal_safe(f"kept {slug}: {'; '.join(lost)}"))
     if not removed and not kept:
         print(f"no stopped bottle last used more than {older_than} ago")
+
+
+def logs(
+    slug: str = SLUG,
+    stderr: bool = typer.Option(False, "--stderr", help="Print what the agent wrote to stderr instead of stdout."),
+) -> None:
+    """Print what the agent of a headless run (--prompt) printed, in the bottle's last run, as it printed it (to a
+    terminal, with its control characters shown as escapes: the agent wrote it)."""
+    from bottle.display import terminal_safe
+    from bottle.errors import UsageError
+    from bottle.sessions import stored
+    from bottle.transcript import log_path
+
+    path = log_path(stored(slug).state_dir, "stderr" if stderr else "stdout")
+    if not path.is_file():
+        raise UsageError(f"Bottle {slug!r} kept no output: its last run was interactive, or never got to its agent.")
+    data = path.read_bytes()
+    if sys.stdout.isatty():
+        for line in data.decode(errors="replace").splitlines():
+            print(terminal_safe(line))
+    else:
+        sys.stdout.buffer.write(data)

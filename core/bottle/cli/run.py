@@ -6,6 +6,10 @@ from typing import List, Optional
 
 import typer
 
+PUBLISH = typer.Option(None, "--publish", help="Reach the agent's server on PORT from this machine's 127.0.0.1:PORT "
+                       "(HOST_PORT:PORT for another number), for the run; repeat for more. The server must listen "
+                       "on 0.0.0.0 in the bottle.", metavar="PORT")
+
 
 def run(
     agent: str = typer.Argument(..., help="Agent name (.bottle/agents/NAME.md or the config dir's agents/) or path to an agent .md file."),
@@ -15,6 +19,7 @@ def run(
     image: Optional[str] = typer.Option(None, "--image", help="Agent image (overrides the `image` setting)."),
     repo: Optional[Path] = typer.Option(None, "--repo", help="Git repository the bottle works on (default: the current directory, if it is one); cloned through the sidecar."),
     name: Optional[str] = typer.Option(None, "--name", help="The bottle's name (its slug), instead of AGENT-xxxxxx: for `bottle resume NAME`."),
+    publish: Optional[List[str]] = PUBLISH,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and stop: nothing is created."),
     timings: bool = typer.Option(False, "--timings", help="After the run, print on stderr when each step of the "
                                  "launch started and how long it took (the state dir keeps timings.json)."),
@@ -35,11 +40,17 @@ def run(
     settings, plugins = settings_and_plugins(image=image)
     plan = build_plan(
         agent, settings=settings, plugins=plugins, headless_prompt=prompt, backend=backend,
-        agent_args=tuple(claude_args or ()), repo=repo, slug=name and check_name(name),
+        agent_args=tuple(claude_args or ()), repo=repo, slug=name and check_name(name), publish=published(publish),
     )
     inputs = Inputs(agent=str(plan.agent_file), repo=repo and str(repo.resolve()), backend=backend, image=image,
                     created=time.time())
     start(plan, plugins, inputs=inputs, dry_run=dry_run, as_json=as_json, timings=timings)
+
+
+def published(specs: list[str] | None) -> tuple[tuple[int, int], ...]:
+    from bottle.ports import Published
+
+    return tuple((p.host, p.guest) for p in (Published.parse(spec, "--publish") for spec in specs or ()))
 
 
 def start(plan, plugins, *, inputs=None, dry_run: bool, as_json: bool, timings: bool) -> None:

@@ -22,6 +22,8 @@ whose files count against the memory limit too.
 import contextlib
 import secrets
 import shutil
+import socket
+import struct
 from concurrent.futures import ThreadPoolExecutor
 import subprocess
 import sys
@@ -37,6 +39,7 @@ from bottle.backend import (
     Backend,
     Bottle,
     BottleInfo,
+    Channel,
     ExecResult,
 )
 from bottle.engine import docker_client, remove_container, remove_network, remove_volume, require_image
@@ -145,6 +148,41 @@ class DockerBottle(Bottle):
                 sys.stderr.buffer.write(err)
                 sys.stderr.buffer.flush()
         return api.exec_inspect(exec_id)["ExitCode"]
+
+
+class ExecChannel(Channel):
+    """A connection carried by an exec's attached socket: stdin raw, stdout and stderr in the engine's frames
+    (8 bytes: the stream, 3 zeros, the length big-endian; then the bytes)."""
+
+    def __init__(self, attached):
+        self.sock = getattr(attached, "_sock", attached)
+        self.error = ""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close_write(self) -> None:
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def _exactly(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = self.sock.recv(size - len(data))
+            if not chunk:
+                return b""
+            data += chunk
+        return data
+
+    def recv(self) -> bytes:
+        while header := self._exactly(8):
+            data = self._exactly(struct.unpack(">I", header[4:])[0])
+            if header[0] == 1:
+                return data
+            self.error = (self.error + data.decode(errors="replace")).strip()[-500:]  # the relay's one line
+        return b""
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def run_docker_cli_exec(container: str, argv: Sequence[str], *, user: str | None) -> int:
@@ -391,14 +429,22 @@ class DockerBackend(Backend):
         sys.stderr.buffer.write(stderr or b"")
         return result.exit_code
 
-    def _running(self, slug: str):
+    def _running(self, slug: str, name: str | None = None):
         try:
-            container = self.client.containers.get(resource_name(slug))
+            container = self.client.containers.get(name or resource_name(slug))
         except NotFound:
             raise EnvironmentProblem(f"No running bottle {slug!r} (see `bottle ls`).", exit_code=2) from None
         if container.status != "running":
             raise EnvironmentProblem(f"Bottle {slug!r} is {container.status}, not running.", exit_code=2)
         return container
+
+    def connect(self, slug: str, port: int) -> ExecChannel:
+        # The sidecar relays it: it is on the sandbox's internal network, the host is not (see bottle.ports).
+        sidecar = self._running(slug, sidecar_name(slug))
+        api = self.client.api
+        exec_id = api.exec_create(sidecar.id, ["python", "-m", "bottle_sidecar.relay", resource_name(slug), str(port)],
+                                  stdin=True, stdout=True, stderr=True, tty=False)["Id"]
+        return ExecChannel(api.exec_start(exec_id, socket=True))
 
     def copy_out(self, slug: str, path: str):
         # The engine reads the container's filesystem (as `docker cp` does), links as links.

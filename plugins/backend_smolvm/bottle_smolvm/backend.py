@@ -52,6 +52,19 @@ The trade-off: unlike the Docker backend's network, the host has an address
 on the bottle's network, so local processes on the host can reach the
 sidecar's proxy. They are on the host already; the guest is the party held in.
 
+Between runs
+------------
+
+A run ends by stopping the machine (``machine stop``), not deleting it: its
+own disks hold the agent's home and workdir, for ``bottle resume``. Each run's
+sidecar is new and has a new address, so a stopped machine's allow list is
+replaced before it starts again (``machine update --reset-allow-list
+--allow-cidr NEW/32``, with the plan's resources and environment), and the
+``/etc/hosts`` line is written again. ``machine update`` cannot change
+``--dns``: a resumed guest's lookups still go to its first sidecar's address,
+where nothing answers DNS (no sidecar serves it), so names outside still do
+not resolve. ``bottle rm`` deletes the machine.
+
 SDK or CLI, per operation
 -------------------------
 
@@ -164,6 +177,23 @@ def start_args(name: str) -> list[str]:
     return ["machine", "start", "--name", name]
 
 
+def update_args(plan: Plan, name: str, sidecar_ip: str) -> list[str]:
+    """A stopped machine made fit for this run: its one allowed destination this run's sidecar, the plan's
+    resources and environment (see "Between runs" in the module's docstring)."""
+    args = ["machine", "update", "--name", name, "--reset-allow-list", "--allow-cidr", f"{sidecar_ip}/32"]
+    if (cpus := cpu_count(plan.resources.cpus)) is not None:
+        args += ["--cpus", str(cpus)]
+    if (mem := memory_mib(plan.resources.memory)) is not None:
+        args += ["--mem", str(mem)]
+    for key, value in plan.env.items():
+        args += ["-e", f"{key}={value}"]
+    return args
+
+
+def stop_args(name: str) -> list[str]:
+    return ["machine", "stop", "--name", name]
+
+
 def delete_args(name: str) -> list[str]:
     return ["machine", "delete", "--name", name, "--force"]
 
@@ -223,7 +253,6 @@ def _sdk_errors():
 
 
 class SmolvmBottle(Bottle):
-    durable = False  # see SmolvmBackend.stop
     def __init__(self, smolvm: Smolvm, plan: Plan, name: str):
         self.smolvm = smolvm
         self.plan = plan
@@ -404,17 +433,29 @@ class SmolvmBackend(Backend):
 
     def open(self, plan: Plan, stack: contextlib.ExitStack, network: str, sidecar) -> Bottle:
         name = machine_name(plan.slug)
-        archive, _ = image_archive(self.client, plan.image, self.cache / "images")
         address = sidecar.address(network)  # the guest's one allowed destination
-        stack.callback(self._delete_machine, name)
-        # CLI: creating needs --dns, --net-backend and --label, which the SDK's
-        # MachineConfig lacks; start runs detached (the VM outlives the CLI) so
-        # that `bottle exec` in another process reaches the same machine.
-        self.smolvm.cli(create_args(plan, name, archive, address), what=f"create machine {name}", timeout=CREATE_TIMEOUT)
+        stack.callback(self._stop_machine, name)  # its disks hold the agent's work: stopped, not deleted
+        if self._machines(**{LABEL_SLUG: plan.slug}):  # a stopped bottle's, resumed
+            self.smolvm.cli(update_args(plan, name, address), what=f"update machine {name}", timeout=START_TIMEOUT)
+        else:
+            archive, _ = image_archive(self.client, plan.image, self.cache / "images")
+            # CLI: creating needs --dns, --net-backend and --label, which the SDK's
+            # MachineConfig lacks; start runs detached (the VM outlives the CLI) so
+            # that `bottle exec` in another process reaches the same machine.
+            self.smolvm.cli(create_args(plan, name, archive, address), what=f"create machine {name}",
+                            timeout=CREATE_TIMEOUT)
         self.smolvm.cli(start_args(name), what=f"start machine {name}", timeout=START_TIMEOUT)
         bottle = SmolvmBottle(self.smolvm, plan, name)
         bottle.add_host(address, plan.sidecar.hostname)
         return bottle
+
+    def _stop_machine(self, name: str) -> None:
+        # CLI, under a timeout: teardown must end. Gone or stopped already is fine.
+        try:
+            self.smolvm.cli(stop_args(name), what=f"stop machine {name}", timeout=DELETE_TIMEOUT)
+        except CliError as err:
+            if err.code not in ("NOT_FOUND", "NOT_RUNNING"):
+                raise
 
     def _delete_machine(self, name: str) -> None:
         # CLI, under a timeout: teardown must end. Already gone (a concurrent
@@ -443,7 +484,8 @@ class SmolvmBackend(Backend):
     def list(self) -> list[BottleInfo]:
         found: dict[str, BottleInfo] = {}
         for machine in self._machines():
-            found[machine.labels[LABEL_SLUG]] = self._info(machine.labels, machine.state, machine.created_at or "")
+            status = "stopped" if machine.state != "running" else machine.state  # stopped: its disks are kept
+            found[machine.labels[LABEL_SLUG]] = self._info(machine.labels, status, machine.created_at or "")
         # What a launcher killed between "sidecar started" and "machine created" left.
         containers, networks = self._docker_leftovers()
         for container in containers:
@@ -457,22 +499,27 @@ class SmolvmBackend(Backend):
         return list(found.values())
 
     def remove(self, slug: str) -> bool:
-        from bottle.engine import remove_container, remove_network
-
         machines = self._machines(**{LABEL_SLUG: slug})
         for machine in machines:
             self._delete_machine(machine.name)
+        return self._remove_docker_side(slug) or bool(machines)
+
+    def stop(self, slug: str) -> bool:
+        machines = [m for m in self._machines(**{LABEL_SLUG: slug}) if m.state == "running"]
+        for machine in machines:
+            self._stop_machine(machine.name)
+        return self._remove_docker_side(slug) or bool(machines)
+
+    def _remove_docker_side(self, slug: str) -> bool:
+        """Remove the sidecar and the network of *slug* (what runs on Docker); False if there were none."""
+        from bottle.engine import remove_container, remove_network
+
         containers, networks = self._docker_leftovers(slug)
         for container in containers:
             remove_container(self.client.api, container.id)
         for network in networks:
             remove_network(self.client.api, network.id)
-        return bool(machines or containers or networks)
-
-    def stop(self, slug: str) -> bool:
-        """As :meth:`remove`: a machine's sidecar address is fixed when it is created (its one allowed
-        destination), and each run's sidecar has a new one, so nothing of a machine outlives its run yet."""
-        return self.remove(slug)
+        return bool(containers or networks)
 
     def disk_bound(self, image: str, size: str) -> str:
         return "each microVM's own disk images, whose size smolvm sets (`disk` does not change them)"
