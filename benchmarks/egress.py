@@ -226,6 +226,20 @@ class UpstreamServer(ThreadingHTTPServer):
 # -- request bodies like Claude Code's -----------------------------------------------------------------------------
 
 
+def start_upstream(work: Path, gateway: str):
+    """A test CA (its certificate in WORK/pki/ca.pem), and the HTTPS upstream on every address of this machine
+    with a certificate for *gateway*, serving in a thread: (ca, cert, key, server)."""
+    ca = TestCA.create("bottle benchmark upstream CA")
+    cert, key = ca.issue(work / "pki", [gateway])
+    (work / "pki/ca.pem").write_bytes(ca.cert_pem)
+    upstream = UpstreamServer(("0.0.0.0", 0), Upstream)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    upstream.socket = context.wrap_socket(upstream.socket, server_side=True)
+    threading.Thread(target=upstream.serve_forever, args=(0.05,), daemon=True).start()
+    return ca, cert, key, upstream
+
+
 def _source_texts() -> list[str]:
     """Real code for tool results: this Python's standard library, top-level modules, in a fixed order."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
@@ -495,14 +509,7 @@ def measure(args: argparse.Namespace, sidecar_image: str) -> dict:
         raise SystemExit(f"a bottle of the benchmark agent {AGENT} was still there (removed); run again")
     gateway = host_gateway(client)
     work = Path(tempfile.mkdtemp(prefix="bottle-bench-egress-"))
-    ca = TestCA.create("bottle egress benchmark CA")
-    cert, key = ca.issue(work / "pki", [gateway])
-    (work / "pki/ca.pem").write_bytes(ca.cert_pem)
-    upstream = UpstreamServer(("0.0.0.0", 0), Upstream)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    upstream.socket = context.wrap_socket(upstream.socket, server_side=True)
-    threading.Thread(target=upstream.serve_forever, args=(0.05,), daemon=True).start()
+    ca, cert, key, upstream = start_upstream(work, gateway)
     port = upstream.server_address[1]
 
     chunk = _numbered("".join(_source_texts()[:8]))[:48_000]
@@ -511,6 +518,9 @@ def measure(args: argparse.Namespace, sidecar_image: str) -> dict:
     direct_env = {**common, "B_CA_PEM": ca.cert_pem.decode()}
     bottled_env = {**common, "B_VIA_PROXY": "1", "B_CA_FILE": "/usr/local/share/ca-certificates/bottle-ca.crt"}
 
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOTTLE_")}
+    env.update(XDG_CONFIG_HOME=str(work / "config"), XDG_STATE_HOME=str(work / "state"), **{KEY_ENV: REAL_KEY},
+               BOTTLE_SIDECAR_IMAGE=sidecar_image, BOTTLE_IMAGE=args.image)
     release = threading.Event()
     process = None
     result: dict = {"scanner_in_sidecar_image": scanning}
@@ -527,9 +537,6 @@ def measure(args: argparse.Namespace, sidecar_image: str) -> dict:
                 f'[egress]\nallow = ["{gateway}:{api.port}", "{gateway}:{port}"]\ntrust = ["{work}/pki/ca.pem"]\n'
                 f'[[credentials]]\nhost = "{gateway}"\nport = {api.port}\nheader = "x-api-key"\nenv = "{KEY_ENV}"\n'
             )
-            env = {k: v for k, v in os.environ.items() if not k.startswith("BOTTLE_")}
-            env.update(XDG_CONFIG_HOME=str(work / "config"), XDG_STATE_HOME=str(work / "state"), **{KEY_ENV: REAL_KEY},
-                       BOTTLE_SIDECAR_IMAGE=sidecar_image, BOTTLE_IMAGE=args.image)
             started = time.perf_counter()
             process = subprocess.Popen([sys.executable, "-m", "bottle", "run", AGENT, "--prompt", "hi"], cwd=project,
                                        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -596,6 +603,11 @@ def measure(args: argparse.Namespace, sidecar_image: str) -> dict:
         if process is not None and process.poll() is None:
             process.terminate()
             process.communicate(timeout=60)
+        # A run ends by stopping its bottle: its disks and state stay until `bottle rm`.
+        slugs = [path.parent.name for path in (work / "state" / "bottle").glob("*/inputs.json")]
+        if slugs:
+            subprocess.run([sys.executable, "-m", "bottle", "rm", "--force", *slugs], env=env,
+                           stdout=subprocess.DEVNULL, check=False)
         upstream.shutdown()
         upstream.server_close()
         result["left_behind"] = leftovers(client)

@@ -98,6 +98,7 @@ class AuditLog:
     """
 
     def __init__(self, path: str | os.PathLike, bottle: str, max_bytes: int | None = None):
+        self.path = path
         if max_bytes is not None and max_bytes <= 0:
             raise ValueError(f"an audit log's budget must be positive, not {max_bytes}")
         self.bottle = bottle

@@ -299,7 +299,10 @@ def freeze(path: Path = FROZEN) -> None:
     path.write_text(text)
 
 
-def _builtin() -> tuple[_Detector, ...]:
+@functools.cache
+def builtin() -> tuple[_Detector, ...]:
+    """The built-in detectors, compiled once, when a scanner first needs them: the host's planning, which
+    imports this module for its names, does not pay for reading detect-secrets."""
     try:
         from bottle_sidecar._detect_secrets_frozen import PATTERNS
     except ImportError:  # not in the sidecar image: read detect-secrets itself
@@ -320,7 +323,6 @@ def _confirm(plugin: str, text: str) -> bool:
     return any(True for _ in _plugin(plugin).analyze_string(text))
 
 
-BUILTIN = _builtin()
 
 
 def _glued(data: bytes, start: int, end: int) -> bool:
@@ -419,7 +421,7 @@ class Scanner:
     def __init__(self, patterns: Iterable[tuple[str, re.Pattern[bytes]]] = (), exempt_values: Iterable[str] = (),
                  exempt_detectors: Iterable[str] = ()):
         off = {detector_id(name) for name in exempt_detectors}
-        detectors = BUILTIN + tuple(_Detector(name, regex) for name, regex in patterns)
+        detectors = builtin() + tuple(_Detector(name, regex) for name, regex in patterns)
         self._detectors = tuple(detector for detector in detectors if detector_id(detector.name) not in off)
         self._exempt = tuple(value.encode() for value in (*EXAMPLE_KEYS, *exempt_values))
         self._needles = _needles(self._detectors)

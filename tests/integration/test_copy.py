@@ -16,7 +16,7 @@ def tree(root: Path) -> list[tuple]:
     )
 
 
-def test_a_directory_round_trips_and_links_out_are_refused(home, api_profile, bottles, tmp_path):  # noqa: F811
+def test_a_directory_round_trips_and_links_out_are_refused(home, api_profile, bottles, tmp_path, engine):  # noqa: F811
     home.profile("default", api_profile())
     inmate = bottles("copier")
     slug = inmate.slug
@@ -83,6 +83,13 @@ def test_a_directory_round_trips_and_links_out_are_refused(home, api_profile, bo
     assert missing.returncode == 2 and "no such path in the bottle" in missing.stderr
     inmate.stop()  # the session ends, and the bottle with it
     inmate.process = None  # (stopped already: the fixture has nothing left to wait for)
-    gone = home.run("cp", f"{slug}:/workspace/project", str(tmp_path / "late"))
-    assert gone.returncode == 2 and f"Bottle {slug!r} is stopped: `bottle cp` needs a running bottle " \
-        f"(`bottle resume {slug}` starts it)" in gone.stderr
+    # Stopped, its files are still there to copy out (and in), through a container that never starts.
+    late = home.run("cp", f"{slug}:/workspace/project", str(tmp_path / "late"))
+    assert late.returncode == 0, late.stderr
+    assert (tmp_path / "late/run.sh").read_text() == "new note"
+    assert home.run("cp", str(tmp_path / "late/run.sh"), f"{slug}:/workspace/back.sh").returncode == 0
+    again = home.run("cp", f"{slug}:/workspace/back.sh", str(tmp_path / "back.sh"))
+    assert again.returncode == 0 and (tmp_path / "back.sh").read_text() == "new note", again.stderr
+    missing = home.run("cp", f"{slug}:/workspace/none", str(tmp_path / "none"))
+    assert missing.returncode == 2 and "no such path in the bottle" in missing.stderr
+    assert not engine.containers.list(all=True, filters={"label": f"bottle.slug={slug}"}), "a copy left a container"

@@ -28,6 +28,15 @@ def _wait_screen(tmux: list[str], needle: str, timeout: float = 90) -> str:
     pytest.fail(f"{needle!r} never showed; the screen was:\n{_screen(tmux)}")
 
 
+def exit_session(tmux: list[str]) -> None:
+    """/exit in Claude Code, and wait until its terminal is gone (bottle tore down)."""
+    subprocess.run([*tmux, "send-keys", "-t", "bottle", "/exit", "Enter"], check=True)
+    deadline = time.monotonic() + 60
+    while subprocess.run([*tmux, "has-session", "-t", "bottle"], capture_output=True).returncode == 0:
+        assert time.monotonic() < deadline, _screen(tmux)
+        time.sleep(0.5)
+
+
 def test_interactive_session_opens_at_the_prompt(home, fake_api, api_profile, tmp_path, engine):
     home.profile("default", api_profile())
     home.agent("talk", "Be brief.")
@@ -51,11 +60,7 @@ def say_hello_interactively(home, tmp_path, engine, agent: str) -> str:
         _wait_screen(tmux, "bypass permissions on")  # the prompt, with no dialog before it
         subprocess.run([*tmux, "send-keys", "-t", "bottle", "Say hello", "Enter"], check=True)
         screen = _wait_screen(tmux, REPLY)
-        subprocess.run([*tmux, "send-keys", "-t", "bottle", "/exit", "Enter"], check=True)
-        deadline = time.monotonic() + 60
-        while subprocess.run([*tmux, "has-session", "-t", "bottle"], capture_output=True).returncode == 0:
-            assert time.monotonic() < deadline, _screen(tmux)
-            time.sleep(0.5)
+        exit_session(tmux)
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)  # SIGHUP, if still running
         deadline = time.monotonic() + 60  # a hung-up bottle tears down too

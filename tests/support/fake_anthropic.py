@@ -193,6 +193,7 @@ class FakeMessagesAPI:
         self._script = list(script)
         self._requests: list[RecordedRequest] = []
         self._sent: list[SentEvent] = []
+        self._usages: list[dict[str, Any]] = []  # the usage of every reply sent whole (streamed to its end)
         self._changed = threading.Condition()
         self._server = _Server((host, port), _Handler)
         self._server.api = self
@@ -281,6 +282,15 @@ class FakeMessagesAPI:
         with self._changed:
             self._requests.append(request)
             self._changed.notify_all()
+
+    def replied_usage(self) -> list[dict[str, Any]]:
+        """The ``usage`` of each reply sent whole, JSON or streamed to its ``message_delta``, in order."""
+        with self._changed:
+            return list(self._usages)
+
+    def _record_usage(self, usage: dict[str, Any]) -> None:
+        with self._changed:
+            self._usages.append(dict(usage))
 
     def _record_sent(self, event: SentEvent) -> None:
         with self._changed:
@@ -431,6 +441,7 @@ class _Handler(BaseHTTPRequestHandler):
             "usage": _usage(_estimate_tokens(body), _estimate_tokens(step.content)),
         }
         if not body.get("stream"):
+            self.api._record_usage(message["usage"])
             return self._json(200, message)
         self._stream(request, message, step)
         return 200
@@ -466,6 +477,7 @@ class _Handler(BaseHTTPRequestHandler):
             event("content_block_stop", {"index": index})
         stop = {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]}
         event("message_delta", {"delta": stop, "usage": usage})
+        self.api._record_usage(usage)
         event("message_stop", {})
         self.wfile.write(b"0\r\n\r\n")
 

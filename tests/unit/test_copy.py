@@ -129,11 +129,13 @@ def test_bad_arguments(guest, args, fragment):
     assert "Traceback" not in result.err and result.out == ""
 
 
-def test_a_stopped_bottle_is_a_clear_error(guest):
-    guest.status = "exited"
+def test_a_bottle_only_its_state_dir_knows_is_a_clear_error(guest, monkeypatch):
+    from bottle.cli import manage
+
+    monkeypatch.setattr(manage, "every_bottle", lambda: [manage.Found(SLUG, "gone")])
     result = bottle_cp(f"{SLUG}:/workspace", "out")
     assert result.code == 2
-    assert f"Bottle '{SLUG}' is exited: `bottle cp` needs a running bottle" in result.err
+    assert f"Bottle '{SLUG}' is gone: nothing of its files is left to copy." in result.err
 
 
 def test_a_backend_that_cannot_copy_says_so():

@@ -25,6 +25,10 @@ def _stand_in(directory: Path, name: str, body: str) -> None:
     path.chmod(0o755)
 
 
+#: What a bottle's disks need on the host (bottle_docker.disks): e2fsprogs' and mount's.
+DISK_TOOLS = ("mkfs.ext4", "debugfs", "losetup")
+
+
 @pytest.fixture
 def fake_path(tmp_path):
     """A bin dir with the real tools dev/setup needs, an apt-get that records, and python3."""
@@ -64,7 +68,7 @@ def test_a_client_without_an_engine_installs_the_engine(fake_path):
 
 def test_an_engine_on_path_is_not_installed_again(fake_path):
     bin_dir, log = fake_path
-    for tool in ("dockerd", "mmdebstrap", "git", "tmux", "runsc"):
+    for tool in ("dockerd", "mmdebstrap", "git", "tmux", "runsc", *DISK_TOOLS):
         _stand_in(bin_dir, tool, "exit 0")
 
     result = _setup(bin_dir)
@@ -88,13 +92,24 @@ def test_a_conflicting_client_package_names_the_commands_instead(fake_path):
 
 def test_runsc_is_installed_when_missing(fake_path):
     bin_dir, log = fake_path
-    for tool in ("dockerd", "mmdebstrap", "git", "tmux"):
+    for tool in ("dockerd", "mmdebstrap", "git", "tmux", *DISK_TOOLS):
         _stand_in(bin_dir, tool, "exit 0")
 
     result = _setup(bin_dir)
 
     assert result.returncode == 0, result.stderr
     assert _installed(log) == ["runsc"]
+
+
+def test_the_tools_of_a_bottles_disks_are_installed_when_missing(fake_path):
+    bin_dir, log = fake_path
+    for tool in ("dockerd", "mmdebstrap", "git", "tmux", "runsc", "mkfs.ext4"):
+        _stand_in(bin_dir, tool, "exit 0")
+
+    result = _setup(bin_dir)
+
+    assert result.returncode == 0, result.stderr
+    assert _installed(log) == ["e2fsprogs", "mount"], "debugfs and losetup are missing"
 
 
 def test_runsc_is_registered_with_the_engine_keeping_the_rest(tmp_path):

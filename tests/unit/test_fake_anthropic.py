@@ -130,6 +130,15 @@ def test_non_streaming_answer_is_a_json_message_and_keep_alive_works():
     assert message["id"].startswith("msg_")
 
 
+def test_the_usage_of_every_whole_reply_is_kept_as_it_was_sent():
+    with FakeMessagesAPI([text("one"), text("two")], api_key=KEY) as api:
+        _, streamed = call(api, "POST", "/v1/messages", conversation(stream=True))
+        _, whole = call(api, "POST", "/v1/messages", conversation())
+        sent = api.replied_usage()
+    assert sent == [assemble(sse_events(streamed))["usage"], json.loads(whole)["usage"]]
+    assert all(usage["input_tokens"] > 0 and usage["output_tokens"] > 0 for usage in sent)
+
+
 def test_side_requests_do_not_consume_the_script():
     with FakeMessagesAPI([text("scripted")], api_key=KEY, default_text="fallback") as api:
         side = {key: value for key, value in conversation().items() if key != "tools"}

@@ -2,7 +2,7 @@
 the gate refuses the push and the benchmark fails at random (as it did on fresh clones)."""
 
 from benchmarks.gitgate import HIGH_BYTES, undetectable_random
-from bottle_sidecar.secrets_scan import BUILTIN, Scanner
+from bottle_sidecar.secrets_scan import Scanner, builtin
 
 
 def test_every_byte_but_the_newline_is_outside_ascii():
@@ -13,7 +13,7 @@ def test_every_byte_but_the_newline_is_outside_ascii():
 
 def test_no_detector_can_start_outside_ascii():
     """Each built-in detector's pattern needs an ASCII character (its first is a letter, a digit or a sign)."""
-    for detector in BUILTIN:
+    for detector in builtin():
         assert detector.regex.search(bytes(range(0x80, 0x100)) * 64 + b"\n") is None, detector.name
 
 

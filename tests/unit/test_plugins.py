@@ -191,7 +191,7 @@ def test_cli_lists_what_each_distribution_provides(run_bottle):
     assert {"run", "plugins", "doctor", "audit"} <= set(core["commands"]) and "egress" not in core["commands"]
     assert {"bottle_agent_command", "bottle_plan_files"} <= set(distributions["bottle-provisioners"]["hooks"])
     assert set(distributions["bottle-egress"]["plugins"]) == {"ca", "egress"}
-    assert distributions["bottle-egress"]["commands"] == ["egress"]
+    assert distributions["bottle-egress"]["commands"] == ["egress", "usage"]
     assert distributions["bottle-images"]["commands"] == ["image"]
     supervise = distributions["bottle-supervise"]
     assert "bottle_addhooks" in supervise["hooks"]
@@ -204,7 +204,7 @@ def test_commands_come_from_their_plugins_and_go_with_them(run_bottle):
     everything = cli_commands(run_bottle)
     assert everything == ["run", "plugins", "doctor", "ls", "stop", "gc", "resume", "rm", "prune", "logs", "ports",
                           "exec", "audit", "cp",
-                          "proposals", "answer", "supervise", "egress", "image"]
+                          "proposals", "answer", "supervise", "usage", "egress", "image"]
     assert cli_commands(run_bottle, BOTTLE_DISABLE_PLUGINS="egress,supervise,core") == [
         "run", "plugins", "doctor", "ls", "stop", "gc", "resume", "rm", "prune", "logs", "ports", "exec", "audit", "cp",
         "image"]
@@ -416,9 +416,9 @@ def test_each_plugin_is_listed_with_the_commands_it_registered():
     info = by_name(plugins)
     assert info["core"].commands == ("run", "plugins", "doctor", "ls", "stop", "gc", "resume", "rm", "prune", "logs",
                                      "ports", "exec", "audit", "cp")
-    assert info["egress"].commands == ("egress",) and info["images"].commands == ("image",)
+    assert info["egress"].commands == ("usage", "egress") and info["images"].commands == ("image",)
     assert info["supervise"].commands == ("proposals", "answer", "supervise")
-    assert command_names(app) == [*info["core"].commands, *info["supervise"].commands, "egress", "image"]
+    assert command_names(app) == [*info["core"].commands, *info["supervise"].commands, "usage", "egress", "image"]
 
 
 # -- the grant hook: supervise asks, egress answers, neither imports the other ------------------------

@@ -45,7 +45,7 @@ TOKENS = {
 
 
 def test_every_token_format_has_a_case():
-    names = {detector.name for detector in secrets_scan.BUILTIN}
+    names = {detector.name for detector in secrets_scan.builtin()}
     assert names == set(TOKENS)
 
 
@@ -125,7 +125,7 @@ def test_a_long_one_line_body_is_scanned_in_linear_time():
 
 def test_the_policy_lists_the_detectors_the_scanner_has():
     # the host checks a profile's secret_exempt.detectors against policy.DETECTORS
-    assert set(DETECTORS) == {detector.name for detector in secrets_scan.BUILTIN}
+    assert set(DETECTORS) == {detector.name for detector in secrets_scan.builtin()}
 
 
 def test_markers_are_numbered_per_detector_and_stable_per_secret():
@@ -266,7 +266,7 @@ def _corpus() -> list[bytes]:
     rng = random.Random(13)
     tokens = [token.encode() for token in TOKENS.values()] + [b"corp-dev-123456", b"0123abcd-tok", b"key=abc12",
                                                              b"ACME_abcdefghij", b"Q123", b"aXaXaX1234"]
-    prefixes = sorted({secrets_scan._literal_prefix(detector.regex) for detector in secrets_scan.BUILTIN} - {b""})
+    prefixes = sorted({secrets_scan._literal_prefix(detector.regex) for detector in secrets_scan.builtin()} - {b""})
     bodies = []
     for token in tokens:
         escaped = json.dumps({"a": "\n" + token.decode()}).encode()
@@ -310,7 +310,7 @@ def _reference(scanner: Scanner) -> Scanner:
 
 
 def test_the_detectors_that_share_a_prefix_share_a_walk():
-    needles = dict(zip((detector.prefix for detector in secrets_scan.BUILTIN), Scanner()._needles))
+    needles = dict(zip((detector.prefix for detector in secrets_scan.builtin()), Scanner()._needles))
     assert needles[b"gl"] == b"gl" and needles[b"GR1348941"] == b"GR1348941"  # GitLab's: one walk, and another
     assert needles[b"sk-ant-"] == needles[b"sk_live_"] == needles[b"sk-"] == b"sk"
     assert needles[b"gh"] == b"gh" and needles[b"github_pat_"] == b"github_pat_"

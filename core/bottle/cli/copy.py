@@ -1,4 +1,4 @@
-"""``bottle cp``: copy a file or a directory out of a running bottle, or into one.
+"""``bottle cp``: copy a file or a directory out of a bottle, or into one, running or stopped.
 
 Exactly one side is ``SLUG:PATH`` (PATH absolute, in the guest); the other is
 a path on the host. As ``docker cp``: when the destination is an existing
@@ -36,18 +36,15 @@ def _summary(what) -> str:
     return f"{', '.join(parts)}, {what.bytes} bytes"
 
 
-def _running_backend(slug: str):
-    from bottle.cli.manage import all_bottles
-    from bottle.display import terminal_safe
+def _backend_of(slug: str):
+    """The backend of bottle *slug*, running or stopped: its files are in its volumes either way."""
+    from bottle.cli.manage import find
     from bottle.errors import UsageError
 
-    for backend, info in all_bottles():
-        if info.slug == slug:
-            if info.status != "running":
-                raise UsageError(f"Bottle {slug!r} is {terminal_safe(info.status)}: `bottle cp` needs a running "
-                                 f"bottle (`bottle resume {slug}` starts it).")
-            return backend
-    raise UsageError(f"No bottle {slug!r}: `bottle ls` lists the running ones.")
+    bottle = find(slug)
+    if bottle.backend is None:
+        raise UsageError(f"Bottle {slug!r} is {bottle.status}: nothing of its files is left to copy.")
+    return bottle.backend
 
 
 def _parse(src: str, dst: str) -> tuple[str, str, str, str]:
@@ -112,7 +109,7 @@ def cp(
     max_files: int = typer.Option(200_000, "--max-files", help="Refuse copying out more members than this."),
     as_json: bool = typer.Option(False, "--json", help="Print what was copied as JSON on stdout."),
 ) -> None:
-    """Copy a file or directory between a running bottle and this machine: bottle cp SLUG:/workspace/out ./out"""
+    """Copy a file or directory between a bottle, running or stopped, and this machine: bottle cp SLUG:/workspace/out ./out"""
     from bottle.cli.common import print_json
     from bottle.display import terminal_safe
     from bottle.errors import UsageError
@@ -127,7 +124,7 @@ def cp(
     host = Path(host_arg).expanduser()
     if direction == "in" and not (host.exists() or host.is_symlink()):
         raise UsageError(f"SRC {host_arg!r} does not exist.")
-    backend = _running_backend(slug)
+    backend = _backend_of(slug)
 
     if direction == "out":
         what, final = _copy_out(backend, slug, guest, host, max_bytes, max_files)

@@ -27,6 +27,7 @@ import struct
 from concurrent.futures import ThreadPoolExecutor
 import subprocess
 import sys
+from pathlib import Path
 from typing import Sequence
 
 import docker
@@ -55,6 +56,15 @@ from bottle.tarball import pack
 
 def resource_name(slug: str) -> str:
     return f"bottle-{slug}"
+
+
+#: What each durable volume's labels say of it, besides the plan's: where the sandbox mounts it, the image
+#: and the guest uid of the bottle, and its disk file ("" for a plain volume). ``bottle cp`` reads them to
+#: copy out of a stopped bottle, or into one, without its plan.
+LABEL_MOUNT = "bottle.mount"
+LABEL_IMAGE = "bottle.image"
+LABEL_UID = "bottle.uid"
+LABEL_DISK = "bottle.disk"
 
 
 #: Storage drivers that can hold a container's writable layer to a size (overlay2
@@ -185,6 +195,12 @@ class ExecChannel(Channel):
         self.sock.close()
 
 
+def _streamed(stream, held: contextlib.ExitStack):
+    """*stream*'s chunks; *held* (the container they come from) is let go once they are read, or dropped."""
+    with held:
+        yield from stream
+
+
 def run_docker_cli_exec(container: str, argv: Sequence[str], *, user: str | None) -> int:
     """Interactive sessions go through ``docker exec -it``: it owns the TTY dance."""
     cli = shutil.which("docker")
@@ -280,7 +296,8 @@ class DockerBackend(Backend):
                                   plan.guest.uid)
                 file.create()
                 device = file.attach()
-            self._volume(volume, device, plan.labels)
+            self._volume(volume, device, {**plan.labels, LABEL_MOUNT: path, LABEL_IMAGE: plan.image,
+                                          LABEL_UID: str(plan.guest.uid), LABEL_DISK: str(file.path) if device else ""})
             binds[volume] = {"bind": path, "mode": "rw"}
         if limits.disk is None:
             return {"volumes": binds}
@@ -446,26 +463,61 @@ class DockerBackend(Backend):
                                   stdin=True, stdout=True, stderr=True, tty=False)["Id"]
         return ExecChannel(api.exec_start(exec_id, socket=True))
 
+    @contextlib.contextmanager
+    def _files_of(self, slug: str):
+        """The container whose files ``bottle cp`` reads and writes, with the guest user's uid: the running
+        sandbox, or for a stopped bottle one made for the copy (never started, no network) that mounts its
+        volumes where the sandbox does (their disks attached, as a start would)."""
+        try:
+            container = self.client.containers.get(resource_name(slug))
+        except NotFound:
+            container = None
+        if container is not None:
+            if container.status != "running":
+                raise EnvironmentProblem(f"Bottle {slug!r} is {container.status}: `bottle gc` stops what its killed "
+                                         "run left, and then its files can be copied.", exit_code=2)
+            ids = container.exec_run(["id", "-u"], demux=True)
+            uid = (ids.output[0] or b"").strip()
+            if not uid.isdigit():
+                raise EnvironmentProblem(f"bottle {slug}: the guest user's id is unknown (`id` exited {ids.exit_code})")
+            yield container, int(uid)
+            return
+        volumes = [volume for volume in self._labelled(slug)[2] if LABEL_MOUNT in (volume.attrs["Labels"] or {})]
+        if not volumes:
+            raise EnvironmentProblem(f"Bottle {slug!r} has no volumes to copy from or into.", exit_code=2)
+        binds = {}
+        for volume in volumes:
+            labels = volume.attrs["Labels"]
+            disk = labels.get(LABEL_DISK)
+            device = disks.Disk(Path(disk), 0, 0).attach() if disk else None
+            self._volume(volume.name, device, labels)
+            binds[volume.name] = {"bind": labels[LABEL_MOUNT], "mode": "rw"}
+        labels = volumes[0].attrs["Labels"]
+        helper = self.client.containers.create(
+            labels[LABEL_IMAGE], command=["true"], volumes=binds, network_disabled=True,
+            labels={LABEL_SLUG: slug, LABEL_BACKEND: self.name, LABEL_ROLE: "copy"})
+        try:
+            yield helper, int(labels[LABEL_UID])
+        finally:
+            remove_container(self.client.api, helper.id)
+
     def copy_out(self, slug: str, path: str):
         # The engine reads the container's filesystem (as `docker cp` does), links as links.
-        container = self._running(slug)
+        held = contextlib.ExitStack()
+        container, _ = held.enter_context(self._files_of(slug))
         try:
             stream, _ = container.get_archive(path)
         except NotFound:
+            held.close()
             raise FileNotFoundError(path) from None
         except APIError as err:
+            held.close()
             raise EnvironmentProblem(f"copying {path} out of bottle {slug} failed: {err.explanation or err}") from None
-        return stream
+        return _streamed(stream, held)
 
     def copy_in(self, slug: str, path: str, tar) -> None:
-        # The engine extracts as root with the headers' owners: the guest user's, read in the guest.
-        container = self._running(slug)
-        ids = container.exec_run(["sh", "-c", "id -u; id -g"], demux=True)
-        try:
-            uid, gid = (int(line) for line in (ids.output[0] or b"").split())
-        except ValueError:
-            raise EnvironmentProblem(f"bottle {slug}: the guest user's ids are unknown (`id` exited {ids.exit_code})") from None
-        with owned_by(tar, uid=uid, gid=gid) as archive:
+        # The engine extracts as root with the headers' owners: the guest user's.
+        with self._files_of(slug) as (container, uid), owned_by(tar, uid=uid, gid=uid) as archive:
             try:
                 container.put_archive(path, archive)
             except NotFound:

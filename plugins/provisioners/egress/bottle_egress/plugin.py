@@ -29,6 +29,19 @@ READY = "bottle-egress: listening"
 @hookimpl
 def bottle_register_commands(app):
     app.add_typer(commands.app, name="egress")
+    app.command("usage")(commands.usage)
+
+
+@hookimpl
+def bottle_describe(plan):
+    """``bottle ls``'s column: the tokens the bottle used so far, in all its runs."""
+    from bottle_egress.section import EgressPlan
+    from bottle_egress.usage import usage_of
+
+    if plan.section(EgressPlan) is None:
+        return None
+    total, _ = usage_of(plan.state_dir)
+    return {"tokens": str(total.total)}
 
 
 @hookimpl
@@ -39,10 +52,18 @@ def bottle_register_profile_tables(register):
 
 
 @hookimpl
+def bottle_register_settings(register):
+    from bottle_egress.settings import EgressSettings  # pydantic: not for `bottle --help`
+
+    register(EgressSettings)
+
+
+@hookimpl
 def bottle_plan_section(ctx):
     from bottle_egress.section import CredentialPlan, EgressPlan
 
-    from bottle_egress.policy_file import with_live_changes
+    from bottle_egress.policy_file import with_live_budget, with_live_changes
+    from bottle_egress.settings import DEFAULT_PRICES
 
     egress = ctx.profile.table("egress")
     before = ctx.previous.section(EgressPlan) if ctx.previous is not None else None
@@ -55,6 +76,8 @@ def bottle_plan_section(ctx):
         credentials=tuple(CredentialPlan(**route.model_dump(), placeholder=route.placeholder)
                           for route in ctx.profile.table("credentials")),
         ca_cert=ctx.state_dir / "ca.pem",
+        budget=with_live_budget(ctx.state_dir, before, ctx.profile.table("budget")),
+        prices=getattr(ctx.settings, "model_prices", None) or DEFAULT_PRICES,  # settings read without ours: the defaults
     )
 
 
@@ -110,6 +133,13 @@ def bottle_sidecar_prepare(plan, sidecar):
 
 @hookimpl(optionalhook=True)
 def bottle_supervise_grant(bottle, kind, value):
+    if kind == "budget":  # "raise the budget to N tokens": value is N
+        from bottle_egress.usage import change_budget
+
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"a budget is a whole number of tokens, not {value!r}")
+        change_budget(bottle, int(value), None, by="an approved proposal")
+        return f"{value} tokens"
     if kind != "egress":
         return None
     from bottle_egress import allowlist  # the Docker SDK: not for `bottle --help`

@@ -31,6 +31,9 @@ def policy_document(slug: str, egress: EgressPlan, allow: tuple[str, ...] | list
         "on_secret": [{"rule": rule, "mode": mode} for rule, mode in egress.on_secret.items()],
         "secret_exempt": {"detectors": list(egress.secret_exempt.detectors),
                           "values": list(egress.secret_exempt.values)},
+        "prices": dict(egress.prices),
+        **({"budget": {"max_tokens": egress.budget.max_tokens, "max_usd": egress.budget.max_usd,
+                       "per": egress.budget.per}} if egress.budget else {}),
     }
 
 
@@ -57,3 +60,15 @@ def with_live_changes(state_dir: Path, before: EgressPlan | None, allow: tuple[s
     removed = {rule for rule in before.allow if rule not in live}
     added = [rule for rule in live if rule not in before.allow and rule not in allow]
     return (*(rule for rule in allow if rule not in removed), *added)
+
+
+def with_live_budget(state_dir: Path, before: EgressPlan | None, budget):
+    """*budget* (the profile's ``[budget]``), with what the operator raised live in the bottle's last run kept
+    (an approved proposal, ``bottle egress budget``): a resumed bottle does not fall back under it."""
+    path = policy_path(state_dir)
+    if budget is None or before is None or before.budget is None or not path.is_file():
+        return budget
+    live = json.loads(path.read_text()).get("budget") or {}
+    changed = {name: live[name] for name in ("max_tokens", "max_usd")
+               if live.get(name) is not None and live.get(name) != getattr(before.budget, name)}
+    return budget.model_copy(update=changed)

@@ -6,7 +6,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from bottle.plan import Frozen, PlanSection, ReadOnlyMap, SidecarPlan
-from bottle_egress.tables import SecretExempt, SecretMode
+from bottle_egress.tables import BudgetConfig, SecretExempt, SecretMode
 
 PROXY_PORT = 3128
 
@@ -43,12 +43,18 @@ class EgressPlan(PlanSection):
     secret_exempt: SecretExempt = SecretExempt()
     proxy_port: int = PROXY_PORT
     ca_cert: Path = Field(description="host path of the bottle CA's certificate (public), written at launch")
+    budget: BudgetConfig | None = Field(None, description="the profile's [budget]; None: none")
+    prices: dict[str, dict[str, float]] = Field(default_factory=dict, description="the model_prices setting, for the budget")
 
     def proxy_url(self, sidecar: SidecarPlan) -> str:
         return sidecar.url(self.proxy_port)
 
     def describe(self) -> list[tuple[str, str]]:
         rows = [("egress allow", ", ".join(self.allow) or "nothing")]
+        if self.budget is not None:
+            limits = [f"{self.budget.max_tokens} tokens" if self.budget.max_tokens else "",
+                      f"${self.budget.max_usd:.2f} (estimated)" if self.budget.max_usd else ""]
+            rows.append(("budget", f"{', '.join(filter(None, limits))} per {self.budget.per}"))
         for c in self.credentials:
             value = f"{c.scheme} ${c.env}" if c.scheme else f"${c.env}"
             place = f"{c.host}{'' if c.port == 443 else f':{c.port}'}{c.path}"  # as an allow rule has it, and the prefix

@@ -204,8 +204,28 @@ def _one_route_per_place(routes: tuple[CredentialRoute, ...]) -> tuple[str, str]
     return None
 
 
+class BudgetConfig(BaseModel):
+    """``[budget]``: what the bottle may spend on the Messages API, counted by the sidecar from the replies'
+    usage; past it, the next request is refused until the operator raises it (``bottle answer``, or
+    ``bottle egress budget``). A child's fields override its parent's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_tokens: StrictInt | None = Field(None, ge=1, description="input, output and cache tokens, all counted")
+    max_usd: float | None = Field(None, gt=0, description="dollars, estimated from the `model_prices` setting")
+    per: Literal["bottle", "run"] = Field("bottle", description='"bottle": all its runs (resumed too); '
+                                          '"run": each run from its start')
+
+
+def _a_limit(budget: BudgetConfig) -> tuple[str, str] | None:
+    if budget.max_tokens is None and budget.max_usd is None:
+        return "budget", "a budget needs max_tokens, max_usd or both"
+    return None
+
+
 TABLES = (
     ProfileTable(key="egress", model=EgressConfig, merge=merge_egress, default=EgressConfig),
+    ProfileTable(key="budget", model=BudgetConfig, check=_a_limit),
     ProfileTable(key="credentials", model=CredentialRoute, many=True, default=tuple, check_each=_one_route_per_place,
                  merge=by_key(lambda route: (route.host.lower(), route.port))),
 )

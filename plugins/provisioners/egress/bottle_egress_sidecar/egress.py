@@ -59,7 +59,10 @@ from mitmproxy.net.http.url import parse_authority, unparse
 from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.utils import human
 
-from bottle_sidecar.audit import AuditLog
+from bottle_egress_sidecar.metering import (
+    FIELDS, METERED, Ledger, SseMeter, Usage, budget_error, message_usage,
+)
+from bottle_sidecar.audit import AuditLog, read_events
 from bottle_egress_sidecar.policy import (
     DETECTORS, CredentialRoute, Policy, PolicyError, PolicyFile, Rule, doh_reason, forbidden_address, normalize_host,
     rule_for,
@@ -88,6 +91,7 @@ class Blocked(Exception):
     remedy: str
     detail: dict = field(default_factory=dict)
     status: int = 403
+    answer: bytes | None = None  # the response body, JSON, when the client must read it as its API's own error
 
 
 class ForbiddenAddress(OSError):
@@ -155,6 +159,8 @@ class EgressAddon:
         self._scanner_policy: Policy | None = None
         self._scanner = Scanner()
         self._markers = Markers()  # for the proxy's life: a secret keeps its marker in every request
+        # What the bottle used, in all its runs (from its audit log) and in this one (see metering).
+        self.ledgers = {"bottle": Ledger(*metered_so_far(audit.path)), "run": Ledger()}
 
     def running(self) -> None:
         host, port = ctx.master.addons.get("proxyserver").listen_addrs()[0][:2]
@@ -195,15 +201,57 @@ class EgressAddon:
         """
         response = flow.response
         length = expected_http_body_size(flow.request, response)  # None: chunked; -1: until the connection closes
-        if response.headers.get("content-type", "").startswith("text/event-stream") or length is None \
-                or length < 0 or length > STREAM_ABOVE:
+        events = response.headers.get("content-type", "").startswith("text/event-stream")
+        if events or length is None or length < 0 or length > STREAM_ABOVE:
             response.stream = True
+        if self._model_api(flow) and response.status_code == 200:  # metered as it passes (see metering)
+            if events:
+                response.stream = SseMeter(lambda usage: self._metered(flow, usage))
+            elif response.stream is not True:
+                flow.metadata[METERED] = True
         if response.status_code >= 500 or response.status_code == 429:
             detail = {"status": response.status_code}
             if "retry-after" in response.headers:
                 detail["retry_after"] = response.headers["retry-after"]
             self._record("upstream-status", flow, reason=f"upstream answered {response.status_code} {response.reason}",
                          detail=detail)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        """A whole Messages reply (not streamed): its usage is metered now."""
+        if flow.metadata.get(METERED) and flow.response is not None:
+            usage = message_usage(flow.response.content or b"")
+            if usage is not None:
+                self._metered(flow, usage)
+
+    def _metered(self, flow: http.HTTPFlow, usage: Usage) -> None:
+        policy = self.policies.current()
+        budget = policy.budget or policy.prices  # no budget: counted, and priced all the same
+        cost = None
+        for ledger in self.ledgers.values():
+            cost = ledger.add(usage, budget)
+        self._record(METERED, flow, reason=f"{usage.tokens} tokens ({usage.model or 'model not said'})",
+                     detail={**usage.as_detail(), "usd": cost})
+
+    def _model_api(self, flow: http.HTTPFlow, policy: Policy | None = None) -> bool:
+        """Whether *flow* goes to a host the sidecar holds a credential for: the model API, metered and budgeted
+        whatever the path (a path spelled another way must not slip past the meter)."""
+        request = flow.request
+        return (policy or self.policies.current()).route_at(request.host, request.port) is not None
+
+    def _check_budget(self, policy: Policy, flow: http.HTTPFlow) -> None:
+        """Blocked, as the API answers an account out of credit, when a request to the model API would start
+        past the bottle's budget."""
+        budget = policy.budget
+        if budget is None or not self._model_api(flow, policy):
+            return
+        ledger = self.ledgers[budget.per]
+        why = budget.spent(ledger.tokens, ledger.usd)
+        if why is not None:
+            raise Blocked("budget", why, "raise the budget: `bottle answer` on the proposal, or `bottle egress "
+                          f"budget {policy.bottle} --max-tokens N`",
+                          {"tokens": ledger.tokens, "usd": round(ledger.usd, 6), "max_tokens": budget.max_tokens,
+                           "max_usd": budget.max_usd, "per": budget.per},
+                          status=400, answer=budget_error(policy.bottle, why))
 
     def error(self, flow: http.HTTPFlow) -> None:
         """A flow that failed: answer a request over the size limit; audit an upstream that failed.
@@ -261,6 +309,7 @@ class EgressAddon:
         _refuse_doh(doh_reason(host, request.path, request.headers.get("content-type", ""),
                                request.headers.get("accept", "")))
         rule, addresses = await self._destination(policy, host, port, (scheme,))
+        self._check_budget(policy, flow)
         injected = policy.credential_headers(host) if scheme == "https" else set()  # never a credential in clear text
         if injected:
             for name in injected | set(AUTH_HEADERS):
@@ -357,8 +406,12 @@ class EgressAddon:
     def _deny(self, flow: http.HTTPFlow, blocked: Blocked) -> None:
         request = flow.request
         target = request.authority if request.method == "CONNECT" else request.url.partition("?")[0]
-        body = f"bottle egress: blocked {request.method} {target}\nwhy: {blocked.why}\nto allow it: {blocked.remedy}\n"
-        flow.response = http.Response.make(blocked.status, body, {"content-type": "text/plain; charset=utf-8"})
+        if blocked.answer is not None:
+            flow.response = http.Response.make(blocked.status, blocked.answer, {"content-type": "application/json"})
+        else:
+            body = (f"bottle egress: blocked {request.method} {target}\nwhy: {blocked.why}\n"
+                    f"to allow it: {blocked.remedy}\n")
+            flow.response = http.Response.make(blocked.status, body, {"content-type": "text/plain; charset=utf-8"})
         self._record("blocked", flow, reason=blocked.why, detail={"check": blocked.check, **blocked.detail},
                      secret=blocked.check == "secret")
 
@@ -387,6 +440,17 @@ class EgressAddon:
     def policy_reloaded(self, message: str, failed: bool) -> None:
         print(f"bottle-egress: policy {message}", file=sys.stderr, flush=True)
         self.audit.record("egress", "policy-rejected" if failed else "policy-reloaded", reason=message)
+
+
+def metered_so_far(audit_path: str) -> tuple[int, float]:
+    """The tokens and estimated dollars of every reply the bottle's audit log has metered (its earlier runs)."""
+    tokens, usd = 0, 0.0
+    for event in read_events(audit_path):
+        if event["source"] == "egress" and event["decision"] == METERED:
+            detail = event["detail"] or {}
+            tokens += sum(int(detail.get(name) or 0) for name in FIELDS)
+            usd += float(detail.get("usd") or 0)
+    return tokens, usd
 
 
 def _refuse_doh(reason: str | None) -> None:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
+from bottle_egress_sidecar.metering import Budget
 from bottle_sidecar.secrets_scan import detector_id
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -268,7 +269,7 @@ def doh_reason(host: str, path: str = "", content_type: str = "", accept: str = 
 SECRET_MODES = ("block", "redact")
 
 #: The secret scanner's built-in detectors, by the names its hits carry
-#: (``secrets_scan.BUILTIN``; a unit test keeps the two the same). Listed here,
+#: (``secrets_scan.builtin()``; a unit test keeps the two the same). Listed here,
 #: in a module the host imports, so that a profile's ``secret_exempt.detectors``
 #: is checked when it is read: the scanner itself needs detect-secrets, which
 #: only the sidecar image has.
@@ -336,7 +337,8 @@ class CredentialRoute:
         return not prefix or (target == prefix or target.startswith(prefix + "/")) and plain_path(target)
 
 
-_TOP_FIELDS = {"bottle", "allow", "credentials", "secret_patterns", "on_secret", "secret_exempt"}
+_TOP_FIELDS = {"bottle", "allow", "credentials", "secret_patterns", "on_secret", "secret_exempt", "budget", "prices"}
+_BUDGET_FIELDS = {"max_tokens", "max_usd", "per"}
 _ROUTE_FIELDS = {"host", "port", "path", "header", "scheme", "name", "placeholder", "on_secret"}
 _EXEMPT_FIELDS = {"detectors", "values"}
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+\Z")  # an HTTP header name or auth scheme
@@ -354,6 +356,8 @@ class Policy:
     on_secret: tuple[tuple[Rule, str], ...] = ()  # (rule, mode); the last match decides
     exempt_detectors: frozenset[str] = frozenset()  # detector ids (detector_id) not run
     exempt_values: tuple[str, ...] = ()  # what no detector reports, though it looks like a secret
+    budget: Budget | None = None  # what the bottle may spend on the Messages API (see metering)
+    prices: Budget = Budget()  # no limit, only the prices: what a reply is estimated to cost without a budget
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Policy":
@@ -392,7 +396,9 @@ class Policy:
             raise PolicyError(f"credentials: one route per host and port, but {places}")
         modes = [_mode(index, entry) for index, entry in enumerate(_list(data, "on_secret", dict))]
         detectors, values = _exempt(data.get("secret_exempt", {}))
-        return cls(bottle, tuple(rules), tuple(routes), tuple(patterns), tuple(modes), detectors, values)
+        prices = _prices(data.get("prices", {}))
+        return cls(bottle, tuple(rules), tuple(routes), tuple(patterns), tuple(modes), detectors, values,
+                   _budget(data.get("budget"), prices), Budget(prices=prices))
 
     def match(self, host: str, port: int, scheme: str) -> Rule | None:
         """The first rule allowing *host*:*port* over *scheme* ("https" or "http"), or None."""
@@ -500,6 +506,28 @@ def _route(index: int, entry: dict) -> CredentialRoute:
         raise PolicyError(f"{where}'on_secret' must be one of {', '.join(SECRET_MODES)}, not {values['on_secret']!r}")
     return CredentialRoute(host, values["header"].lower(), values["scheme"], values["name"], values["placeholder"],
                            values["on_secret"], port, values["path"])
+
+
+def _prices(data: object) -> dict:
+    if not isinstance(data, dict) or not all(isinstance(value, dict) for value in data.values()):
+        raise PolicyError("'prices' must map a model prefix to its prices per million tokens")
+    return data
+
+
+def _budget(data: object, prices: dict) -> Budget | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise PolicyError("'budget' must be an object")
+    _no_unknown(data, _BUDGET_FIELDS, "budget.")
+    max_tokens, max_usd, per = data.get("max_tokens"), data.get("max_usd"), data.get("per", "bottle")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0):
+        raise PolicyError("budget.max_tokens must be a whole number of tokens, 0 or more")
+    if max_usd is not None and (not isinstance(max_usd, (int, float)) or isinstance(max_usd, bool) or max_usd < 0):
+        raise PolicyError("budget.max_usd must be a number of dollars, 0 or more")
+    if per not in ("bottle", "run"):
+        raise PolicyError(f"budget.per must be 'bottle' or 'run', not {per!r}")
+    return Budget(max_tokens, None if max_usd is None else float(max_usd), per, prices)
 
 
 class PolicyFile:

@@ -109,9 +109,40 @@ class Scripted(BaseHTTPRequestHandler):
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
 
+    def do_POST(self):
+        """A Messages reply, streamed in two parts (the second once ``go_on`` is set) or whole as JSON."""
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        if "stream" not in self.path:
+            body = json.dumps({"type": "message", "model": "claude-test-1", "usage": REPLY_USAGE}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for part in MESSAGE_PARTS:
+            if part is MESSAGE_PARTS[1]:
+                self.server.go_on.wait(TIMEOUT)
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+        self.wfile.write(b"0\r\n\r\n")
+
     def log_message(self, *args):
         pass
 
+
+REPLY_USAGE = {"input_tokens": 1200, "output_tokens": 30, "cache_creation_input_tokens": 5,
+               "cache_read_input_tokens": 7}
+MESSAGE_PARTS = (
+    b'event: message_start\ndata: {"type": "message_start", "message": {"model": "claude-test-1", "usage": '
+    b'{"input_tokens": 1200, "output_tokens": 1, "cache_creation_input_tokens": 5, "cache_read_input_tokens": 7}}}\n\n'
+    b'event: content_block_delta\ndata: {"type": "content_block_delta", "delta": {"text": "Hel',  # cut mid-line
+    b'lo"}}\n\nevent: message_delta\ndata: {"type": "message_delta", "usage": {"output_tokens": 30}}\n\n'
+    b'event: message_stop\ndata: {"type": "message_stop"}\n\n',
+)
 
 TWO_PARTS = {
     "/sse": (b'event: message_start\ndata: {"type": "message_start"}\n\n',
@@ -821,3 +852,76 @@ def test_a_check_that_fails_blocks_the_request(tmp_path):
 
     assert flow.response.status_code == 403
     assert read_events(tmp_path / "audit.sqlite")[-1]["detail"] == {"check": "internal"}
+
+
+def _metered(world) -> list[dict]:
+    return [e for e in world.events() if e["decision"] == "metered"]
+
+
+def model_api(world, **fields) -> None:
+    """The scripted server as the model API: a host the sidecar holds a credential for, hence metered."""
+    port = world.scripted.server_address[1]
+    route = {"host": "localhost", "port": port, "header": "x-api-key", "scheme": "", "name": "TEST_API_KEY",
+             "placeholder": PLACEHOLDER}
+    world.policy(loopback(port), credentials=[route], **fields)
+
+
+def test_a_streamed_messages_reply_is_metered_as_it_passes(world):
+    """The reply reaches the client part by part (the meter holds nothing back); its usage is recorded at its end."""
+    model_api(world)
+    world.events()
+    world.scripted.go_on = threading.Event()
+    conn = world.https_connection(world.scripted.server_address[1])
+    try:
+        conn.request("POST", "/v1/messages?stream", body=b"{}")
+        response = conn.getresponse()
+        assert response.read(len(MESSAGE_PARTS[0])) == MESSAGE_PARTS[0]  # the upstream still holds the rest
+        world.scripted.go_on.set()
+        assert response.read() == MESSAGE_PARTS[1]
+    finally:
+        world.scripted.go_on.set()
+        conn.close()
+    deadline = time.monotonic() + TIMEOUT
+    while not (rows := _metered(world)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (row,) = rows
+    assert row["detail"] == {"model": "claude-test-1", **REPLY_USAGE, "usd": None}
+    assert row["path"] == "/v1/messages" and "1242 tokens" in row["reason"]
+
+
+def test_a_whole_reply_of_the_model_api_is_metered_whatever_its_path_and_another_hosts_is_not(world):
+    port = world.scripted.server_address[1]
+    model_api(world)
+    world.events()
+    assert world.https_request("/v1//Messages/", port=port, method="POST", body=b"{}")[0] == 200
+    (row,) = _metered(world)
+    assert row["detail"]["input_tokens"] == 1200 and row["detail"]["output_tokens"] == 30
+
+    world.policy(loopback(port))  # the same server, with no credential route: not the model API
+    assert world.https_request("/v1/messages", port=port, method="POST", body=b"{}")[0] == 200
+    assert _metered(world) == []
+
+
+def test_past_its_budget_a_messages_request_gets_the_apis_own_error_until_the_budget_is_raised(world):
+    port = world.scripted.server_address[1]
+    prices = {"claude-test": {"input_tokens": 1000, "output_tokens": 1000}}
+    model_api(world, budget={"max_tokens": 1000, "per": "run"}, prices=prices)
+    world.events()
+    for _ in range(20):  # until this proxy's run has used 1000 tokens (earlier tests' replies count too)
+        status, body = world.https_request("/v1/messages", port=port, method="POST", body=b"{}")
+        if status != 200:
+            break
+    assert status == 400
+    error = json.loads(body)
+    assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
+    assert f"bottle {SLUG}: its budget of 1000 tokens is spent" in error["error"]["message"]
+    (refused,) = [e for e in world.events() if e["decision"] == "blocked"]
+    assert refused["detail"]["check"] == "budget" and refused["detail"]["max_tokens"] == 1000
+    world.policy(loopback(port), budget={"max_tokens": 1000, "per": "run"}, prices=prices)
+    assert world.https_request("/v1/messages", port=port, method="POST", body=b"{}")[0] == 200, \
+        "a host with no credential route is not the model API: no budget"
+
+    model_api(world, budget={"max_tokens": 10**9, "per": "run"}, prices=prices)
+    assert world.https_request("/v1/messages", port=port, method="POST", body=b"{}")[0] == 200
+    (row,) = _metered(world)
+    assert row["detail"]["usd"] == pytest.approx((1200 + 30) * 1000 / 1e6)

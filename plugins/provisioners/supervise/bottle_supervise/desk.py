@@ -21,7 +21,7 @@ from bottle_supervise.section import QUEUE_DIR, QUEUE_FILE, prepare_queue
 STATUS = {"approve": "approved", "modify": "modified", "reject": "rejected"}
 #: Kinds whose approval means nothing until a plugin carries it out: with none
 #: loaded to do it, approving one is refused (the agent would hear "approved" for nothing).
-GRANTED_BY_PLUGINS = ("egress",)
+GRANTED_BY_PLUGINS = ("egress", "budget")
 
 
 def list_proposals(state_root: Path) -> list[dict]:

@@ -4,7 +4,7 @@ A table of every bottle's pending proposals, refreshed every second; keys to
 approve (a), modify an egress request's host (m), reject (r) and write a note
 for the selected proposal (n) that goes with its answer; below, a live tail
 of the selected bottle's audit log, so the operator sees what the agent did
-before it asked. Answers go through ``supervise_ops.answer`` in a worker
+before it asked, with the bottle's usage so far and its budget. Answers go through ``supervise_ops.answer`` in a worker
 thread: approving egress talks to the Docker engine, which must not freeze
 the screen.
 
@@ -146,7 +146,8 @@ class ProposalsScreen(Screen):
         else:
             note = self.notes.get(proposal["id"])
             lines = [f"#{proposal['id']} {proposal['kind']} from {proposal['bottle']} ({proposal['agent']}): "
-                     f"{proposal['what']}", f"reason: {proposal['reason'] or '-'}"]
+                     f"{proposal['what']}", f"reason: {proposal['reason'] or '-'}",
+                     spending(self.state_root / proposal["bottle"])]
             details.update("\n".join(map(terminal_safe, lines + ([f"note to send: {note}"] if note else []))))
             if proposal["bottle"] != self.tailed:
                 self.tailed, self.last_event = proposal["bottle"], 0
@@ -215,6 +216,26 @@ class ProposalsScreen(Screen):
             self.app.call_from_thread(partial(self.notify, f"Proposal {proposal_id} {answered['status']}{granted}",
                                               markup=False))
         self.app.call_from_thread(self.refresh_proposals)
+
+
+def spending(state_dir: Path) -> str:
+    """The bottle's usage so far and its budget, in one line, as its sidecar metered it and its policy says."""
+    import json
+
+    from bottle_egress.policy_file import policy_path
+    from bottle_egress.usage import usage_of
+
+    total, _ = usage_of(state_dir)
+    used = f"{total.total} tokens" + ("" if total.usd is None else f" (${total.usd:.2f})")
+    try:
+        budget = json.loads(policy_path(state_dir).read_text()).get("budget")
+    except (OSError, ValueError):
+        budget = None
+    if not budget:
+        return f"usage: {used}; no budget"
+    limits = [f"{budget['max_tokens']} tokens" if budget.get("max_tokens") else "",
+              f"${budget['max_usd']:.2f}" if budget.get("max_usd") else ""]
+    return f"usage: {used} of a budget of {' and '.join(filter(None, limits))} per {budget.get('per', 'bottle')}"
 
 
 def cut(text: str) -> str:

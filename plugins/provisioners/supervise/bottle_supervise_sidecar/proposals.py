@@ -33,12 +33,12 @@ from bottle_sidecar.audit import cut
 
 BUSY_TIMEOUT = 5.0  # seconds
 MAX_TEXT = 8 * 1024  # bytes of a proposal's what or reason, before the cut marker
-KINDS = ("egress", "capability", "blocked")
+KINDS = ("egress", "capability", "blocked", "budget")
 ANSWERS = ("approved", "modified", "rejected", "expired")
 COLUMNS = ("id", "created", "bottle", "agent", "kind", "what", "reason", "status",
            "answer_note", "answer_value", "answered_at")
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS proposals (
+TABLE = f"""
+CREATE TABLE {{name}} (
     id INTEGER PRIMARY KEY,
     created REAL NOT NULL,
     bottle TEXT NOT NULL,
@@ -50,9 +50,8 @@ CREATE TABLE IF NOT EXISTS proposals (
     answer_note TEXT NOT NULL DEFAULT '',
     answer_value TEXT,
     answered_at REAL
-);
-CREATE INDEX IF NOT EXISTS proposals_status ON proposals (status);
-"""
+)"""
+INDEX = "CREATE INDEX IF NOT EXISTS proposals_status ON proposals (status)"
 
 
 class ProposalError(ValueError):
@@ -102,7 +101,18 @@ class Queue:
             os.close(descriptor)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+            db.execute("BEGIN IMMEDIATE")  # one creator or migrator at a time: every sidecar opens the queue
+            made = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'proposals'").fetchone()
+            if made is None:
+                db.execute(TABLE.format(name="proposals"))
+            elif any(repr(kind) not in made[0] for kind in KINDS):
+                # Made by an older bottle, whose CHECK lacks a kind added since: the table is made again.
+                db.execute(TABLE.format(name="proposals_new"))
+                db.execute("INSERT INTO proposals_new SELECT * FROM proposals")
+                db.execute("DROP TABLE proposals")
+                db.execute("ALTER TABLE proposals_new RENAME TO proposals")
+            db.execute(INDEX)
+            db.execute("COMMIT")
 
     def _connect(self) -> closing[sqlite3.Connection]:
         # Autocommit (isolation_level=None): each statement is its own transaction.

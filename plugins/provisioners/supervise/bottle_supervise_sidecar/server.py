@@ -65,6 +65,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from bottle_sidecar.audit import AuditLog, cut
+from bottle_supervise_sidecar.budget_watch import BudgetWatch
 from bottle_supervise_sidecar.deny_rules import DenyRule, first_match, parse_rules
 from bottle_egress_sidecar.policy import RuleError, parse_rule
 from bottle_supervise_sidecar.proposals import Proposal, ProposalError, Queue, TooManyPending
@@ -530,9 +531,12 @@ def main(argv: list[str] | None = None) -> int:
     # Uvicorn stops gracefully on SIGTERM, then raises it again for the handler
     # it found: make that one a clean exit, as a requested stop is not a failure.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    watch = BudgetWatch(supervisor, args.audit)
+    watch.start()
     try:
         Server(config, supervisor).run(sockets=[sock])
     finally:
+        watch.stopped.set()
         audit.close()
     return 0
 

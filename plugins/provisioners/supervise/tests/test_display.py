@@ -270,8 +270,8 @@ def test_the_tui_escapes_the_table_details_prompt_tail_and_notices(home, queue, 
 
             for payload in PAYLOADS.values():
                 details = str(app.query_one("#details").render())
-                assert_terminal_safe(details, lines=1)
-                assert details.endswith(f": {terminal_safe(payload)}\nreason: {terminal_safe(payload)}")
+                assert_terminal_safe(details, lines=2)  # what, reason, the bottle's usage
+                assert details.endswith(f": {terminal_safe(payload)}\nreason: {terminal_safe(payload)}\nusage: 0 tokens; no budget")
 
                 await pilot.press("m")
                 assert isinstance(app.screen, Prompt)

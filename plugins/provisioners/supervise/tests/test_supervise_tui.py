@@ -175,3 +175,23 @@ def test_what_the_agent_wrote_is_shown_as_written(home, queue, plugins):
             assert hostile in str(details.render())
 
     asyncio.run(scenario())
+
+
+def test_the_selected_bottles_usage_and_budget_are_shown(home, queue, plugins):
+    import json
+
+    state = home.state_root / "slug-2"
+    audit_path(state).parent.mkdir(parents=True)
+    log = AuditLog(audit_path(state), "slug-2")
+    log.record("egress", "metered", detail={"model": "m", "input_tokens": 120, "output_tokens": 10, "usd": 0.75})
+    log.close()
+    (audit_path(state).parent / "policy.json").write_text(json.dumps({"budget": {"max_tokens": 5000, "per": "run"}}))
+
+    async def scenario():
+        app = SuperviseApp(home.state_root, plugins, interval=0.1)
+        async with app.run_test(size=(140, 40)) as pilot:
+            queue.propose("slug-2", "coder", "budget", "10000", "spent")
+            await until(pilot, lambda: rows(app))
+            return str(app.query_one("#details").render())
+
+    assert "usage: 130 tokens ($0.75) of a budget of 5000 tokens per run" in asyncio.run(scenario())
