@@ -21,6 +21,8 @@ def _key_pem(key) -> bytes:
 
 @dataclass
 class TestCA:
+    __test__ = False  # a fixture's helper, not a test class, wherever a test module imports it
+
     key: ec.EllipticCurvePrivateKey
     cert: x509.Certificate
 
