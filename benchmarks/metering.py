@@ -9,7 +9,7 @@ JSON reply's usage. Replies of 50, 500 and 5000 text deltas. Goal (issue
 Stdlib only, so that it runs on the sidecar image's Python, which is what counts:
 
     flock /tmp/bottle-engine.lock docker run --rm --network none -v "$PWD":/src:ro -e HOME=/tmp -w /src \\
-        bottle/sidecar-test:TAG python -m benchmarks.metering [--repeats N]
+        --entrypoint python bottle/sidecar:latest -m benchmarks.metering [--repeats N]
 """
 
 import argparse

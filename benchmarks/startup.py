@@ -100,9 +100,6 @@ def main() -> None:
             requests = tap.take()
         finally:
             tap.close()
-        # A run ends by stopping its bottle: its disks and state stay until `bottle rm`.
-        slugs = [path.parent.name for path in (work / "state" / "bottle").glob("*/inputs.json")]
-        subprocess.run([*bottle, "rm", "--force", *slugs], env=env, check=True, stdout=subprocess.DEVNULL)
     helps = [timed([str(Path(sys.executable).with_name("bottle")), "--help"]) for _ in range(args.runs)]
 
     provisioning = provisioning_calls(requests)
@@ -113,6 +110,9 @@ def main() -> None:
     for timeline in timelines:
         for step in timeline["steps"]:
             steps.setdefault(step["name"], []).append(step["duration_s"])
+    # A run ends by stopping its bottle: its disks and state stay until `bottle rm`.
+    slugs = [path.parent.name for path in (work / "state" / "bottle").glob("*/inputs.json")]
+    subprocess.run([*bottle, "rm", "--force", *slugs], env=env, check=True, stdout=subprocess.DEVNULL)
     result = {
         "runs": args.runs,
         "raw_docker_run_true_s": round(median(raw_true), 3),
