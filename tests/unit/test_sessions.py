@@ -1,6 +1,8 @@
 """What a stopped bottle's state dir says (``bottle.sessions``) and what ``bottle resume`` shows as changed
 (``bottle.cli.lifecycle.differences``), without an engine."""
 
+import json
+
 import pytest
 
 from bottle.cli.lifecycle import differences
@@ -72,3 +74,19 @@ def test_a_name_already_taken_is_refused(home, plugins):
     keep(plan(plugins, slug="taken"), 1.0)
     with pytest.raises(UsageError, match="there is a bottle 'taken' already"):
         check_name("taken")
+
+
+
+def test_ls_lists_a_record_whose_plan_this_bottle_cannot_read(home, plugins, monkeypatch, capsys):
+    from bottle.cli import manage
+
+    home.agent("worker")
+    old = plan(plugins, slug="old-1")
+    keep(old, 1.0)
+    (old.state_dir / "plan.json").write_text('{"made by": "an older bottle"}')
+    monkeypatch.setattr(manage, "all_bottles", lambda: [])  # no backend lists it: only its record is left
+
+    manage.ls(as_json=True)
+
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["slug"], row["status"], row["agent"], row["details"]) == ("old-1", "gone", "", {})

@@ -148,7 +148,7 @@ def ls(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> 
         created = stored.inputs.created if stored else None
         rows.append({
             "slug": bottle.slug, "status": bottle.status,
-            "agent": plan.agent if plan else info.agent,
+            "agent": plan.agent if plan else (info.agent if info else ""),
             "backend": info.backend if info else "",
             "created": created, "last_used": stored.last_used if stored else None,
             "launcher_pid": info.launcher_pid if info else None, "launcher_host": info.launcher_host if info else "",
