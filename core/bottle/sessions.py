@@ -8,6 +8,7 @@ again, with the profile and agent as they are now. A state dir without a
 plan is not a bottle's (plugins keep files shared by all bottles in the state root).
 """
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ class StoredBottle:
     slug: str
     state_dir: Path
 
-    @property
+    @functools.cached_property
     def inputs(self) -> Inputs:
         return Inputs.read(self.state_dir)
 

@@ -124,8 +124,8 @@ def rm(
     from bottle.cli.common import loaded_plugins
     from bottle.display import terminal_safe
 
-    plugins, refused = loaded_plugins(), False
-    for bottle in [find(slug) for slug in dict.fromkeys(slugs)]:
+    plugins, refused, everyone = loaded_plugins(), False, every_bottle()  # the backends asked once
+    for bottle in [find(slug, everyone) for slug in dict.fromkeys(slugs)]:
         if bottle.status in ("running", "crashed") and not force:
             print(f"bottle: not removing {bottle.slug}: it is {bottle.status} (`bottle stop {bottle.slug}` first, "
                   "or --force)", file=sys.stderr)

@@ -117,10 +117,11 @@ def every_bottle() -> list[Found]:
     return found
 
 
-def find(slug: str) -> Found:
+def find(slug: str, bottles: list[Found] | None = None) -> Found:
+    """Bottle *slug* among *bottles* (default: every bottle, asked of the backends now)."""
     from bottle.errors import UsageError
 
-    for bottle in every_bottle():
+    for bottle in every_bottle() if bottles is None else bottles:
         if bottle.slug == slug:
             return bottle
     raise UsageError(f"No bottle {slug!r}: `bottle ls` lists them.")

@@ -295,7 +295,7 @@ class DockerBackend(Backend):
                 file = disks.Disk(plan.state_dir / disks.DISKS_DIR / f"{disk}.ext4", size_bytes(limits.disk),
                                   plan.guest.uid)
                 file.create()
-                device = file.attach()
+                device = disks.attach(file.path)
             self._volume(volume, device, {**plan.labels, LABEL_MOUNT: path, LABEL_IMAGE: plan.image,
                                           LABEL_UID: str(plan.guest.uid), LABEL_DISK: str(file.path) if device else ""})
             binds[volume] = {"bind": path, "mode": "rw"}
@@ -489,7 +489,7 @@ class DockerBackend(Backend):
         for volume in volumes:
             labels = volume.attrs["Labels"]
             disk = labels.get(LABEL_DISK)
-            device = disks.Disk(Path(disk), 0, 0).attach() if disk else None
+            device = disks.attach(Path(disk)) if disk else None
             self._volume(volume.name, device, labels)
             binds[volume.name] = {"bind": labels[LABEL_MOUNT], "mode": "rw"}
         labels = volumes[0].attrs["Labels"]

@@ -79,14 +79,15 @@ class Disk:
         _run(["debugfs", "-w", "-R", "rmdir lost+found", str(partial)], f"preparing {self.path}")
         os.replace(partial, self.path)
 
-    def attach(self) -> str:
-        """The loop device holding this disk: the one it is attached to already, else a new one."""
-        attached = _run(["losetup", "--associated", str(self.path)], f"looking up the loop device of {self.path}")
-        for line in attached.splitlines():
-            device = line.split(":", 1)[0]
-            if device.startswith("/dev/loop"):
-                return device
-        return _run(["losetup", "--find", "--show", str(self.path)], f"attaching {self.path}").strip()
+
+def attach(path: Path) -> str:
+    """The loop device holding the disk file *path*: the one it is attached to already, else a new one."""
+    attached = _run(["losetup", "--associated", str(path)], f"looking up the loop device of {path}")
+    for line in attached.splitlines():
+        device = line.split(":", 1)[0]
+        if device.startswith("/dev/loop"):
+            return device
+    return _run(["losetup", "--find", "--show", str(path)], f"attaching {path}").strip()
 
 
 def backing_file(device: str) -> str | None:

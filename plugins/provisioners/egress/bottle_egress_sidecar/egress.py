@@ -80,6 +80,7 @@ DEFAULT_REQUEST_BODY_LIMIT = "64m"  # mitmproxy's size syntax: k, m, g suffixes
 STREAM_ABOVE = 2 * MiB  # a response body known to be at most this is held and sent whole; larger ones stream
 REQUEST_TOO_LARGE = "request body over the egress proxy's limit"  # the flow.error of a refused request
 UPSTREAM_FAILED = "bottle.upstream_failed"  # a flow.metadata key: the flow's upstream side failed
+MODEL_API = "bottle.model_api"  # a flow.metadata key: the request goes to the model API (see metering)
 
 
 @dataclass(eq=False)
@@ -204,7 +205,7 @@ class EgressAddon:
         events = response.headers.get("content-type", "").startswith("text/event-stream")
         if events or length is None or length < 0 or length > STREAM_ABOVE:
             response.stream = True
-        if self._model_api(flow) and response.status_code == 200:  # metered as it passes (see metering)
+        if flow.metadata.get(MODEL_API) and response.status_code == 200:  # metered as it passes (see metering)
             if events:
                 response.stream = SseMeter(lambda usage: self._metered(flow, usage))
             elif response.stream is not True:
@@ -225,24 +226,17 @@ class EgressAddon:
 
     def _metered(self, flow: http.HTTPFlow, usage: Usage) -> None:
         policy = self.policies.current()
-        budget = policy.budget or policy.prices  # no budget: counted, and priced all the same
-        cost = None
+        cost = (policy.budget or policy.prices).cost(usage)  # no budget: counted, and priced all the same
         for ledger in self.ledgers.values():
-            cost = ledger.add(usage, budget)
+            ledger.add(usage, cost)
         self._record(METERED, flow, reason=f"{usage.tokens} tokens ({usage.model or 'model not said'})",
                      detail={**usage.as_detail(), "usd": cost})
-
-    def _model_api(self, flow: http.HTTPFlow, policy: Policy | None = None) -> bool:
-        """Whether *flow* goes to a host the sidecar holds a credential for: the model API, metered and budgeted
-        whatever the path (a path spelled another way must not slip past the meter)."""
-        request = flow.request
-        return (policy or self.policies.current()).route_at(request.host, request.port) is not None
 
     def _check_budget(self, policy: Policy, flow: http.HTTPFlow) -> None:
         """Blocked, as the API answers an account out of credit, when a request to the model API would start
         past the bottle's budget."""
         budget = policy.budget
-        if budget is None or not self._model_api(flow, policy):
+        if budget is None or not flow.metadata.get(MODEL_API):
             return
         ledger = self.ledgers[budget.per]
         why = budget.spent(ledger.tokens, ledger.usd)
@@ -309,6 +303,9 @@ class EgressAddon:
         _refuse_doh(doh_reason(host, request.path, request.headers.get("content-type", ""),
                                request.headers.get("accept", "")))
         rule, addresses = await self._destination(policy, host, port, (scheme,))
+        # A host the sidecar holds a credential for is the model API: metered and budgeted whatever the path
+        # (a path spelled another way must not slip past the meter).
+        flow.metadata[MODEL_API] = policy.route_at(host, port) is not None
         self._check_budget(policy, flow)
         injected = policy.credential_headers(host) if scheme == "https" else set()  # never a credential in clear text
         if injected:

@@ -153,12 +153,10 @@ class Ledger:
     def __init__(self, tokens: int = 0, usd: float = 0.0):
         self.tokens, self.usd = tokens, usd
 
-    def add(self, usage: Usage, budget: Budget) -> float | None:
-        """Count *usage*; its estimated cost (None: no price for its model)."""
-        cost = budget.cost(usage)
+    def add(self, usage: Usage, cost: float | None) -> None:
+        """Count *usage*, whose estimated cost is *cost* (None: no price for its model)."""
         self.tokens += usage.tokens
         self.usd += cost or 0.0
-        return cost
 
 
 def budget_error(slug: str, why: str) -> bytes:

@@ -66,9 +66,10 @@ def test_the_budget_prices_by_the_longest_prefix_and_says_when_it_is_spent():
               "claude-opus-4-5": {"input_tokens": 5, "output_tokens": 25}}
     budget = Budget(max_tokens=2000, max_usd=0.05, prices=prices)
     ledger = Ledger()
-    assert ledger.add(Usage("claude-opus-4-5-20251101", 1000, 100), budget) == pytest.approx(0.0075)
-    assert ledger.add(Usage("claude-opus-4-1", 1000, 0), budget) == pytest.approx(0.015)
-    assert ledger.add(Usage("other", 5, 5), budget) is None
+    for usage, cost in ((Usage("claude-opus-4-5-20251101", 1000, 100), 0.0075), (Usage("claude-opus-4-1", 1000, 0), 0.015),
+                        (Usage("other", 5, 5), None)):
+        assert budget.cost(usage) == (cost and pytest.approx(cost))
+        ledger.add(usage, budget.cost(usage))
     assert (ledger.tokens, round(ledger.usd, 4)) == (2110, 0.0225)
     assert budget.spent(ledger.tokens, ledger.usd) == "its budget of 2000 tokens is spent (2110 used)"
     assert Budget(max_usd=0.02).spent(10, 0.0225) == "its budget of $0.02 is spent ($0.02 used, estimated)"
