@@ -98,6 +98,9 @@ HARD_LIMIT_FACTOR = 2
 CREATED_FILE = "bottle-created-refs.json"  # in the repository: the refs pushes through the gate created
 ALLOWED_PROTOCOLS = "file:git:http:https:ssh"  # never ext:: or fd::, whatever the URL says
 CHUNK = 64 * 1024
+#: Seconds the gate goes on reading a push's body after git refused it (over the hard limit, say), so that the
+#: client, still sending, reads the refusal instead of a broken pipe; at most the hard limit's bytes.
+DRAIN_SECONDS = 30
 REFUSED = "bottle git gate: push refused; nothing reached upstream and the gate kept nothing."
 HOOK = """#!{python} -IS
 # The git gate's pre-receive hook, written by the gate at each start: it hands
@@ -605,7 +608,8 @@ class GitHandler(BaseHTTPRequestHandler):
         sent = [0]
         pump = None
         if self.command == "POST":
-            pump = threading.Thread(target=self._pump, args=(backend.stdin, chunked, length, sent), daemon=True)
+            pump = threading.Thread(target=self._pump, args=(backend.stdin, chunked, length, sent,
+                                                             self.server.gate.hard_limit), daemon=True)
             pump.start()
         self.close_connection = True  # the answer's end is the connection's end
         try:
@@ -616,20 +620,32 @@ class GitHandler(BaseHTTPRequestHandler):
             backend.stdout.close()
             backend.wait()
             if pump is not None:
-                pump.join(1.0)
-                if pump.is_alive():  # the backend stopped reading: unblock the body's reader
+                pump.join(DRAIN_SECONDS)
+                if pump.is_alive():  # the client sends on and on: unblock the body's reader
                     self.connection.shutdown(socket.SHUT_RDWR)
                     pump.join()
         return sent[0]
 
-    def _pump(self, stdin, chunked: bool, length: int, sent: list[int]) -> None:
-        """Copy the request body (chunked or not) to the backend, counting it."""
+    def _pump(self, stdin, chunked: bool, length: int, sent: list[int], drain: int) -> None:
+        """Copy the request body (chunked or not) to the backend, counting it. When the backend stops reading
+        (git refused the push), read on and drop up to *drain* more bytes: a client still sending when the
+        connection closes sees a broken pipe, not the refusal the gate sent it."""
+        blocks = self._chunks() if chunked else self._fixed(length)
         try:
-            for block in (self._chunks() if chunked else self._fixed(length)):
+            for block in blocks:
                 sent[0] += len(block)
                 stdin.write(block)
-        except (OSError, ValueError):  # the backend stopped reading, or the client sent nonsense or left
-            pass
+        except ValueError:  # the client sent nonsense
+            return
+        except OSError:  # the backend stopped reading, or the client left
+            dropped = 0
+            try:
+                for block in blocks:
+                    dropped += len(block)
+                    if dropped > drain:
+                        return
+            except (OSError, ValueError):
+                return
         finally:
             try:
                 stdin.close()
