@@ -206,17 +206,17 @@ def last_id(path: str | os.PathLike) -> int:
         db.close()
 
 
-def read_events(path: str | os.PathLike, *, blocked_only: bool = False, since_id: int = 0) -> list[dict]:
-    """The events after *since_id*, oldest first, each a dict of ``COLUMNS``
-    with ``detail`` decoded. A log that does not exist (yet) has no events."""
+def read_events(path: str | os.PathLike, *, decision: str | None = None, since_id: int = 0) -> list[dict]:
+    """The events after *since_id* (only those of *decision*, when given: the database picks them), oldest
+    first, each a dict of ``COLUMNS`` with ``detail`` decoded. A log that does not exist (yet) has no events."""
     if not os.path.exists(path):
         return []
-    query = f"SELECT {', '.join(COLUMNS)} FROM events WHERE id > ?"
-    if blocked_only:
-        query += " AND decision = 'blocked'"
+    query, arguments = f"SELECT {', '.join(COLUMNS)} FROM events WHERE id > ?", [since_id]
+    if decision is not None:
+        query, arguments = query + " AND decision = ?", [since_id, decision]
     db = _connect(path)
     try:
-        rows = db.execute(query + " ORDER BY id", (since_id,)).fetchall()
+        rows = db.execute(query + " ORDER BY id", arguments).fetchall()
     finally:
         db.close()
     events = [dict(zip(COLUMNS, row)) for row in rows]

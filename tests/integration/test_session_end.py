@@ -45,7 +45,7 @@ def test_unpushed_and_uncommitted_work_arrives_upstream_on_the_bottles_branch(ho
 
 
 def test_work_the_gate_refuses_stays_in_the_bottle_and_rm_will_not_delete_it(home, fake_api, api_profile, upstream,
-                                                                             engine):  # noqa: F811
+                                                                             engine, agent_image):  # noqa: F811
     before = refs(upstream)
     result = run_leaving_work(home, fake_api, api_profile, upstream, WRITE_SECRET)
 
@@ -59,7 +59,7 @@ def test_work_the_gate_refuses_stays_in_the_bottle_and_rm_will_not_delete_it(hom
     assert (f"bottle: it stays in bottle {slug}'s /workspace: `bottle resume {slug}` goes on with it, and "
             f"`bottle rm {slug}` will not delete it without --force") in lines
     held = engine.containers.run(  # the volume, as any container mounting it sees it
-        "bottle/agent:latest", ["sh", "-c", "cat uncommitted.txt; git -c safe.directory='*' log -1 --format=%s"],
+        agent_image, ["sh", "-c", "cat uncommitted.txt; git -c safe.directory='*' log -1 --format=%s"],
         volumes={f"bottle-{slug}-workdir": {"bind": "/w", "mode": "ro"}}, working_dir="/w", network_mode="none",
         remove=True, user="root").decode()
     assert held.startswith("aws_key=AKIA") and "bottle: work in progress" in held, held

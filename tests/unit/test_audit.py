@@ -34,9 +34,9 @@ def test_the_reader_filters(tmp_path):
     log = AuditLog(path, "slug")
     ids = [log.record("egress", decision) for decision in ("allowed", "blocked", "injected", "blocked")]
 
-    assert [e["id"] for e in read_events(path, blocked_only=True)] == [ids[1], ids[3]]
+    assert [e["id"] for e in read_events(path, decision="blocked")] == [ids[1], ids[3]]
     assert [e["id"] for e in read_events(path, since_id=ids[1])] == ids[2:]
-    assert [e["id"] for e in read_events(path, blocked_only=True, since_id=ids[1])] == [ids[3]]
+    assert [e["id"] for e in read_events(path, decision="blocked", since_id=ids[1])] == [ids[3]]
 
 
 def test_a_log_that_does_not_exist_has_no_events_and_is_not_created(tmp_path):

@@ -23,7 +23,7 @@ def audit(
     path = audit_path(paths.state_root() / slug)
     if not path.is_file():
         raise UsageError(f"No audit log for bottle {slug!r} (looked for {path}).")
-    events = [e for e in read_events(path, blocked_only=blocked) if source is None or e["source"] == source]
+    events = [e for e in read_events(path, decision="blocked" if blocked else None) if source is None or e["source"] == source]
     if as_json:
         print_json(events)
         return

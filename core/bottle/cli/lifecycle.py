@@ -71,7 +71,7 @@ def resume(
     if bottle.stored is None:
         raise UsageError(f"Bottle {slug!r} has no state dir here (it was run by another user, or its state was "
                          "deleted): there is nothing to resume it from.")
-    previous, inputs = bottle.plan(), bottle.stored.inputs
+    previous, inputs = bottle.plan, bottle.stored.inputs
     if previous is None:
         raise UsageError(f"Bottle {slug!r}: its plan ({bottle.stored.state_dir}/plan.json) cannot be read by this "
                          "bottle; `bottle rm` deletes it.")
@@ -99,7 +99,7 @@ def resume(
 
 def unsaved_work(bottle: Found, plugins) -> list[str]:
     """What only *bottle* holds of the agent's work, as its plugins say (unknown counts as unsaved)."""
-    plan = bottle.plan()
+    plan = bottle.plan
     if plan is None:
         return ["its plan cannot be read, so nothing can say whether its work was saved"]
     return [line for result in plugins.hook.bottle_unsaved_work(plan=plan) for line in (result or [])]

@@ -11,6 +11,7 @@ volumes) joined with its state dir (``bottle.sessions``). Its status:
   bottle): its record, which ``bottle rm`` deletes.
 """
 
+import functools
 import os
 import signal
 import socket
@@ -66,8 +67,9 @@ class Found:
     info: object = None
     stored: object = None
 
+    @functools.cached_property
     def plan(self):
-        """Its last run's plan, or None when its state dir has none that this bottle reads."""
+        """Its last run's plan, or None when its state dir has none that this bottle reads (read once)."""
         if self.stored is None:
             return None
         try:
@@ -145,7 +147,7 @@ def ls(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> 
     plugins = loaded_plugins()
     rows = []
     for bottle in every_bottle():
-        info, stored, plan = bottle.info, bottle.stored, bottle.plan()
+        info, stored, plan = bottle.info, bottle.stored, bottle.plan
         created = stored.inputs.created if stored else None
         rows.append({
             "slug": bottle.slug, "status": bottle.status,

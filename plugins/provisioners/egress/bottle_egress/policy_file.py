@@ -1,12 +1,13 @@
 """The egress policy of record: a file in the bottle's sidecar state, which the proxy re-reads when it changes.
 
 The host writes it at launch and whenever the operator changes the live
-allowlist (``bottle egress``, an approved proposal); it holds placeholders,
-never a credential's value.
+allowlist or budget (``bottle egress``, an approved proposal: :func:`change_live`);
+it holds placeholders, never a credential's value.
 """
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from bottle.sidecar.runtime import hand_over, sidecar_state
@@ -39,6 +40,37 @@ def policy_document(slug: str, egress: EgressPlan, allow: tuple[str, ...] | list
 
 def policy_path(state_dir: Path) -> Path:
     return sidecar_state(state_dir) / POLICY_FILE
+
+
+def live_policy_path(slug: str) -> Path:
+    """Bottle *slug*'s policy of record, or a usage error saying where bottle looked."""
+    from bottle import paths
+    from bottle.errors import UsageError
+
+    path = policy_path(paths.state_root() / slug)
+    if not path.is_file():
+        raise UsageError(f"No bottle {slug!r} with an egress policy (looked for {path}); see `bottle ls`.")
+    return path
+
+
+def change_live(slug: str, change: Callable[[dict], dict], *, decision: str, reason: str, **audited) -> dict:
+    """Change bottle *slug*'s policy of record: *change* edits the document in place (raising UsageError when it
+    cannot) and returns what to audit as ``detail``; the new policy is written and the change is in the audit
+    log (``operator``, *decision*, *reason*, *audited* fields). Returns the document as written."""
+    from bottle import paths
+    from bottle.sidecar.runtime import audit_path
+    from bottle_sidecar.audit import AuditLog
+
+    document = json.loads(live_policy_path(slug).read_text())
+    state_dir = paths.state_root() / slug
+    detail = change(document)
+    write_policy(state_dir, document)
+    log = AuditLog(audit_path(state_dir), slug)
+    try:
+        log.record("operator", decision, reason=reason, detail=detail, **audited)
+    finally:
+        log.close()
+    return document
 
 
 def write_policy(state_dir: Path, document: dict) -> None:

@@ -6,16 +6,14 @@ the four token counts, its estimated cost), so usage is read from each
 bottle's audit log, which outlives its runs; nothing here asks the engine.
 """
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bottle import paths
 from bottle.errors import UsageError
 from bottle.sidecar.runtime import audit_path
-from bottle_egress.policy_file import policy_path, write_policy
+from bottle_egress.policy_file import change_live
 from bottle_egress_sidecar.metering import FIELDS, METERED
-from bottle_sidecar.audit import AuditLog, read_events
+from bottle_sidecar.audit import read_events
 
 
 @dataclass
@@ -45,8 +43,8 @@ class Totals:
 def usage_of(state_dir: Path, since: float = 0.0) -> tuple[Totals, dict[str, Totals]]:
     """A bottle's usage from its audit log (replies after *since*, seconds since the epoch): in all, and by model."""
     total, models = Totals(), {}
-    for event in read_events(audit_path(state_dir)):
-        if event["source"] != "egress" or event["decision"] != METERED or event["ts"] < since:
+    for event in read_events(audit_path(state_dir), decision=METERED):
+        if event["source"] != "egress" or event["ts"] < since:
             continue
         detail = event["detail"] or {}
         total.add(detail)
@@ -55,24 +53,16 @@ def usage_of(state_dir: Path, since: float = 0.0) -> tuple[Totals, dict[str, Tot
 
 
 def change_budget(slug: str, max_tokens: int | None, max_usd: float | None, *, by: str) -> dict:
-    """Set a running bottle's budget (what is given replaces it; the proxy reads it on its next request)."""
-    state_dir = paths.state_root() / slug
-    path = policy_path(state_dir)
-    if not path.is_file():
-        raise UsageError(f"No bottle {slug!r} with an egress policy (looked for {path}); see `bottle ls`.")
-    document = json.loads(path.read_text())
-    budget = document.get("budget")
-    if budget is None:
-        raise UsageError(f"Bottle {slug!r} has no budget to raise: its profile sets no [budget].")
-    if max_tokens is not None:
-        budget["max_tokens"] = max_tokens
-    if max_usd is not None:
-        budget["max_usd"] = max_usd
-    write_policy(state_dir, document)
-    log = AuditLog(audit_path(state_dir), slug)
-    try:
-        log.record("operator", "budget-changed", reason=by,
-                   detail={"max_tokens": budget.get("max_tokens"), "max_usd": budget.get("max_usd")})
-    finally:
-        log.close()
-    return budget
+    """Set a bottle's budget (what is given replaces it; its proxy reads it on its next request)."""
+
+    def change(document: dict) -> dict:
+        budget = document.get("budget")
+        if budget is None:
+            raise UsageError(f"Bottle {slug!r} has no budget to raise: its profile sets no [budget].")
+        if max_tokens is not None:
+            budget["max_tokens"] = max_tokens
+        if max_usd is not None:
+            budget["max_usd"] = max_usd
+        return {"max_tokens": budget.get("max_tokens"), "max_usd": budget.get("max_usd")}
+
+    return change_live(slug, change, decision="budget-changed", reason=by)["budget"]

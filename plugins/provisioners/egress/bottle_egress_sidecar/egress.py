@@ -442,8 +442,8 @@ class EgressAddon:
 def metered_so_far(audit_path: str) -> tuple[int, float]:
     """The tokens and estimated dollars of every reply the bottle's audit log has metered (its earlier runs)."""
     tokens, usd = 0, 0.0
-    for event in read_events(audit_path):
-        if event["source"] == "egress" and event["decision"] == METERED:
+    for event in read_events(audit_path, decision=METERED):
+        if event["source"] == "egress":
             detail = event["detail"] or {}
             tokens += sum(int(detail.get(name) or 0) for name in FIELDS)
             usd += float(detail.get("usd") or 0)

@@ -37,10 +37,10 @@ class BudgetWatch(threading.Thread):
     def run(self) -> None:
         since = self.since
         while not self.stopped.wait(self.poll):
-            for event in read_events(self.audit_path, since_id=since):
+            for event in read_events(self.audit_path, decision="blocked", since_id=since):
                 since = event["id"]
                 detail = event["detail"] or {}
-                if (event["source"], event["decision"], detail.get("check")) == ("egress", "blocked", KIND):
+                if (event["source"], detail.get("check")) == ("egress", KIND):
                     self.propose(detail)
 
     def propose(self, detail: dict) -> None:
