@@ -51,13 +51,19 @@ regex is tried only where its literal start is (:func:`_walk`, which yields
 what finditer would); detectors whose prefixes begin with the same two bytes
 share that pass (GitLab's ``gl``, the ``sk`` of OpenAI, Anthropic and Stripe).
 A pattern that starts with one fixed byte or none (AWS's ``A``, a profile's
-``[0-9a-f]{8}``) keeps finditer. A scan is some 22 passes over the data, and
-one more for a JSON body's escapes. Measured with ``python -m
-benchmarks.scanning`` in the sidecar image (Python 3.13.5, a shared 2-core VM):
-100-115 MB/s on Messages API bodies of 1-32 MB (finditer alone: 52-58) and
-~130 MB/s on plain text (62); on the host's Python 3.11 the find walk is the
-slower one (its ``bytes.find`` is), 66-75 MB/s against finditer's 85-100. The
-target is 50 (issue 13 asks 200).
+``[0-9a-f]{8}``) keeps finditer. That exact scan is some 22 passes over the
+data: 100-130 MB/s in the sidecar image.
+
+So a large body (``PREFILTER_FROM`` bytes or more) is first read once by
+Hyperscan (:class:`_Prefilter`), with every detector's pattern compiled in its
+prefilter mode, which may report a match that is none but never misses one
+(it approximates what it cannot run exactly: lookarounds, lazy repeats); only
+the detectors it reports take the exact scan above, which alone decides what
+is a secret. A body with no secret is then one pass at over 1 GB/s, plus one
+for a JSON body's escapes. Measured with ``python -m benchmarks.scanning`` in
+the sidecar image (Python 3.13.5, a shared 2-core VM): see the README's
+numbers. Where Hyperscan is not installed (the host; a machine its wheel does
+not serve), or cannot compile a pattern, that pattern is always scanned exactly.
 
 The sidecar image copies detect-secrets' patterns into a module when it is
 built (``python -m bottle_sidecar.secrets_scan --freeze``), so that the proxy
@@ -72,6 +78,7 @@ import importlib
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +184,7 @@ class _Detector:
     confirm: Callable[[str], bool] | None = None  # a detector's own veto on a match
     weak: bool = False  # in WEAK: in a body, a match inside a word is not counted (see _glued)
     in_group: bool = False  # the secret is the capture group that matched (SECRET_IN_GROUP)
+    prefiltered: bool = True  # a profile's own pattern is not: see _prefilter
 
     @functools.cached_property
     def prefix(self) -> bytes:
@@ -213,6 +221,92 @@ def _walk(data: bytes, needle: bytes, detectors: dict[int, _Detector]) -> dict[i
                     after[index] = match.end()
         position += 1
     return found
+
+
+# Bytes from which a scan is prefiltered (:class:`_Prefilter`). Below, the exact scan alone takes 2 ms
+# at most, and names, headers and most requests never wait for the prefilter's compile.
+PREFILTER_FROM = 256 * 1024
+
+
+class _Prefilter:
+    """Which of a scanner's detectors may match some data, from one pass of Hyperscan over it.
+
+    Each detector's regex is compiled in Hyperscan's prefilter mode, whose
+    matches are a superset of the regex's, and reports once at most (one report
+    says all that is asked: try this detector). The detectors in *unfiltered*,
+    whose patterns Hyperscan would not compile, are always reported. A scan
+    releases the GIL, so scratch space (what a scan works in) is per thread.
+    """
+
+    def __init__(self, database, unfiltered: frozenset[int]):
+        self._database = database  # a hyperscan.Database, or None when no pattern compiled
+        self._unfiltered = unfiltered
+        self._local = threading.local()
+
+    def candidates(self, data: bytes) -> set[int] | None:
+        """The indices of the detectors that may match *data*; None if Hyperscan failed (scan them all)."""
+        found = set(self._unfiltered)
+        if self._database is None:
+            return found
+        import hyperscan
+
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = hyperscan.Scratch(self._database)
+        try:
+            self._database.scan(data, match_event_handler=lambda index, *_: found.add(index), scratch=scratch)
+        except hyperscan.error:
+            return None
+        return found
+
+
+@functools.lru_cache(maxsize=8)
+def _prefilter(patterns: tuple[tuple[bytes, int] | None, ...]) -> _Prefilter | None:
+    """The prefilter for detectors of *patterns* ((regex source, re flags), by index), compiled once per
+    process for each set (about 40 ms for the built-in detectors: a policy reload or a second scanner
+    does not pay it again); None where Hyperscan is not installed.
+
+    A None pattern is never filtered: a profile's own. Hyperscan reads PCRE's syntax, which is not
+    Python's everywhere (``a{,5}``, ``[[:alpha:]]`` mean other things), so only the built-in patterns,
+    which the unit tests hold to finditer's results, are prefiltered.
+    """
+    try:
+        import hyperscan
+    except ImportError:
+        return None
+    expressions: dict[int, tuple[bytes, int]] = {}  # by detector index: (Hyperscan's expression, its flags)
+    for index, pattern in enumerate(patterns):
+        if pattern is not None:
+            source, flags = pattern
+            mode = hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_ALLOWEMPTY
+            for python, hs in ((re.IGNORECASE, hyperscan.HS_FLAG_CASELESS), (re.DOTALL, hyperscan.HS_FLAG_DOTALL),
+                               (re.MULTILINE, hyperscan.HS_FLAG_MULTILINE)):
+                mode |= hs if flags & python else 0
+            expressions[index] = ((b"(?x)" if flags & re.VERBOSE else b"") + source, mode)
+
+    def compiled(indices: list[int]):
+        database = hyperscan.Database()
+        database.compile(expressions=[expressions[index][0] for index in indices], ids=indices,
+                         flags=[expressions[index][1] for index in indices])
+        return database
+
+    good = list(expressions)
+    try:
+        database = compiled(good) if good else None
+    except hyperscan.error:  # one pattern or more it cannot take, even approximately: keep the others
+        good = [index for index in expressions if _compiles(compiled, index)]
+        database = compiled(good) if good else None
+    return _Prefilter(database, frozenset(range(len(patterns))) - frozenset(good))
+
+
+def _compiles(compile_: Callable[[list[int]], object], index: int) -> bool:
+    import hyperscan
+
+    try:
+        compile_([index])
+    except hyperscan.error:
+        return False
+    return True
 
 
 class Markers:
@@ -421,24 +515,37 @@ class Scanner:
     def __init__(self, patterns: Iterable[tuple[str, re.Pattern[bytes]]] = (), exempt_values: Iterable[str] = (),
                  exempt_detectors: Iterable[str] = ()):
         off = {detector_id(name) for name in exempt_detectors}
-        detectors = builtin() + tuple(_Detector(name, regex) for name, regex in patterns)
+        detectors = builtin() + tuple(_Detector(name, regex, prefiltered=False) for name, regex in patterns)
         self._detectors = tuple(detector for detector in detectors if detector_id(detector.name) not in off)
         self._exempt = tuple(value.encode() for value in (*EXAMPLE_KEYS, *exempt_values))
         self._needles = _needles(self._detectors)
         self._sharing = {needle: {index: detector for index, detector in enumerate(self._detectors)
                                   if self._needles[index] == needle} for needle in set(self._needles) - {None}}
+        self._patterns = tuple((detector.regex.pattern, detector.regex.flags) if detector.prefiltered else None
+                               for detector in self._detectors)
+
+    def _candidates(self, data: bytes) -> set[int] | None:
+        """The detectors worth scanning *data* with exactly (see :class:`_Prefilter`); None: all of them."""
+        if len(data) < PREFILTER_FROM or (prefilter := _prefilter(self._patterns)) is None:
+            return None
+        return prefilter.candidates(data)
 
     def _found(self, view: _View, body: bool) -> Iterator[tuple[str, int, int, int]]:
         """(detector, start of the match, start and end of the secret) for each secret in *view*, detector by
         detector, as offsets in its raw bytes: :meth:`scan` stops at the first, :meth:`redact` takes all, and
         with no secret both cost the same. In a *body*, weak detectors skip matches inside words (_glued)."""
         data, walked = view.data, {}
+        candidates = self._candidates(data)
         for index, detector in enumerate(self._detectors):
+            if candidates is not None and index not in candidates:
+                continue
             if (needle := self._needles[index]) is None:
                 matches = detector.regex.finditer(data)
             else:
                 if needle not in walked:
-                    walked[needle] = _walk(data, needle, self._sharing[needle])
+                    sharing = self._sharing[needle]
+                    walked[needle] = _walk(data, needle, sharing if candidates is None else
+                                           {other: sharing[other] for other in sharing if other in candidates})
                 matches = walked[needle][index]
             for match in matches:
                 if body and detector.weak and _glued(data, *match.span()):

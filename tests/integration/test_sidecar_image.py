@@ -28,7 +28,7 @@ from bottle_images.build import (
     FORMAT_LABEL, IMAGE_FORMATS, build_context, default_build_ca_certs, host_pip_index, image_versions,
     write_ca_certs,
 )
-from bottle_images.parts import loaded_parts, requirements
+from bottle_images.parts import loaded_parts, pin_of, requirements
 from tests.support.collection import require, sidecar_test_files
 
 REPO = Path(__file__).parents[2]
@@ -46,7 +46,7 @@ def numeric(version: str) -> tuple[int, ...]:
 
 def part_pins() -> dict[str, str]:
     """The loaded plugins' image parts' pip pins: the versions this bottle asks for, by distribution."""
-    return dict(requirement.split("==") for requirement in requirements(loaded_parts()))
+    return dict(map(pin_of, requirements(loaded_parts())))
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def inside(engine, sidecar_image) -> dict[str, str]:
 
 def test_the_image_runs_the_pinned_parser_proxy_and_sdk_on_debian_13(inside):
     pins = part_pins()
-    assert {"mitmproxy", "h11", "mcp", "detect-secrets"} <= pins.keys()
+    assert {"mitmproxy", "h11", "mcp", "detect-secrets", "hyperscan"} <= pins.keys()
     assert numeric(inside["h11"]) >= H11_FIXED, f"h11 {inside['h11']} has CVE-2025-43859"
     assert {name: inside[name] for name in pins} == pins
     assert numeric(inside["mitmproxy"])[0] == 12 and numeric(inside["mcp"])[0] == 2
@@ -194,6 +194,7 @@ def test_doctor_shows_what_the_sidecar_image_runs_on(inside, home):
 
     assert text.returncode == 0, text.stderr
     assert (f"Debian {inside['debian']}, Python {inside['python']}, detect-secrets {inside['detect-secrets']}, "
-            f"h11 {inside['h11']}, mcp {inside['mcp']}, mitmproxy {inside['mitmproxy']}") in text.stdout
+            f"h11 {inside['h11']}, hyperscan {inside['hyperscan']}, mcp {inside['mcp']}, "
+            f"mitmproxy {inside['mitmproxy']}") in text.stdout
     image = json.loads(report.stdout)["images"][tag]
     assert (image["versions"], image["problem"]) == (inside, None)

@@ -304,8 +304,9 @@ def test_a_literal_prefix_is_what_every_match_begins_with():
 
 
 def _reference(scanner: Scanner) -> Scanner:
-    """*scanner* as it was: regex.finditer for every detector, one by one."""
+    """*scanner* as it was: regex.finditer for every detector, one by one, none left out by the prefilter."""
     scanner._needles = [None] * len(scanner._detectors)
+    scanner._candidates = lambda data: None
     return scanner
 
 
@@ -327,7 +328,9 @@ def test_each_detector_finds_what_its_regex_finds():
                 assert [(match.span(), match.regs) for match in found[index]] == expected, detector
 
 
-def test_scan_and_redact_find_what_finditer_over_every_detector_finds():
+@pytest.mark.parametrize("prefilter_from", [0, secrets_scan.PREFILTER_FROM], ids=["prefiltered", "small"])
+def test_scan_and_redact_find_what_finditer_over_every_detector_finds(prefilter_from, monkeypatch):
+    monkeypatch.setattr(secrets_scan, "PREFILTER_FROM", prefilter_from)
     args = CUSTOM, ["corp-dev-123456"]
     found = {}
     for scanner in (Scanner(*args), _reference(Scanner(*args))):
@@ -339,3 +342,45 @@ def test_scan_and_redact_find_what_finditer_over_every_detector_finds():
     new, reference = found.values()
     assert new == reference
     assert sum(len(hits) for hits, _, _ in reference) > 1000  # the corpus is full of secrets
+
+
+def test_the_sidecar_image_has_the_prefilter():
+    """Without Hyperscan the scanner is right but five times slower: the image must have it."""
+    assert isinstance(secrets_scan._prefilter(Scanner()._patterns), secrets_scan._Prefilter)
+
+
+def test_the_prefilter_reports_every_detector_whose_regex_matches():
+    """Hyperscan's prefilter mode reads the patterns its own way (PCRE's, approximately): on the corpus, in
+    its bytes and as JSON decodes them, no built-in detector that finditer finds is left out."""
+    scanner = Scanner()
+    reported = 0
+    for raw in CORPUS:
+        for data in {raw, secrets_scan._View.of(raw, secrets_scan._JSON).data}:
+            candidates = secrets_scan._prefilter(scanner._patterns).candidates(data)
+            matching = {index for index, detector in enumerate(scanner._detectors) if detector.regex.search(data)}
+            assert matching <= candidates, [scanner._detectors[index].name for index in matching - candidates]
+            reported += len(matching)
+    assert reported > 500
+
+
+def test_a_large_body_without_secrets_is_scanned_by_no_detector(monkeypatch):
+    scanner = Scanner()
+    body = json.dumps({"messages": [{"content": Path(json.__file__).read_text() * 40}]}).encode()
+    assert len(body) >= secrets_scan.PREFILTER_FROM
+    assert scanner._candidates(body) == set()
+    candidates = scanner._candidates(body + b" " + TOKENS["Slack Token"].encode())
+    assert {scanner._detectors[index].name for index in candidates} == {"Slack Token"}
+    monkeypatch.setattr(secrets_scan, "_walk", None)  # no prefix is walked: no detector is tried
+    assert scanner.scan(body) is None
+
+
+def test_a_profiles_own_patterns_and_those_hyperscan_refuses_are_always_scanned(monkeypatch):
+    monkeypatch.setattr(secrets_scan, "PREFILTER_FROM", 0)
+    scanner = Scanner(CUSTOM)
+    own = {index for index, detector in enumerate(scanner._detectors) if detector.name.startswith("secret_patterns")}
+    assert len(own) == len(CUSTOM) and scanner._candidates(b"nothing here") == own
+    refused = secrets_scan._prefilter(((rb"x{1,100000}", 0), (rb"ghp_[0-9]{4}", 0), (rb"(?a)y", 0)))
+    assert refused.candidates(b"nothing here") == {0, 2}
+    assert refused.candidates(b"a ghp_1234 b") == {0, 1, 2}
+    for data in (b"ab corp-prod-654321 cd", b"key=abc123"):
+        assert scanner.scan(data) is not None

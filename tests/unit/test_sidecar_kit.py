@@ -15,7 +15,7 @@ PROXY = ImagePart(name="proxy", packages=("proxy_sidecar",), pip=("h11==0.16.0",
 def test_the_kit_part_holds_the_kit_and_freezes_the_scanners_patterns():
     kit = kit_part()
     assert kit.name == KIT_NAME and kit.packages == ("bottle_sidecar",)
-    assert kit.pip == ("detect-secrets==1.5.0",)
+    assert kit.pip == ("detect-secrets==1.5.0", "hyperscan==0.9.1; platform_machine == 'x86_64'")
     assert {"python3", "python3-venv", "tini"} <= set(kit.apt)
     assert kit.run == ("python -m bottle_sidecar.secrets_scan --freeze",)
 

@@ -32,14 +32,15 @@ PARTS_LABEL = "bottle.sidecar-part."  # + part name: bottle.sidecar-part.kit=sha
 @functools.cache
 def kit_part() -> "ImagePart":
     """The kit's part: Debian's Python and tini (PID 1), ``ps`` for the init's diagnostics, the CA bundle,
-    and detect-secrets, whose patterns the build freezes into ``bottle_sidecar`` (see ``secrets_scan``)
-    so that no service imports detect-secrets to scan."""
+    detect-secrets, whose patterns the build freezes into ``bottle_sidecar`` (see ``secrets_scan``)
+    so that no service imports detect-secrets to scan, and Hyperscan, the scanner's prefilter of large
+    bodies (its wheels are x86-64 only; elsewhere the scanner does without)."""
     from bottle.sidecar.service import ImagePart
 
     return ImagePart(
         name=KIT_NAME,
         packages=("bottle_sidecar",),
-        pip=("detect-secrets==1.5.0",),
+        pip=("detect-secrets==1.5.0", "hyperscan==0.9.1; platform_machine == 'x86_64'"),
         apt=("ca-certificates", "procps", "python3", "python3-venv", "tini"),
         run=("python -m bottle_sidecar.secrets_scan --freeze",),
     )

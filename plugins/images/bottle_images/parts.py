@@ -25,7 +25,9 @@ from bottle.sidecar.kit import KIT_NAME
 if TYPE_CHECKING:
     from bottle.sidecar.service import ImagePart
 
-_PIN = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9][A-Za-z0-9.+!_-]*)")
+# name==version, and maybe an environment marker (``; platform_machine == "x86_64"``) for a wheel
+# that serves some machines only.
+_PIN = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9][A-Za-z0-9.+!_-]*)(?:\s*;\s*\S.*)?")
 _DISABLE = "Disable one of their plugins with BOTTLE_DISABLE_PLUGINS."
 
 
@@ -50,17 +52,22 @@ def union(parts: Iterable["ImagePart"]) -> list["ImagePart"]:
     return sorted(by_name.values(), key=lambda part: (part.name != KIT_NAME, part.name))
 
 
+def pin_of(requirement: str) -> tuple[str, str] | None:
+    """(name, version) of a pin (``name==version``, maybe with a marker after ``;``), or None if it is none."""
+    match = _PIN.fullmatch(requirement)
+    return match.groups() if match else None
+
+
 def requirements(parts: Sequence["ImagePart"]) -> list[str]:
-    """Every part's pip requirements once, in part order. Each must be a pin (name==version), and two parts
+    """Every part's pip requirements once, in part order. Each must be a pin (name==version, maybe with a marker), and two parts
     pinning one distribution must agree: the image holds one version of it."""
     pins: dict[str, tuple[str, str, str]] = {}  # normalised name -> (version, requirement, the part that asked)
     for part in parts:
         for requirement in part.pip:
-            match = _PIN.fullmatch(requirement)
-            if match is None:
+            if (pin := pin_of(requirement)) is None:
                 raise EnvironmentProblem(f"The sidecar image part {part.name!r} asks pip for {requirement!r}: "
                                          "its requirements must be pinned, as name==version.")
-            name, version = match.groups()
+            name, version = pin
             key = re.sub(r"[-_.]+", "-", name).lower()
             pinned, first, owner = pins.setdefault(key, (version, requirement, part.name))
             if pinned != version:

@@ -29,7 +29,7 @@ from bottle_images.build import (
     pip_index_from_config,
     write_build_context,
 )
-from bottle_images.parts import loaded_parts, requirements, union
+from bottle_images.parts import loaded_parts, pin_of, requirements, union
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
@@ -72,7 +72,7 @@ def test_the_sidecar_context_is_the_union_of_the_parts(tmp_path):
     write_build_context(tmp_path, "sidecar", [], union([PROXY, kit_part(), DESK, PROXY]))
     assert sorted(p.name for p in (tmp_path / "lib").iterdir()) == ["bottle_sidecar"]
     assert (tmp_path / "requirements.txt").read_text().splitlines() == [
-        "detect-secrets==1.5.0", "mcp==2.3.0", "h11==0.16.0"]
+        *kit_part().pip, "mcp==2.3.0", "h11==0.16.0"]
     apt = (tmp_path / "apt.txt").read_text().splitlines()
     assert apt[:len(kit_part().apt)] == list(kit_part().apt) and apt[len(kit_part().apt):] == ["git"]
     assert (tmp_path / "build.sh").read_text().splitlines() == [
@@ -104,6 +104,13 @@ def test_a_part_declared_twice_differently_is_an_error_naming_it_and_what_differ
 def test_a_requirement_unpinned_or_pinned_apart_from_another_parts_is_an_error_naming_the_parts(pip, problem):
     with pytest.raises(EnvironmentProblem, match=problem):
         requirements([PROXY, DESK.model_copy(update={"pip": pip})])
+
+
+def test_a_pin_may_say_which_machines_it_is_for():
+    marked = "hyperscan==0.9.1; platform_machine == 'x86_64'"
+    assert requirements([DESK.model_copy(update={"pip": (marked,)})]) == [marked]
+    with pytest.raises(EnvironmentProblem, match="must be pinned"):
+        requirements([DESK.model_copy(update={"pip": ("hyperscan; platform_machine == 'x86_64'",)})])
 
 
 def test_one_pin_asked_by_two_parts_is_installed_once():
@@ -315,7 +322,7 @@ def test_an_agent_image_has_no_format_to_check():
 
 def test_the_host_tests_sidecar_code_at_the_image_pins():
     """The [test] extra's sidecar libraries are the versions the image's parts pin."""
-    pins = dict(r.split("==") for r in requirements(loaded_parts()))
+    pins = dict(map(pin_of, requirements(loaded_parts())))
     extra = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())
     test = dict(r.split("==") for r in extra["project"]["optional-dependencies"]["test"] if "==" in r)
     assert {"detect-secrets", "mcp"} <= test.keys()
