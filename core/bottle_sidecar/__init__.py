@@ -9,6 +9,7 @@ name in both places) and their pinned libraries.
 - ``startup``: what every service checks at start (the credentials file).
 - ``audit``: the log every service writes and ``bottle audit`` reads (stdlib only).
 - ``secrets_scan``: finds token-shaped secrets in what leaves, or replaces them by markers.
+- ``heap``: hands the memory of large bodies back to the kernel once they are done with.
 - ``versions``: what the image runs on (Debian suite, Python, the pinned libraries),
   for its labels and its test (stdlib only).
 """

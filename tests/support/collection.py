@@ -40,7 +40,7 @@ SIDECAR_ONLY = frozenset({
 #: Unit tests of the sidecar's stdlib-only modules the host imports as well: the
 #: egress policy, the audit log, the proposal queue, the deny rules.
 SIDECAR_SHARED = frozenset({"test_egress_policy.py", "test_audit.py", "test_proposals.py", "test_deny_rules.py",
-                            "test_metering.py", "test_budget_watch.py"})
+                            "test_metering.py", "test_budget_watch.py", "test_heap.py"})
 #: Set by tests/integration/test_sidecar_image.py in the container it runs them in.
 IN_SIDECAR_IMAGE = os.environ.get("BOTTLE_TEST_IN_SIDECAR_IMAGE") == "1"
 

@@ -62,6 +62,7 @@ from mitmproxy.utils import human
 from bottle_egress_sidecar.metering import (
     FIELDS, METERED, Ledger, SseMeter, Usage, budget_error, message_usage,
 )
+from bottle_sidecar import heap
 from bottle_sidecar.audit import AuditLog, read_events
 from bottle_egress_sidecar.policy import (
     DETECTORS, CredentialRoute, Policy, PolicyError, PolicyFile, Rule, doh_reason, forbidden_address, normalize_host,
@@ -726,13 +727,29 @@ def proxy_master(opts: options.Options):
     return master
 
 
+class HeapAddon:
+    """Hands the memory of large bodies back once the flows that held them are done (see ``heap``):
+    the proxy holds each request body whole to scan it, and a response body up to STREAM_ABOVE."""
+
+    def __init__(self, trimmer: heap.Trimmer):
+        self._trimmer = trimmer
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        held = len(flow.request.raw_content or b"")
+        if flow.response is not None and not flow.response.stream:
+            held += len(flow.response.raw_content or b"")
+        self._trimmer.finished(held)
+
+    error = response
+
+
 async def serve(args: argparse.Namespace, policies: PolicyFile, credentials: dict[str, str], audit: AuditLog) -> None:
     master = proxy_master(options.Options())
     loop = asyncio.get_running_loop()
     addon = EgressAddon(policies, credentials, audit, CheckedResolver(loop, policies),
                         human.parse_size(args.request_body_limit))
     policies.report = addon.policy_reloaded
-    master.addons.add(addon)
+    master.addons.add(addon, HeapAddon(heap.Trimmer(loop)))
     master.options.update(
         mode=["regular"],
         listen_host=args.listen_host,
