@@ -258,8 +258,8 @@ class SidecarWatch:
 
 
 def start_sidecar(client, plan: Plan, setup: SidecarSetup, internal_network: str, stack: ExitStack) -> Sidecar:
-    """Start the sidecar on *internal_network* (not waiting for it) with what *setup* holds; all is registered
-    on *stack*."""
+    """Start the sidecar on *internal_network* (not waiting for it) with what *setup* holds; its watcher is
+    registered on *stack*, and its removal must be already (see :meth:`DockerSidecarHost.start`)."""
     require_image(client, plan.sidecar.image, "sidecar", _lacking(setup))
     # The schema exists before any reader, and the budget before any writer; a bottle
     # that never got this far has no log (and no summary: its error says it all).
@@ -268,7 +268,6 @@ def start_sidecar(client, plan: Plan, setup: SidecarSetup, internal_network: str
     hand_over([audit])
     outside = outside_network(client)
     name = sidecar_name(plan.slug)
-    stack.callback(remove_container, client.api, name)
     api = client.api
     uid, gid = sidecar_user()
     config = api.create_container_config(
@@ -313,6 +312,10 @@ class DockerSidecarHost(SidecarHost):
 
     def start(self, plan: Plan, prepare: Callable[[], SidecarSetup], network: str,
               stack: ExitStack) -> "StartedDockerSidecar":
+        # Registered before the worker starts, so before the backend's own teardown of its containers,
+        # which therefore runs first and removes the sidecar beside the sandbox, at once; this one then
+        # finds it gone, or removes what an early failure left.
+        stack.callback(remove_container, self.client.api, sidecar_name(plan.slug))
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sidecar-{plan.slug}")
         starting = pool.submit(self._start, plan, prepare, network, stack)
         pool.shutdown(wait=False)
