@@ -324,6 +324,6 @@ def test_the_host_tests_sidecar_code_at_the_image_pins():
     """The [test] extra's sidecar libraries are the versions the image's parts pin."""
     pins = dict(map(pin_of, requirements(loaded_parts())))
     extra = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())
-    test = dict(r.split("==") for r in extra["project"]["optional-dependencies"]["test"] if "==" in r)
-    assert {"detect-secrets", "mcp"} <= test.keys()
+    test = dict(filter(None, map(pin_of, extra["project"]["optional-dependencies"]["test"])))
+    assert {"detect-secrets", "hyperscan", "mcp"} <= test.keys()
     assert test == {name: pins.get(name) for name in test}

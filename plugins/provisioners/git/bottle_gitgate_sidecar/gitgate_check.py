@@ -28,6 +28,7 @@ import re
 import subprocess
 import tempfile
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
@@ -257,7 +258,9 @@ def secret_problem(env: dict[str, str], scanner: Scanner, update: Update) -> Pro
     the commits touch, in one raw log; what they add to files, from their
     patches. The usual push holds no secret, and one pass over each says so;
     only if the patches turn something up are they read again, to say where
-    (or to find it on a removed line: taking an old secret out is fine). A
+    (or to find it on a removed line: taking an old secret out is fine). The
+    three reads are three gits at once, each scanned in its own thread: the
+    push waits for the longest of them (the patches), not for their sum. A
     ref that reaches trees or blobs with no commit in between has its new
     trees' names and new blobs scanned whole.
     """
@@ -267,9 +270,12 @@ def secret_problem(env: dict[str, str], scanner: Scanner, update: Update) -> Pro
     if git(env, "cat-file", "-t", f"{update.new}^{{}}").strip() != b"commit":  # a tree or a blob, maybe tagged
         findings = object_findings(scanner, new_objects(env, new, "blob:none")) + blob_findings(env, scanner, new)
     else:
-        findings = object_findings(scanner, new_objects(env, new, "tree:0"))
-        findings += name_findings(scanner, git(env, *NAMES, "--format=%x00%H", *new))
-        if streamed_hit(env, scanner, [*PATCH, "--format=%x00%H", *new]) is not None:
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="gitgate-check") as pool:
+            objects = pool.submit(lambda: object_findings(scanner, new_objects(env, new, "tree:0")))
+            names = pool.submit(lambda: name_findings(scanner, git(env, *NAMES, "--format=%x00%H", *new)))
+            patched = pool.submit(streamed_hit, env, scanner, [*PATCH, "--format=%x00%H", *new])
+        findings = objects.result() + names.result()
+        if patched.result() is not None:
             findings += diff_findings(scanner, git(env, *PATCH, "--format=%x00%H", *new))
     if not findings:
         return None
