@@ -6,7 +6,7 @@ what runs: the config (``/run/bottle/sidecar.json``, or stdin with ``--config -`
 lists the services, each with the argv to start and the line prefix it prints
 once it is ready, and the files to write before they start::
 
-    {"services": [{"name": "egress", "argv": ["python", "-m", "bottle_egress_sidecar.egress", "..."],
+    {"services": [{"name": "egress", "argv": ["python", "-m", "bottle_egress_sidecar.main", "..."],
                    "ready": "bottle-egress: listening"}],
      "files": [{"path": "/run/bottle/credentials.json", "content": "...", "mode": 384}]}
 

@@ -140,7 +140,7 @@ def test_gc_spares_a_live_bottle(running, home):
 def test_a_dying_sidecar_stops_the_bottle_with_its_reason(running, home, engine):
     (sidecar,) = [c for c in engine.containers.list(filters={"label": "bottle.role=sidecar"})]
     # The egress proxy dies (as it would on a crash); the init reports it and exits.
-    sidecar.exec_run(["sh", "-c", "kill -KILL $(pgrep -f bottle_egress_sidecar.egress)"])
+    sidecar.exec_run(["sh", "-c", "kill -KILL $(pgrep -f bottle_egress_sidecar.main)"])
 
     running.wait(timeout=60)
 

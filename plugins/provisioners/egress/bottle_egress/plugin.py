@@ -100,7 +100,7 @@ def bottle_sidecar_services(ctx):
     if egress is None:
         return None
     argv = [
-        "python", "-m", "bottle_egress_sidecar.egress",
+        "python", "-m", "bottle_egress_sidecar.main",
         "--listen-host", "0.0.0.0", "--listen-port", str(egress.proxy_port),
         "--confdir", f"{RUN_DIR}/mitmproxy", "--policy", POLICY, "--credentials", CREDENTIALS, "--audit", AUDIT,
     ]

@@ -1,11 +1,7 @@
-"""The egress proxy: a bottle's only way out, as a mitmproxy addon and its command line.
+"""The egress proxy: a bottle's only way out, as a mitmproxy addon.
 
-Run in the sidecar as::
-
-    python -m bottle_egress_sidecar.egress --listen-host 0.0.0.0 --listen-port 3128 \\
-        --confdir DIR --policy FILE --credentials FILE --audit FILE
-
-It intercepts TLS with the bottle's CA (``DIR/mitmproxy-ca.pem``, key and
+Its command is ``python -m bottle_egress_sidecar.main`` (which listens, checks
+what the proxy starts from, then calls :func:`run`). It intercepts TLS with the bottle's CA (``DIR/mitmproxy-ca.pem``, key and
 certificate, made by the host) and denies by default. A CONNECT passes when its
 host carries no secret (checked before the name is resolved), a rule allows its
 host and port, the host is no DNS-over-HTTPS resolver, and every address the
@@ -43,19 +39,17 @@ import logging
 import os
 import signal
 import socket
-import sqlite3
 import sys
 import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from mitmproxy import ctx, http, options
+from mitmproxy import http, options
 from mitmproxy.flow import Error
 from mitmproxy.net.http.http1 import expected_http_body_size
 from mitmproxy.net.http.url import parse_authority, unparse
+from mitmproxy.proxy import mode_servers
 from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.utils import human
 
@@ -65,19 +59,16 @@ from bottle_egress_sidecar.metering import (
 from bottle_sidecar import heap
 from bottle_sidecar.audit import AuditLog, read_events
 from bottle_egress_sidecar.policy import (
-    DETECTORS, CredentialRoute, Policy, PolicyError, PolicyFile, Rule, doh_reason, forbidden_address, normalize_host,
+    DETECTORS, CredentialRoute, Policy, PolicyFile, Rule, doh_reason, forbidden_address, normalize_host,
     rule_for,
 )
 from bottle_sidecar.secrets_scan import Hit, Markers, Scanner
-from bottle_sidecar.startup import StartupError, load_credentials
 
 logger = logging.getLogger("bottle.egress")
 
-CA_FILE = "mitmproxy-ca.pem"
 AUTH_HEADERS = ("authorization", "x-api-key")  # stripped, besides a route's own header
 DOH_REMEDY = "none: DNS over HTTPS is always blocked, since the sidecar resolves names itself, for allowed hosts only"
 MiB = 1024 * 1024
-DEFAULT_REQUEST_BODY_LIMIT = "64m"  # mitmproxy's size syntax: k, m, g suffixes
 STREAM_ABOVE = 2 * MiB  # a response body known to be at most this is held and sent whole; larger ones stream
 REQUEST_TOO_LARGE = "request body over the egress proxy's limit"  # the flow.error of a refused request
 UPSTREAM_FAILED = "bottle.upstream_failed"  # a flow.metadata key: the flow's upstream side failed
@@ -151,7 +142,7 @@ class EgressAddon:
     """The mitmproxy addon: the checks, the credential routes, the audit rows."""
 
     def __init__(self, policies: PolicyFile, credentials: dict[str, str], audit: AuditLog, resolver: CheckedResolver,
-                 body_limit: int = human.parse_size(DEFAULT_REQUEST_BODY_LIMIT)):
+                 *, body_limit: int):
         """*body_limit*: bytes a request body may have, as sent and once decoded (``--request-body-limit``)."""
         self.body_limit = body_limit
         self.policies = policies
@@ -163,10 +154,6 @@ class EgressAddon:
         self._markers = Markers()  # for the proxy's life: a secret keeps its marker in every request
         # What the bottle used, in all its runs (from its audit log) and in this one (see metering).
         self.ledgers = {"bottle": Ledger(*metered_so_far(audit.path)), "run": Ledger()}
-
-    def running(self) -> None:
-        host, port = ctx.master.addons.get("proxyserver").listen_addrs()[0][:2]
-        print(f"bottle-egress: listening on {host}:{port}", flush=True)
 
     async def http_connect(self, flow: http.HTTPFlow) -> None:
         await self._decide(flow, self._admit_tunnel)
@@ -636,18 +623,6 @@ class BoundedHttpStream(http_layers.HttpStream):
 
 
 
-def check_ca(confdir: str) -> None:
-    """The bottle's CA must be there: mitmproxy would otherwise make a new one the sandbox does not trust."""
-    path = os.path.join(confdir, CA_FILE)
-    try:
-        with open(path, "rb") as file:
-            pem = file.read()
-        load_pem_private_key(pem, None)
-        x509.load_pem_x509_certificate(pem)
-    except (OSError, ValueError, TypeError) as err:
-        raise StartupError(f"cannot read the bottle's CA (key and certificate) from {path}: {err}") from None
-
-
 def upstream_trust(confdir: str, extra: str | None) -> str | None:
     """A bundle of the public CAs mitmproxy trusts by default plus *extra*.
 
@@ -664,30 +639,6 @@ def upstream_trust(confdir: str, extra: str | None) -> str | None:
             with open(source, "rb") as pem:
                 out.write(pem.read().rstrip(b"\n") + b"\n")
     return bundle
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bottle_egress_sidecar.egress", description=__doc__.splitlines()[0])
-    parser.add_argument("--listen-host", default="0.0.0.0")
-    parser.add_argument("--listen-port", type=int, default=3128, help="0 picks a free port (printed when ready)")
-    parser.add_argument("--confdir", required=True, help=f"holds {CA_FILE}, the bottle's CA key and certificate")
-    parser.add_argument("--policy", required=True, help="the egress policy (JSON), reloaded when it changes")
-    parser.add_argument("--credentials", help="credential values as JSON {name: value}, mode 0600")
-    parser.add_argument("--audit", required=True, help="the audit log (SQLite)")
-    parser.add_argument(
-        "--upstream-extra-ca", help="CA certificates (PEM) trusted upstream besides the usual public ones"
-    )
-    parser.add_argument(
-        "--request-body-limit", type=_size_option, default=DEFAULT_REQUEST_BODY_LIMIT, metavar="SIZE",
-        help="larger request bodies get a 413, since each is held whole to be scanned (k, m, g suffixes; "
-             f"default {DEFAULT_REQUEST_BODY_LIMIT})",
-    )
-    return parser.parse_args(argv)
-
-
-def _size_option(text: str) -> str:
-    human.parse_size(text)  # a ValueError is argparse's "invalid value"
-    return text
 
 
 def proxy_master(opts: options.Options):
@@ -743,11 +694,27 @@ class HeapAddon:
     error = response
 
 
+def run(args: argparse.Namespace, policies: PolicyFile, credentials: dict[str, str], audit: AuditLog,
+        listener: socket.socket) -> None:
+    """Serve on *listener* (bound by ``main``, which checked the rest) until SIGTERM or SIGINT."""
+    mode_servers.RegularInstance.listen = _listening_on(listener)
+    asyncio.run(serve(args, policies, credentials, audit))
+
+
+def _listening_on(listener: socket.socket):
+    """mitmproxy's regular-mode listen, on *listener* instead of a socket of its own: the connections that
+    came while mitmproxy loaded are queued on it."""
+    async def listen(self, host: str, port: int) -> list[asyncio.Server]:
+        return [await asyncio.start_server(self.handle_stream, sock=listener)]
+
+    return listen
+
+
 async def serve(args: argparse.Namespace, policies: PolicyFile, credentials: dict[str, str], audit: AuditLog) -> None:
     master = proxy_master(options.Options())
     loop = asyncio.get_running_loop()
     addon = EgressAddon(policies, credentials, audit, CheckedResolver(loop, policies),
-                        human.parse_size(args.request_body_limit))
+                        body_limit=human.parse_size(args.request_body_limit))
     policies.report = addon.policy_reloaded
     master.addons.add(addon, HeapAddon(heap.Trimmer(loop)))
     master.options.update(
@@ -764,31 +731,3 @@ async def serve(args: argparse.Namespace, policies: PolicyFile, credentials: dic
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, master.shutdown)
     await master.run()
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        policies = PolicyFile(args.policy)
-        credentials = load_credentials(args.credentials)
-        missing = [f"{r.name} (for {r.host})" for r in policies.current().credentials if r.name not in credentials]
-        if missing:
-            source = args.credentials or "--credentials (not given)"
-            raise StartupError(f"no value in {source} for the credential(s) {', '.join(missing)}")
-        check_ca(args.confdir)
-        audit = AuditLog(args.audit, policies.current().bottle)
-    except (PolicyError, StartupError) as err:
-        print(f"bottle-egress: {err}", file=sys.stderr, flush=True)
-        return 2
-    except sqlite3.Error as err:
-        print(f"bottle-egress: cannot open the audit log {args.audit}: {err}", file=sys.stderr, flush=True)
-        return 2
-    try:
-        asyncio.run(serve(args, policies, credentials, audit))
-    finally:
-        audit.close()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

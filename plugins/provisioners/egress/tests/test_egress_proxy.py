@@ -1,4 +1,4 @@
-"""The egress proxy as it runs in the sidecar: ``python -m bottle_egress_sidecar.egress``
+"""The egress proxy as it runs in the sidecar: ``python -m bottle_egress_sidecar.main``
 in a subprocess, with the CA the host makes, in front of HTTPS and plain HTTP
 servers this module starts. Everything listens and connects on loopback only;
 the proxy reaches the servers because the rules name 127.0.0.1 literally.
@@ -27,17 +27,19 @@ from pathlib import Path
 
 import pytest
 from mitmproxy.test import tflow
+from mitmproxy.utils import human
 from mitmproxy.websocket import WebSocketMessage
 from wsproto.frame_protocol import Opcode
 
 from bottle_egress.authority import generate_ca
-from bottle_egress_sidecar import egress
+from bottle_egress_sidecar import egress, main
 from bottle_sidecar.audit import AuditLog, read_events
 from bottle_egress_sidecar.egress import CheckedResolver, EgressAddon, ForbiddenAddress
 from bottle_egress_sidecar.policy import PolicyFile
 from tests.support import certs
 
 SLUG = "egress-test"
+BODY_LIMIT = human.parse_size(main.DEFAULT_REQUEST_BODY_LIMIT)  # the proxy's own, as main gives it
 REAL_KEY = "real-upstream-key-5f1c0e"
 PLACEHOLDER = "sk-ant-api03-bottle-placeholder-0000000000000000000000"
 GITHUB_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
@@ -296,7 +298,7 @@ def start_proxy(directory: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
     """The proxy as the sidecar starts it, on the files in *directory*: the process, and where its stderr goes."""
     stderr = directory / "proxy.stderr"
     process = subprocess.Popen(
-        [sys.executable, "-m", "bottle_egress_sidecar.egress", "--listen-host", "127.0.0.1", "--listen-port", "0",
+        [sys.executable, "-m", "bottle_egress_sidecar.main", "--listen-host", "127.0.0.1", "--listen-port", "0",
          "--confdir", str(directory / "confdir"), "--policy", str(directory / "policy.json"),
          "--credentials", str(directory / "credentials.json"), "--audit", str(directory / "audit.sqlite"), *extra],
         stdout=subprocess.PIPE, stderr=stderr.open("wb"), text=True,
@@ -585,6 +587,41 @@ def test_the_proxy_refuses_to_start_with_a_bad_policy(tmp_path):
     assert "allow[0]" in line and "'example.com/path'" in line
 
 
+def test_the_proxy_refuses_to_start_on_a_port_in_use(tmp_path):
+    (tmp_path / "policy.json").write_text(json.dumps({"bottle": SLUG}))
+    write_credentials(tmp_path, {})
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        process, stderr = start_proxy(tmp_path, "--listen-port", str(port))
+        assert process.wait(30) == 2
+    [line] = stderr.read_text().splitlines()
+    assert f"cannot listen on 127.0.0.1:{port}" in line
+
+
+def test_it_says_it_listens_before_it_loads_the_proxy_which_serves_who_came_meanwhile(world, monkeypatch, capsys):
+    """The sidecar is ready, and the agent starts, once this line is out: before mitmproxy is loaded, which
+    takes longer. A client that connects meanwhile waits in the socket's queue; the proxy takes it first."""
+    directory = world.dir
+    seen = {}
+
+    def run(args, policies, credentials, audit, listener):  # what egress.run is handed
+        seen["said"] = capsys.readouterr().out
+        with socket.create_connection(listener.getsockname()[:2], timeout=5) as early:  # nothing accepts yet
+            accepted, _ = listener.accept()
+            with accepted:
+                seen["first"] = accepted.getpeername() == early.getsockname()
+        listener.close()
+
+    monkeypatch.setitem(sys.modules, "bottle_egress_sidecar.egress", type(sys)("stand-in", "egress.run only"))
+    sys.modules["bottle_egress_sidecar.egress"].run = run
+    code = main.main(["--listen-host", "127.0.0.1", "--listen-port", "0", "--confdir", str(directory / "confdir"),
+                      "--policy", str(directory / "policy.json"), "--credentials", str(directory / "credentials.json"),
+                      "--audit", str(directory / "early-audit.sqlite")])
+
+    assert code == 0
+    assert seen["said"].startswith("bottle-egress: listening on 127.0.0.1:") and seen["first"]
+
+
 @pytest.mark.parametrize("path", list(TWO_PARTS))
 def test_a_response_streams_through_as_it_arrives(world, path):
     """Server-sent events, a chunked body, a body read until the connection closes and one
@@ -762,8 +799,8 @@ def test_a_deflate_body_with_or_without_its_zlib_header_is_scanned(world):
 
 def test_the_request_body_limit_must_be_a_size():
     with pytest.raises(SystemExit):
-        egress.parse_args(["--confdir", "c", "--policy", "p", "--audit", "a", "--request-body-limit", "lots"])
-    defaults = egress.parse_args(["--confdir", "c", "--policy", "p", "--audit", "a"])
+        main.parse_args(["--confdir", "c", "--policy", "p", "--audit", "a", "--request-body-limit", "lots"])
+    defaults = main.parse_args(["--confdir", "c", "--policy", "p", "--audit", "a"])
     assert defaults.request_body_limit == "64m"
 
 
@@ -826,7 +863,7 @@ def test_the_connection_uses_the_address_that_was_checked(tmp_path, monkeypatch)
 
 def test_a_websocket_message_with_a_secret_is_dropped(tmp_path):
     audit = AuditLog(tmp_path / "audit.sqlite", SLUG)
-    addon = EgressAddon(policies(tmp_path, ["example.com"]), {}, audit, resolver=None)
+    addon = EgressAddon(policies(tmp_path, ["example.com"]), {}, audit, resolver=None, body_limit=BODY_LIMIT)
     flow = tflow.twebsocketflow()
     flow.websocket.messages.append(WebSocketMessage(Opcode.TEXT, True, f"here: {GITHUB_TOKEN}".encode()))
 
@@ -845,7 +882,7 @@ def test_a_check_that_fails_blocks_the_request(tmp_path):
             raise RuntimeError("a bug")
 
     audit = AuditLog(tmp_path / "audit.sqlite", SLUG)
-    addon = EgressAddon(policies(tmp_path, ["http://address:22"]), {}, audit, resolver=Broken())
+    addon = EgressAddon(policies(tmp_path, ["http://address:22"]), {}, audit, resolver=Broken(), body_limit=BODY_LIMIT)
     flow = tflow.tflow()
 
     asyncio.run(addon.request(flow))

@@ -24,7 +24,7 @@ from bottle_egress_sidecar.policy import Policy, PolicyError, PolicyFile
 from bottle_sidecar.secrets_scan import EXAMPLE_KEYS
 from bottle_egress.policy_file import policy_document
 from test_egress_proxy import (  # world: the proxy in a subprocess, with its upstreams
-    AWS_KEY, GITHUB_TOKEN, PLACEHOLDER, REAL_KEY, SLUG, _audit_bytes, loopback, world,  # noqa: F401
+    AWS_KEY, BODY_LIMIT, GITHUB_TOKEN, PLACEHOLDER, REAL_KEY, SLUG, _audit_bytes, loopback, world,  # noqa: F401
 )
 
 OTHER_TOKEN = "ghp_" + "Z9y8X7w6" * 4 + "V5u4"
@@ -323,7 +323,7 @@ def addon_for(tmp_path, **document) -> tuple[EgressAddon, AuditLog]:
     path = tmp_path / "policy.json"
     path.write_text(json.dumps({"bottle": SLUG, **document}))
     audit = AuditLog(tmp_path / "audit.sqlite", SLUG)
-    return EgressAddon(PolicyFile(path), {}, audit, resolver=NoLookup()), audit
+    return EgressAddon(PolicyFile(path), {}, audit, resolver=NoLookup(), body_limit=BODY_LIMIT), audit
 
 
 def test_a_secret_in_the_host_name_is_blocked_even_in_redact_mode(tmp_path):

@@ -28,7 +28,7 @@ from bottle_sidecar.audit import AuditLog, read_events
 from bottle_egress_sidecar.egress import EgressAddon
 from bottle_egress_sidecar.policy import PolicyFile
 from bottle_sidecar.secrets_scan import WEAK, Hit, Markers, Scanner
-from test_egress_proxy import SLUG, _audit_bytes, loopback, world  # noqa: F401
+from test_egress_proxy import BODY_LIMIT, SLUG, _audit_bytes, loopback, world  # noqa: F401
 from tests.unit.test_secrets_scan import TOKENS
 
 RANDOM = random.Random()
@@ -199,7 +199,9 @@ def addon_for(tmp_path, allow, **document) -> tuple[EgressAddon, Resolver]:
     path = tmp_path / "policy.json"
     path.write_text(json.dumps({"bottle": SLUG, "allow": allow, **document}))
     resolver = Resolver()
-    return EgressAddon(PolicyFile(path), {}, AuditLog(tmp_path / "audit.sqlite", SLUG), resolver=resolver), resolver
+    addon = EgressAddon(PolicyFile(path), {}, AuditLog(tmp_path / "audit.sqlite", SLUG), resolver=resolver,
+                        body_limit=BODY_LIMIT)
+    return addon, resolver
 
 
 def connect_flow(host: str):
