@@ -172,7 +172,7 @@ def argv(pid):
         return open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
     except OSError:  # a process that just ended
         return []
-pid = next(p for p in os.listdir("/proc") if p.isdigit() and argv(p)[1:3] == [b"-m", b"bottle_egress_sidecar.egress"])
+pid = next(p for p in os.listdir("/proc") if p.isdigit() and argv(p)[1:3] == [b"-m", b"bottle_egress_sidecar.main"])
 if sys.argv[1:] == ["reset"]:
     open(f"/proc/{pid}/clear_refs", "w").write("5")
 kb = dict(re.findall(r"^(\w+):\s+(\d+) kB", open(f"/proc/{pid}/smaps_rollup").read(), re.M))
@@ -382,8 +382,10 @@ def memory(container) -> dict:
     for row in sorted(rows, key=lambda r: r["pid"]):
         argv = row["argv"].split() or [str(row["pid"])]
         name = argv[0].rsplit("/", 1)[-1]
-        if name.startswith("python") and "-m" in argv[:-1]:  # python -m bottle_egress_sidecar.egress: "egress"
-            name = argv[argv.index("-m") + 1].rsplit(".", 1)[-1]
+        if name.startswith("python") and "-m" in argv[:-1]:  # python -m bottle_sidecar.init: "init"
+            package, _, module = argv[argv.index("-m") + 1].rpartition(".")
+            # python -m bottle_egress_sidecar.main: "egress"
+            name = package.removeprefix("bottle_").removesuffix("_sidecar") if module == "main" else module
         processes[name] = {"rss_mib": round(row["rss_kb"] / 1024, 1), "pss_mib": round(row["pss_kb"] / 1024, 1)}
     return {
         "docker_stats_mib": round((usage - inactive if inactive < usage else usage) / MiB, 1),
