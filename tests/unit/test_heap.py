@@ -2,6 +2,8 @@
 
 import asyncio
 import ctypes
+import gc
+import weakref
 
 from bottle_sidecar import heap
 
@@ -31,6 +33,27 @@ def test_trim_gives_back_the_pages_of_freed_blocks_between_live_ones():
     finally:
         for block in live:
             libc.free(block)
+
+
+def test_trim_frees_what_only_reference_cycles_hold():
+    """A finished flow points at itself through its layers: an idle service would keep it, body and all."""
+
+    class Flow:
+        pass
+
+    enabled = gc.isenabled()
+    gc.disable()  # as if nothing were allocated meanwhile: no collection comes by itself
+    try:
+        flow = Flow()
+        flow.me, flow.body = flow, bytearray(1 << 20)
+        gone = weakref.ref(flow)
+        del flow
+        assert gone() is not None
+        heap.trim()
+        assert gone() is None
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def test_a_run_of_large_bodies_trims_once_after_the_last(monkeypatch):

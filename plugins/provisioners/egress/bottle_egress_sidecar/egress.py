@@ -1,8 +1,9 @@
 """The egress proxy: a bottle's only way out, as a mitmproxy addon.
 
 Its command is ``python -m bottle_egress_sidecar.main`` (which listens, checks
-what the proxy starts from, then calls :func:`run`). It intercepts TLS with the bottle's CA (``DIR/mitmproxy-ca.pem``, key and
-certificate, made by the host) and denies by default. A CONNECT passes when its
+what the proxy starts from, then calls :func:`run`). It intercepts TLS with
+the bottle's CA (``DIR/mitmproxy-ca.pem``, key and certificate, made by the
+host) and denies by default. A CONNECT passes when its
 host carries no secret (checked before the name is resolved), a rule allows its
 host and port, the host is no DNS-over-HTTPS resolver, and every address the
 name resolves to is public (or named by a rule literally). A request then passes
@@ -680,18 +681,28 @@ def proxy_master(opts: options.Options):
 
 class HeapAddon:
     """Hands the memory of large bodies back once the flows that held them are done (see ``heap``):
-    the proxy holds each request body whole to scan it, and a response body up to STREAM_ABOVE."""
+    the proxy holds each request body whole to scan it, and a response body up to STREAM_ABOVE.
+
+    A kept-alive connection holds its last flow until its next request or its end, so a trim follows the
+    end of a flow that held a large body and again the end of its connection.
+    """
 
     def __init__(self, trimmer: heap.Trimmer):
         self._trimmer = trimmer
+        self._holding: dict[str, int] = {}  # client connection id: the largest body one of its flows held
 
     def response(self, flow: http.HTTPFlow) -> None:
         held = len(flow.request.raw_content or b"")
         if flow.response is not None and not flow.response.stream:
             held += len(flow.response.raw_content or b"")
+        if held >= heap.LARGE:
+            self._holding[flow.client_conn.id] = held
         self._trimmer.finished(held)
 
     error = response
+
+    def client_disconnected(self, client) -> None:
+        self._trimmer.finished(self._holding.pop(client.id, 0))
 
 
 def run(args: argparse.Namespace, policies: PolicyFile, credentials: dict[str, str], audit: AuditLog,

@@ -598,6 +598,28 @@ def test_the_proxy_refuses_to_start_on_a_port_in_use(tmp_path):
     assert f"cannot listen on 127.0.0.1:{port}" in line
 
 
+def test_the_connections_of_the_proxys_own_socket_do_not_wait_for_acknowledgements():
+    """asyncio switches Nagle's algorithm off only for the connections of a socket whose protocol is TCP; with it
+    on, each small response through the proxy took some 40 ms more."""
+    listener = main.listen("127.0.0.1", 0)
+
+    async def nodelay() -> int:
+        said = asyncio.get_running_loop().create_future()
+
+        async def handle(reader, writer):
+            said.set_result(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        async with await asyncio.start_server(handle, sock=listener):
+            _, writer = await asyncio.open_connection(*listener.getsockname()[:2])
+            try:
+                return await asyncio.wait_for(said, 5)
+            finally:
+                writer.close()
+
+    assert asyncio.run(nodelay()) == 1
+
+
 def test_it_says_it_listens_before_it_loads_the_proxy_which_serves_who_came_meanwhile(world, monkeypatch, capsys):
     """The sidecar is ready, and the agent starts, once this line is out: before mitmproxy is loaded, which
     takes longer. A client that connects meanwhile waits in the socket's queue; the proxy takes it first."""
@@ -962,3 +984,19 @@ def test_past_its_budget_a_messages_request_gets_the_apis_own_error_until_the_bu
     assert world.https_request("/v1/messages", port=port, method="POST", body=b"{}")[0] == 200
     (row,) = _metered(world)
     assert row["detail"]["usd"] == pytest.approx((1200 + 30) * 1000 / 1e6)
+
+
+def test_a_large_body_trims_the_heap_when_its_flow_ends_and_again_when_its_connection_does():
+    finished = []
+    trimmer = type("Trimmer", (), {"finished": lambda self, size: finished.append(size)})()
+    addon = egress.HeapAddon(trimmer)
+    large, small = tflow.tflow(resp=True), tflow.tflow(resp=True)
+    large.request.content = b"x" * (2 << 20)
+    small.request.content = b"x" * 10
+
+    for flow in (large, small):
+        addon.response(flow)
+        addon.client_disconnected(flow.client_conn)
+
+    assert finished[0] >= 2 << 20 and finished[1] == finished[0]  # the flow's end, then its connection's
+    assert finished[2] < 1 << 20 and finished[3] == 0  # small ones arm nothing
