@@ -1,19 +1,19 @@
 """Hand the memory of large bodies back: a garbage collection and glibc's ``malloc_trim``, a moment later.
 
 A service that holds a request body whole (the egress proxy scans it before
-sending it on) allocates megabytes at a time. glibc serves the first such
-block from its own mapping and unmaps it when freed, but then raises its mmap
-threshold to that size (up to 32 MiB), so the next ones come from the heap,
-and freed heap pages below a live allocation stay resident: the proxy kept
-some 50 MiB more after a few 8 MB POSTs than before them, for the rest of its
-life. Fixing the threshold instead (``MALLOC_MMAP_THRESHOLD_``) maps and
-faults in every large body afresh, which cost a quarter to a half of the
-proxy's throughput when measured. ``malloc_trim(0)`` returns every free page
-of every arena, in a few milliseconds, and is called only once large bodies
-stop coming: one second after the last. Before it, a collection of the
-garbage in reference cycles: a finished flow is one (it and its connection's
-layers point at each other), and an idle service allocates nothing that
-would make Python's collector run, so the last flows, bodies and all, stayed.
+sending it on) kept some 40 MiB more after a few 8 MB POSTs than before them,
+for the rest of its life, for two reasons. A finished flow is a reference
+cycle (it and its connection's layers point at each other), freed only by
+Python's collector, which runs when objects are allocated: an idle service
+allocates none, so the last flows stayed, bodies and all. And glibc, once a
+large block it mapped on its own is freed, raises its mmap threshold to that
+size (up to 32 MiB), so later large blocks come from the heap, whose free
+pages below a live allocation stay resident. Fixing the threshold instead
+(``MALLOC_MMAP_THRESHOLD_``) maps and faults in every large body afresh, which
+cost a quarter to a half of the proxy's throughput when measured. So, one
+second after the last large body is done with: a collection, then
+``malloc_trim(0)``, which returns every free page of every arena; together a
+few milliseconds, and only once large bodies stop coming.
 
 Elsewhere than glibc (no ``malloc_trim``) this does nothing.
 """
@@ -38,7 +38,7 @@ def _malloc_trim():
 
 
 def trim() -> bool:
-    """Free the garbage in reference cycles and return free heap pages to the kernel now; whether any was."""
+    """Free the garbage in reference cycles, then return free heap pages to the kernel; whether glibc gave any."""
     gc.collect()
     malloc_trim = _malloc_trim()
     return bool(malloc_trim(0)) if malloc_trim is not None else False

@@ -59,11 +59,13 @@ Hyperscan (:class:`_Prefilter`), with every detector's pattern compiled in its
 prefilter mode, which may report a match that is none but never misses one
 (it approximates what it cannot run exactly: lookarounds, lazy repeats); only
 the detectors it reports take the exact scan above, which alone decides what
-is a secret. A body with no secret is then one pass at over 1 GB/s, plus one
-for a JSON body's escapes. Measured with ``python -m benchmarks.scanning`` in
+is a secret. The same pass says whether the body holds an escape its media
+type declares (JSON's, a form's): most hold none, and are then neither decoded
+nor read again. A body with no secret is one pass at over 1 GB/s. Measured with ``python -m benchmarks.scanning`` in
 the sidecar image (Python 3.13.5, a shared 2-core VM): see the README's
-numbers. Where Hyperscan is not installed (the host; a machine its wheel does
-not serve), or cannot compile a pattern, that pattern is always scanned exactly.
+numbers. A profile's own patterns are always scanned exactly (see
+:func:`_prefilter`), and so is every pattern where Hyperscan is not installed
+(its wheels serve x86-64 only) or cannot compile it.
 
 The sidecar image copies detect-secrets' patterns into a module when it is
 built (``python -m bottle_sidecar.secrets_scan --freeze``), so that the proxy
@@ -143,6 +145,7 @@ _BACKSLASH = ord("\\")
 # escape to decode is not copied.
 _PERCENT = re.compile(rb"%([0-9A-Fa-f]{2})")
 _JSON = re.compile(rb"\\(?:u00([2-7][0-9A-Fa-f])|(/))")
+_CODECS = (_PERCENT, _JSON)
 
 
 @dataclass(frozen=True)
@@ -223,8 +226,8 @@ def _walk(data: bytes, needle: bytes, detectors: dict[int, _Detector]) -> dict[i
     return found
 
 
-# Bytes from which a scan is prefiltered (:class:`_Prefilter`). Below, the exact scan alone takes 2 ms
-# at most, and names, headers and most requests never wait for the prefilter's compile.
+# Bytes from which a scan is prefiltered (:class:`_Prefilter`). Below, the exact scan alone takes some
+# 2 ms at most, and names, headers and most requests never wait for the prefilter's compile.
 PREFILTER_FROM = 256 * 1024
 
 
@@ -233,28 +236,41 @@ class _Prefilter:
 
     Each detector's regex is compiled in Hyperscan's prefilter mode, whose
     matches are a superset of the regex's, and reports once at most (one report
-    says all that is asked: try this detector). The detectors in *unfiltered*,
-    whose patterns Hyperscan would not compile, are always reported. A scan
-    releases the GIL, so scratch space (what a scan works in) is per thread.
+    says all that is asked: try this detector). The detectors in *unfiltered*
+    (a profile's own, and those whose patterns Hyperscan would not compile) are
+    always reported. So are the escapes of each codec (``_CODECS``) the data
+    holds, as ``escapes[codec]``. A scan releases the GIL, so scratch space
+    (what a scan works in) is per thread: the gate scans from several threads
+    at once.
     """
 
-    def __init__(self, database, unfiltered: frozenset[int]):
+    def __init__(self, database, unfiltered: frozenset[int], escapes: dict[re.Pattern[bytes], int]):
         self._database = database  # a hyperscan.Database, or None when no pattern compiled
         self._unfiltered = unfiltered
+        self.escapes = escapes
         self._local = threading.local()
 
-    def candidates(self, data: bytes) -> set[int] | None:
-        """The indices of the detectors that may match *data*; None if Hyperscan failed (scan them all)."""
+    def candidates(self, data: bytes, until: int | None = None) -> set[int] | None:
+        """The indices of the detectors that may match *data*, and of the codecs whose escapes it may hold;
+        None if Hyperscan failed (scan with every detector, decode every codec). The pass ends where the
+        index *until* is first reported: what comes before it is then all the set says."""
         found = set(self._unfiltered)
-        if self._database is None:
+        if self._database is None or until in found:
             return found
         import hyperscan
 
         scratch = getattr(self._local, "scratch", None)
         if scratch is None:
             scratch = self._local.scratch = hyperscan.Scratch(self._database)
+
+        def report(index: int, *_) -> bool:  # True ends the pass
+            found.add(index)
+            return index == until
+
         try:
-            self._database.scan(data, match_event_handler=lambda index, *_: found.add(index), scratch=scratch)
+            self._database.scan(data, match_event_handler=report, scratch=scratch)
+        except hyperscan.ScanTerminated:
+            pass
         except hyperscan.error:
             return None
         return found
@@ -275,7 +291,8 @@ def _prefilter(patterns: tuple[tuple[bytes, int] | None, ...]) -> _Prefilter | N
     except ImportError:
         return None
     expressions: dict[int, tuple[bytes, int]] = {}  # by detector index: (Hyperscan's expression, its flags)
-    for index, pattern in enumerate(patterns):
+    escapes = {codec: len(patterns) + number for number, codec in enumerate(_CODECS)}
+    for index, pattern in enumerate(patterns + tuple((codec.pattern, codec.flags) for codec in escapes)):
         if pattern is not None:
             source, flags = pattern
             mode = hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_ALLOWEMPTY
@@ -290,23 +307,20 @@ def _prefilter(patterns: tuple[tuple[bytes, int] | None, ...]) -> _Prefilter | N
                          flags=[expressions[index][1] for index in indices])
         return database
 
+    def compiles(index: int) -> bool:
+        try:
+            compiled([index])
+        except hyperscan.error:
+            return False
+        return True
+
     good = list(expressions)
     try:
         database = compiled(good) if good else None
     except hyperscan.error:  # one pattern or more it cannot take, even approximately: keep the others
-        good = [index for index in expressions if _compiles(compiled, index)]
+        good = [index for index in expressions if compiles(index)]
         database = compiled(good) if good else None
-    return _Prefilter(database, frozenset(range(len(patterns))) - frozenset(good))
-
-
-def _compiles(compile_: Callable[[list[int]], object], index: int) -> bool:
-    import hyperscan
-
-    try:
-        compile_([index])
-    except hyperscan.error:
-        return False
-    return True
+    return _Prefilter(database, frozenset(range(len(patterns) + len(escapes))) - frozenset(good), escapes)
 
 
 class Markers:
@@ -524,18 +538,26 @@ class Scanner:
         self._patterns = tuple((detector.regex.pattern, detector.regex.flags) if detector.prefiltered else None
                                for detector in self._detectors)
 
-    def _candidates(self, data: bytes) -> set[int] | None:
-        """The detectors worth scanning *data* with exactly (see :class:`_Prefilter`); None: all of them."""
-        if len(data) < PREFILTER_FROM or (prefilter := _prefilter(self._patterns)) is None:
-            return None
-        return prefilter.candidates(data)
+    def _view(self, raw: bytes, codec: re.Pattern[bytes] | None) -> tuple[_View, set[int] | None]:
+        """*raw* as its server reads it (:class:`_View`), and the detectors worth scanning that with exactly
+        (see :class:`_Prefilter`; None: all of them). The prefilter's pass over *raw* says as well whether it
+        holds an escape of *codec*; it ends at the first, and the decoded bytes are read instead."""
+        prefilter = _prefilter(self._patterns) if len(raw) >= PREFILTER_FROM else None
+        escape = prefilter.escapes[codec] if prefilter is not None and codec is not None else None
+        reported = prefilter.candidates(raw, until=escape) if prefilter is not None else None
+        if reported is None:
+            return _View.of(raw, codec), None
+        if escape not in reported:
+            return _View(raw, raw), reported
+        view = _View.of(raw, codec)
+        return view, prefilter.candidates(view.data)
 
-    def _found(self, view: _View, body: bool) -> Iterator[tuple[str, int, int, int]]:
+    def _found(self, view: _View, candidates: set[int] | None, body: bool) -> Iterator[tuple[str, int, int, int]]:
         """(detector, start of the match, start and end of the secret) for each secret in *view*, detector by
         detector, as offsets in its raw bytes: :meth:`scan` stops at the first, :meth:`redact` takes all, and
-        with no secret both cost the same. In a *body*, weak detectors skip matches inside words (_glued)."""
+        with no secret both cost the same. In a *body*, weak detectors skip matches inside words (_glued); only
+        *candidates* scan (None: every detector)."""
         data, walked = view.data, {}
-        candidates = self._candidates(data)
         for index, detector in enumerate(self._detectors):
             if candidates is not None and index not in candidates:
                 continue
@@ -562,7 +584,7 @@ class Scanner:
              body: bool = True) -> Hit | None:
         """The first secret in *data* (decoded by *codec*, see :class:`_View`), or None. *body*: what a body
         holds, where weak detectors skip matches inside words; names, URLs and headers are not."""
-        for name, offset, _, _ in self._found(_View.of(data, codec), body):
+        for name, offset, _, _ in self._found(*self._view(data, codec), body):
             return Hit(name, location, offset)
         return None
 
@@ -575,7 +597,7 @@ class Scanner:
         named by the detector of the first. Each span is kept out of backslash
         escapes (see :func:`_outside_escapes`).
         """
-        found = self._found(_View.of(data, codec), body)
+        found = self._found(*self._view(data, codec), body)
         spans = sorted((*_outside_escapes(data, start, end), name) for name, _, start, end in found)
         merged: list[list] = []
         for start, end, name in spans:

@@ -306,7 +306,7 @@ def test_a_literal_prefix_is_what_every_match_begins_with():
 def _reference(scanner: Scanner) -> Scanner:
     """*scanner* as it was: regex.finditer for every detector, one by one, none left out by the prefilter."""
     scanner._needles = [None] * len(scanner._detectors)
-    scanner._candidates = lambda data: None
+    scanner._view = lambda raw, codec: (secrets_scan._View.of(raw, codec), None)
     return scanner
 
 
@@ -336,9 +336,9 @@ def test_scan_and_redact_find_what_finditer_over_every_detector_finds(prefilter_
     for scanner in (Scanner(*args), _reference(Scanner(*args))):
         markers = Markers()
         found[scanner] = [
-            (list(scanner._found(secrets_scan._View.of(data, codec), body)), scanner.scan(data, codec=codec, body=body),
+            (list(scanner._found(*scanner._view(data, codec), body)), scanner.scan(data, codec=codec, body=body),
              scanner.redact(data, "body", markers, codec, body=body))
-            for data in CORPUS for codec in (None, secrets_scan._JSON) for body in (True, False)]
+            for data in CORPUS for codec in (None, secrets_scan._JSON, secrets_scan._PERCENT) for body in (True, False)]
     new, reference = found.values()
     assert new == reference
     assert sum(len(hits) for hits, _, _ in reference) > 1000  # the corpus is full of secrets
@@ -367,18 +367,32 @@ def test_a_large_body_without_secrets_is_scanned_by_no_detector(monkeypatch):
     scanner = Scanner()
     body = json.dumps({"messages": [{"content": Path(json.__file__).read_text() * 40}]}).encode()
     assert len(body) >= secrets_scan.PREFILTER_FROM
-    assert scanner._candidates(body) == set()
-    candidates = scanner._candidates(body + b" " + TOKENS["Slack Token"].encode())
-    assert {scanner._detectors[index].name for index in candidates} == {"Slack Token"}
+    detectors = range(len(scanner._detectors))
+    assert scanner._view(body, None)[1] & set(detectors) == set()
+    candidates = scanner._view(body + b" " + TOKENS["Slack Token"].encode(), None)[1]
+    assert {scanner._detectors[index].name for index in candidates & set(detectors)} == {"Slack Token"}
     monkeypatch.setattr(secrets_scan, "_walk", None)  # no prefix is walked: no detector is tried
     assert scanner.scan(body) is None
+
+
+def test_a_large_json_body_is_decoded_only_when_it_holds_an_escape(monkeypatch):
+    """The prefilter's one pass says whether there is an escape to decode; a token written with one is found."""
+    scanner, token = Scanner(), TOKENS["AWS Access Key"]
+    text = Path(json.__file__).read_text() * 40
+    escaped = json.dumps({"content": text + " @"}).encode().replace(b"@", b"\\u0041" + token[1:].encode())  # A
+    hit = scanner.scan(escaped, codec=secrets_scan._JSON)
+    assert hit is not None and hit.detector == "AWS Access Key"
+    assert escaped[hit.offset:].startswith(b"\\u0041" + token[1:].encode())
+    plain = json.dumps({"content": text + " " + token}).encode()
+    monkeypatch.setattr(secrets_scan._View, "of", None)  # no decoding pass: the bytes are read as they are
+    assert scanner.scan(plain, codec=secrets_scan._JSON).detector == "AWS Access Key"
 
 
 def test_a_profiles_own_patterns_and_those_hyperscan_refuses_are_always_scanned(monkeypatch):
     monkeypatch.setattr(secrets_scan, "PREFILTER_FROM", 0)
     scanner = Scanner(CUSTOM)
     own = {index for index, detector in enumerate(scanner._detectors) if detector.name.startswith("secret_patterns")}
-    assert len(own) == len(CUSTOM) and scanner._candidates(b"nothing here") == own
+    assert len(own) == len(CUSTOM) and scanner._view(b"nothing here", None)[1] == own
     refused = secrets_scan._prefilter(((rb"x{1,100000}", 0), (rb"ghp_[0-9]{4}", 0), (rb"(?a)y", 0)))
     assert refused.candidates(b"nothing here") == {0, 2}
     assert refused.candidates(b"a ghp_1234 b") == {0, 1, 2}
