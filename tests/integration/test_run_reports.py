@@ -109,6 +109,9 @@ def test_timings_give_each_step_of_the_launch_and_stay_in_the_state_dir(home, fa
     assert {"network", "sandbox", "sidecar: prepare (in the background)", "sidecar ready (waited for)",
             "provision: git", "agent", "teardown"} <= set(steps)
     ms = 0.002  # each figure is rounded to the millisecond
+    first = report["steps"][0]  # the timeline starts with the process, not with the launch
+    assert first["name"] == "before the launch: interpreter, imports, plan" and first["start_s"] == 0
+    assert first["duration_s"] > 0 and steps["backend check"]["start_s"] >= first["duration_s"] - 0.02  # 10 ms ticks
     assert steps["sandbox"]["start_s"] >= steps["network"]["start_s"] + steps["network"]["duration_s"] - ms
     assert report["total_s"] >= steps["teardown"]["start_s"] + steps["teardown"]["duration_s"] - ms
     (kept,) = [path for path in home.state.glob("*/timings.json")

@@ -42,3 +42,15 @@ def test_the_lines_give_start_and_duration_and_the_total():
     lines = timings.lines()
     assert lines[0].startswith("network  at ") and " took " in lines[0]
     assert lines[-1].startswith("total    ")
+
+
+def test_the_timeline_starts_with_the_process():
+    """What ran before the launch (interpreter, imports, plan) is the first step, from the process's start."""
+    timings = Timings.since_process_start("before")
+    with timings.step("after"):
+        pass
+    before, after = timings.as_dict()["steps"]
+    assert before["name"] == "before" and before["start_s"] == 0.0
+    # this test process has been running for a while: its pytest session started before this test
+    assert before["duration_s"] > 0.05
+    assert after["start_s"] >= before["duration_s"] - 0.02  # the clock ticks are 10 ms

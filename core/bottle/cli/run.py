@@ -69,7 +69,7 @@ def start(plan, plugins, *, inputs=None, dry_run: bool, as_json: bool, timings: 
         return
     for note in plan.notes:
         print(f"bottle: {note}", file=sys.stderr)
-    recorded = Timings()
+    recorded = Timings.since_process_start("before the launch: interpreter, imports, plan")
     try:
         code = launch(plan, plugins, recorded, inputs)
     except KeyboardInterrupt:
