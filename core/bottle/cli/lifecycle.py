@@ -51,7 +51,7 @@ def resume(
     claude_args: Optional[List[str]] = typer.Argument(None, help="Extra arguments for the agent's command, after `--`.", show_default=False),
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Go on headless with this prompt."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and what changed since the last run; start nothing."),
-    timings: bool = typer.Option(False, "--timings", help="After the run, print how long each launch step took."),
+    timings: bool = typer.Option(False, "--timings", help="After the run, print when each step started and how long it took."),
     as_json: bool = typer.Option(False, "--json", help="With --dry-run: the plan as JSON. With --timings: the timings as JSON."),
     publish: Optional[List[str]] = PUBLISH,
 ) -> None:

@@ -21,8 +21,9 @@ def run(
     name: Optional[str] = typer.Option(None, "--name", help="The bottle's name (its slug), instead of AGENT-xxxxxx: for `bottle resume NAME`."),
     publish: Optional[List[str]] = PUBLISH,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and stop: nothing is created."),
-    timings: bool = typer.Option(False, "--timings", help="After the run, print on stderr when each step of the "
-                                 "launch started and how long it took (the state dir keeps timings.json)."),
+    timings: bool = typer.Option(False, "--timings", help="After the run, print on stderr when each step started "
+                                 "(from the process's start: the first is the imports and the plan) and how long "
+                                 "it took (the state dir keeps timings.json)."),
     as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON. With --timings: "
                                  "print the timings as JSON, on stderr."),
 ) -> None:
