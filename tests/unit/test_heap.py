@@ -1,6 +1,5 @@
 """The heap trimmer: large bodies done with give their pages back, a moment after the last one."""
 
-import asyncio
 import ctypes
 import gc
 import weakref
@@ -56,23 +55,47 @@ def test_trim_frees_what_only_reference_cycles_hold():
             gc.enable()
 
 
+class Clock:
+    """An event loop's call_later and nothing else: the calls it was asked for, run when the test says."""
+
+    def __init__(self):
+        self.now, self.timers = 0.0, []
+
+    def call_later(self, delay, callback):
+        timer = Timer(self.now + delay, callback)
+        self.timers.append(timer)
+        return timer
+
+    def advance(self, seconds):
+        self.now += seconds
+        due = [timer for timer in self.timers if not timer.cancelled and timer.when <= self.now]
+        self.timers = [timer for timer in self.timers if timer not in due]
+        for timer in due:
+            timer.callback()
+
+
+class Timer:
+    def __init__(self, when, callback):
+        self.when, self.callback, self.cancelled = when, callback, False
+
+    def cancel(self):
+        self.cancelled = True
+
+
 def test_a_run_of_large_bodies_trims_once_after_the_last(monkeypatch):
     trims = []
-    monkeypatch.setattr(heap, "trim", lambda: trims.append(asyncio.get_running_loop().time()))
+    clock = Clock()
+    monkeypatch.setattr(heap, "trim", lambda: trims.append(clock.now))
+    trimmer = heap.Trimmer(clock, delay=1.0, large=1000)
 
-    async def run() -> list[float]:
-        loop = asyncio.get_running_loop()
-        trimmer = heap.Trimmer(loop, delay=0.2, large=1000)
-        started = loop.time()
-        trimmer.finished(999)  # small: no trim
-        await asyncio.sleep(0.3)
-        assert trims == []
-        for _ in range(3):
-            trimmer.finished(5000)
-            await asyncio.sleep(0.1)
-        last = loop.time() - 0.1
-        await asyncio.sleep(0.4)
-        return [at - last for at in trims], started
-
-    after_last, _ = asyncio.run(run())
-    assert len(after_last) == 1 and 0.15 <= after_last[0] <= 0.35
+    trimmer.finished(999)  # small: nothing to give back
+    clock.advance(2)
+    assert trims == []
+    for _ in range(3):  # a large body every half second, at 2, 2.5 and 3: each puts the trim off
+        trimmer.finished(5000)
+        clock.advance(0.5)
+    assert trims == []
+    clock.advance(0.5)
+    assert trims == [4.0]  # one second after the last
+    clock.advance(5)
+    assert trims == [4.0]
