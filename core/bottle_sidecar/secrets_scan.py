@@ -61,11 +61,11 @@ prefilter mode, which may report a match that is none but never misses one
 the detectors it reports take the exact scan above, which alone decides what
 is a secret. The same pass says whether the body holds an escape its media
 type declares (JSON's, a form's): most hold none, and are then neither decoded
-nor read again. A body with no secret is one pass at over 1 GB/s. Measured with ``python -m benchmarks.scanning`` in
-the sidecar image (Python 3.13.5, a shared 2-core VM): see the README's
-numbers. A profile's own patterns are always scanned exactly (see
-:func:`_prefilter`), and so is every pattern where Hyperscan is not installed
-(its wheels serve x86-64 only) or cannot compile it.
+nor read again. A body with no secret is one pass at over 1 GB/s (``python
+-m benchmarks.scanning`` in the sidecar image; the README has the numbers). A
+profile's own patterns are always scanned exactly (see :func:`_prefilter`),
+and so is every pattern where Hyperscan is not installed (its wheels serve
+x86-64 only) or cannot compile it.
 
 The sidecar image copies detect-secrets' patterns into a module when it is
 built (``python -m bottle_sidecar.secrets_scan --freeze``), so that the proxy
